@@ -1,0 +1,274 @@
+"""Model specs: every fact about a zoo model that code downstream needs.
+
+A spec is the single source of truth for input size, normalisation, keypoints, flip pairs, box padding,
+checkpoint and published results (the ``pretrained_cfg`` idea from timm). Nothing else keeps a copy.
+Specs are registered in a plain dict through :func:`register`; adding a model means adding one spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+__all__ = [
+    "ModelSpec",
+    "DatasetInfo",
+    "MODELS",
+    "DATASETS",
+    "register",
+    "get_spec",
+    "list_models",
+    "DEFAULT_MODEL",
+]
+
+MMPOSE_URL = "https://download.openmmlab.com/mmpose/"
+IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, 0-255 scale
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Keypoint layout of a dataset (mmpose's dataset_info)."""
+
+    name: str
+    keypoints: tuple[str, ...]
+    skeleton: tuple[tuple[int, int], ...]
+    flip_pairs: tuple[tuple[int, int], ...]
+    metric: str  # "coco_ap" | "pckh" | "hand_pck" | "hand_pckh"
+    box_padding: float = 1.25
+    box_rule: str = "xywh"  # "xywh" (aspect-corrected box) or "mpii" (json centre/scale)
+    sigmas: tuple[float, ...] | None = None  # OKS sigmas (COCO only)
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.keypoints)
+
+
+COCO_KEYPOINTS = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+    "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)  # fmt: skip
+COCO_SKELETON = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),
+    (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+)  # fmt: skip
+COCO_SIGMAS = tuple(
+    s / 10.0
+    for s in (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89)
+)  # fmt: skip
+MPII_KEYPOINTS = (
+    "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
+    "pelvis", "thorax", "upper_neck", "head_top",
+    "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist",
+)  # fmt: skip
+MPII_SKELETON = (
+    (0, 1), (1, 2), (2, 6), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9),
+    (8, 12), (12, 11), (11, 10), (8, 13), (13, 14), (14, 15),
+)  # fmt: skip
+HAND_KEYPOINTS = ("wrist",) + tuple(
+    f"{finger}{i}" for finger in ("thumb", "forefinger", "middle_finger", "ring_finger", "pinky_finger")
+    for i in range(1, 5)
+)  # fmt: skip
+HAND_SKELETON = tuple(
+    pair for base in (1, 5, 9, 13, 17)
+    for pair in ((0, base), (base, base + 1), (base + 1, base + 2), (base + 2, base + 3))
+)  # fmt: skip
+
+DATASETS: dict[str, DatasetInfo] = {
+    "coco": DatasetInfo(
+        "coco", COCO_KEYPOINTS, COCO_SKELETON,
+        ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
+        metric="coco_ap", sigmas=COCO_SIGMAS,
+    ),
+    "mpii": DatasetInfo(
+        "mpii", MPII_KEYPOINTS, MPII_SKELETON,
+        ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)),
+        metric="pckh", box_rule="mpii",
+    ),
+    "onehand10k": DatasetInfo("onehand10k", HAND_KEYPOINTS, HAND_SKELETON, (), metric="hand_pck"),
+    "panoptic": DatasetInfo(
+        "panoptic", HAND_KEYPOINTS, HAND_SKELETON, (), metric="hand_pckh", box_padding=1.76
+    ),
+    "rhd": DatasetInfo("rhd", HAND_KEYPOINTS, HAND_SKELETON, (), metric="hand_pck"),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything about one zoo model. Sizes are (width, height), as mmpose's ``image_size``."""
+
+    name: str
+    dataset: str
+    input_size: tuple[int, int]
+    checkpoint: str  # URL, or "package:<file>" for weights shipped inside edgepose
+    published: dict[str, float] = field(default_factory=dict)
+    config: str = ""
+    train_sigma: float = 2.0
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    flip_test: bool = True
+    shift_heatmap: bool = True
+    description: str = ""
+
+    @property
+    def info(self) -> DatasetInfo:
+        return DATASETS[self.dataset]
+
+    @property
+    def num_keypoints(self) -> int:
+        return self.info.num_keypoints
+
+    @property
+    def heatmap_size(self) -> tuple[int, int]:
+        return (self.input_size[0] // 4, self.input_size[1] // 4)
+
+    @property
+    def keypoints(self) -> tuple[str, ...]:
+        return self.info.keypoints
+
+    @property
+    def skeleton(self) -> tuple[tuple[int, int], ...]:
+        return self.info.skeleton
+
+    @property
+    def flip_pairs(self) -> tuple[tuple[int, int], ...]:
+        return self.info.flip_pairs
+
+    @property
+    def box_padding(self) -> float:
+        return self.info.box_padding
+
+    @property
+    def checkpoint_hash(self) -> str | None:
+        """The sha256 prefix mmcv's ``publish_model`` puts in the file name (``-d1e58e7b_20200727.pth``)."""
+        return checkpoint_hash_from_name(self.checkpoint)
+
+    def to_dict(self) -> dict:
+        """A JSON-friendly description (stored in every artifact's metadata)."""
+        d = dataclasses.asdict(self)
+        d.update(
+            num_keypoints=self.num_keypoints,
+            heatmap_size=list(self.heatmap_size),
+            keypoints=list(self.keypoints),
+            skeleton=[list(p) for p in self.skeleton],
+            flip_pairs=[list(p) for p in self.flip_pairs],
+            box_padding=self.box_padding,
+            box_rule=self.info.box_rule,
+            metric=self.info.metric,
+        )
+        return d
+
+
+_HASH_RE = re.compile(r"-([0-9a-f]{8})(?:_\d{8})?\.pth$")
+
+
+def checkpoint_hash_from_name(name: str) -> str | None:
+    m = _HASH_RE.search(name)
+    return m.group(1) if m else None
+
+
+MODELS: dict[str, ModelSpec] = {}
+DEFAULT_MODEL = "demo_coco_256x192"
+
+
+def register(fn: Callable[[], ModelSpec]) -> Callable[[], ModelSpec]:
+    """Decorator: the function returns a spec, which is added to :data:`MODELS` under its name."""
+    spec = fn()
+    if spec.name in MODELS:
+        raise ValueError(f"model {spec.name!r} registered twice")
+    if spec.dataset not in DATASETS:
+        raise ValueError(f"model {spec.name!r}: unknown dataset {spec.dataset!r}")
+    MODELS[spec.name] = spec
+    return fn
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
+
+
+def list_models() -> list[str]:
+    return list(MODELS)
+
+
+_CFG = "configs/{kind}/2d_kpt_sview_rgb_img/topdown_heatmap/{ds}/mobilenetv2_{ds2}_{size}.py"
+
+
+@register
+def coco_256x192() -> ModelSpec:
+    return ModelSpec(
+        "coco_256x192", "coco", (192, 256),
+        MMPOSE_URL + "top_down/mobilenetv2/mobilenetv2_coco_256x192-d1e58e7b_20200727.pth",
+        published={"AP": 0.646, "AP50": 0.874, "AP75": 0.723, "AR": 0.707, "AR50": 0.917},
+        config=_CFG.format(kind="body", ds="coco", ds2="coco", size="256x192"),
+        description="COCO body, 17 keypoints",
+    )  # fmt: skip
+
+
+@register
+def coco_384x288() -> ModelSpec:
+    return ModelSpec(
+        "coco_384x288", "coco", (288, 384),
+        MMPOSE_URL + "top_down/mobilenetv2/mobilenetv2_coco_384x288-26be4816_20200727.pth",
+        published={"AP": 0.673, "AP50": 0.879, "AP75": 0.743, "AR": 0.729, "AR50": 0.916},
+        config=_CFG.format(kind="body", ds="coco", ds2="coco", size="384x288"),
+        train_sigma=3.0, description="COCO body, 17 keypoints",
+    )  # fmt: skip
+
+
+@register
+def mpii_256x256() -> ModelSpec:
+    return ModelSpec(
+        "mpii_256x256", "mpii", (256, 256),
+        MMPOSE_URL + "top_down/mobilenetv2/mobilenetv2_mpii_256x256-e068afa7_20200812.pth",
+        published={"PCKh": 0.854, "PCKh@0.1": 0.235},
+        config=_CFG.format(kind="body", ds="mpii", ds2="mpii", size="256x256"),
+        description="MPII body, 16 keypoints",
+    )  # fmt: skip
+
+
+@register
+def onehand10k_256x256() -> ModelSpec:
+    return ModelSpec(
+        "onehand10k_256x256", "onehand10k", (256, 256),
+        MMPOSE_URL + "hand/mobilenetv2/mobilenetv2_onehand10k_256x256-f3a3d90e_20210330.pth",
+        published={"PCK@0.2": 0.986, "AUC": 0.537, "EPE": 28.60},
+        config=_CFG.format(kind="hand", ds="onehand10k", ds2="onehand10k", size="256x256"),
+        description="OneHand10K hand, 21 keypoints",
+    )  # fmt: skip
+
+
+@register
+def panoptic_256x256() -> ModelSpec:
+    return ModelSpec(
+        "panoptic_256x256", "panoptic", (256, 256),
+        MMPOSE_URL + "hand/mobilenetv2/mobilenetv2_panoptic_256x256-b733d98c_20210330.pth",
+        published={"PCKh@0.7": 0.998, "AUC": 0.694, "EPE": 9.70},
+        config=_CFG.format(kind="hand", ds="panoptic2d", ds2="panoptic2d", size="256x256"),
+        description="CMU Panoptic hand, 21 keypoints",
+    )  # fmt: skip
+
+
+@register
+def rhd_256x256() -> ModelSpec:
+    return ModelSpec(
+        "rhd_256x256", "rhd", (256, 256),
+        MMPOSE_URL + "hand/mobilenetv2/mobilenetv2_rhd2d_256x256-85fa02db_20210330.pth",
+        published={"PCK@0.2": 0.985, "AUC": 0.883, "EPE": 2.80},
+        config=_CFG.format(kind="hand", ds="rhd", ds2="rhd2d", size="256x256"),
+        description="RHD hand, 21 keypoints",
+    )  # fmt: skip
+
+
+@register
+def demo_coco_256x192() -> ModelSpec:
+    return ModelSpec(
+        "demo_coco_256x192", "coco", (192, 256), "package:demo_coco_256x192.pth",
+        description="coco_256x192 architecture trained by edgepose on synthetic figures (demo only)",
+    )  # fmt: skip
