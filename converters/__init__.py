@@ -1,0 +1,1 @@
+"""Workstation side: PyTorch -> ONNX -> TFLite / OpenVINO converters (installed as edgepose.converters)."""

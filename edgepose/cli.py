@@ -1,0 +1,48 @@
+"""``edgepose`` command line: argparse subcommands, one module each in ``edgepose/commands/``.
+
+A command module defines ``register(subparsers)`` which adds its parser and sets ``handler``; a handler
+turns arguments into one library call. Errors meant for the user (:class:`EdgeposeError`) become one line
+on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from . import __version__, commands
+from .errors import EdgeposeError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgepose",
+        description="mmpose MobileNetV2 pose models: convert, run, evaluate and benchmark on the edge.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgepose {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"{commands.__name__}.{mod.name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.handler(args) or 0)
+    except EdgeposeError as e:
+        print(f"edgepose: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgepose: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
