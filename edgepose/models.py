@@ -126,6 +126,9 @@ def load_model(spec: ModelSpec | str, checkpoint: str | None = None, progress: b
     if isinstance(spec, str):
         spec = get_spec(spec)
     model = build_model(spec)
-    path = resolve_checkpoint(checkpoint or spec.checkpoint, progress=progress)
-    load_state_dict_strict(model, path)
+    source = checkpoint or spec.checkpoint
+    path = resolve_checkpoint(source, progress=progress)
+    # The shipped demo weights carry a recorded sha256; a user's own checkpoint is taken as given.
+    sha = spec.checkpoint_sha256 if source == spec.checkpoint else None
+    load_state_dict_strict(model, path, sha256=sha or None)
     return model.eval()

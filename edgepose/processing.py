@@ -118,6 +118,8 @@ def normalize(crops: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
 
 def read_image(path: str | Path) -> np.ndarray:
     """RGB uint8 HWC (mmcv.imread(channel_order='rgb')); one clear error for an unreadable file."""
+    if not Path(path).is_file():
+        raise EdgeposeError(f"{path}: image file not found")
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise EdgeposeError(f"{path}: cannot read image (missing file or not an image)")

@@ -105,6 +105,7 @@ class ModelSpec:
     dataset: str
     input_size: tuple[int, int]
     checkpoint: str  # URL, or "package:<file>" for weights shipped inside edgepose
+    checkpoint_sha256: str = ""  # full sha256 of the checkpoint file, verified on load when set
     published: dict[str, float] = field(default_factory=dict)
     config: str = ""
     train_sigma: float = 2.0
@@ -272,3 +273,17 @@ def demo_coco_256x192() -> ModelSpec:
         "demo_coco_256x192", "coco", (192, 256), "package:demo_coco_256x192.pth",
         description="coco_256x192 architecture trained by edgepose on synthetic figures (demo only)",
     )  # fmt: skip
+
+
+def spec_from_metadata(meta: dict) -> ModelSpec:
+    """The spec an artifact was made from: the registered one by name, else rebuilt from its stored dict."""
+    model = meta.get("model", meta)
+    name = model.get("name")
+    if name in MODELS:
+        return MODELS[name]
+    fields = {f.name for f in dataclasses.fields(ModelSpec)}
+    kwargs = {k: v for k, v in model.items() if k in fields}
+    for key in ("input_size", "mean", "std"):
+        if key in kwargs:
+            kwargs[key] = tuple(kwargs[key])
+    return ModelSpec(**kwargs)

@@ -11,7 +11,8 @@ from .base import Runtime, register_runtime
 
 @register_runtime("torch", suffixes=(".pth", ".pt"))
 class TorchRuntime(Runtime):
-    """Options: ``model`` (spec name; default the demo model)."""
+    """Options: ``model`` (spec name; default the demo model), ``source`` (the path/URL the file came from,
+    so that the spec's own checkpoint is hash-checked)."""
 
     def _load(self) -> None:
         try:
@@ -25,7 +26,7 @@ class TorchRuntime(Runtime):
             torch.set_num_threads(self.threads)
         if self.device != "cpu":
             raise EdgeposeError(f"{self.path}: device {self.device!r} is not supported by the torch CPU runtime")
-        self.model = load_model(self.spec, str(self.path), progress=False)
+        self.model = load_model(self.spec, self.options.get("source") or str(self.path), progress=False)
         self.metadata = {"model": self.spec.to_dict(), "precision": "fp32", "format": "pytorch"}
         self._torch = torch
 

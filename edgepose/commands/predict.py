@@ -1,0 +1,64 @@
+"""``edgepose predict``: keypoints for one image, drawn as a skeleton (and optionally as JSON)."""
+
+from __future__ import annotations
+
+from ..errors import EdgeposeError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="run a model on one image and draw the skeleton")
+    p.add_argument("image", help="input image")
+    p.add_argument("--model", help="zoo model name (default: the demo model, or the artifact's own)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help="PyTorch checkpoint path or URL (default: the model's own)")
+    src.add_argument("--artifact", help="a converted artifact (.onnx, .tflite, .xml) to run instead of PyTorch")
+    p.add_argument("--bbox", action="append", default=[], metavar="X,Y,W,H", help="person box; repeat for several")
+    p.add_argument("--out", required=True, help="output image with the skeleton drawn")
+    p.add_argument("--json", dest="json_out", help="write keypoints as JSON")
+    p.add_argument("--no-flip", action="store_true", help="disable the flip test")
+    p.add_argument("--decoder", default="default", choices=["default", "dark"], help="heatmap decoding rule")
+    p.add_argument("--threads", type=int, help="inference threads")
+    p.add_argument("--score-thr", type=float, default=0.3, help="draw keypoints above this score")
+    p.set_defaults(handler=run)
+
+
+def open_model(model: str | None, checkpoint: str | None, artifact: str | None, threads: int | None = None):
+    """(spec, runtime) for a checkpoint (PyTorch) or an artifact (its own engine and metadata)."""
+    from ..runtimes import load_runtime
+    from ..spec import DEFAULT_MODEL, get_spec, spec_from_metadata
+
+    if artifact:
+        rt = load_runtime(artifact, threads=threads)
+        spec = get_spec(model) if model else spec_from_metadata(rt.metadata)
+        if rt.metadata and spec.num_keypoints != spec_from_metadata(rt.metadata).num_keypoints:
+            raise EdgeposeError(f"{artifact}: artifact has a different keypoint count than model {spec.name}")
+        return spec, rt
+    spec = get_spec(model or DEFAULT_MODEL)
+    return spec, open_checkpoint(spec, checkpoint, threads)
+
+
+def open_checkpoint(spec, checkpoint: str | None = None, threads: int | None = None):
+    """The PyTorch runtime on a checkpoint path/URL, or on the spec's own (downloaded, hash-checked)."""
+    from ..checkpoint import resolve_checkpoint
+    from ..runtimes import load_runtime
+
+    source = checkpoint or spec.checkpoint
+    return load_runtime(resolve_checkpoint(source), engine="torch", model=spec.name, threads=threads, source=source)
+
+
+def run(args) -> int:
+    from ..predict import parse_bbox, predict_image, write_image, write_json
+    from ..processing import read_image
+    from ..visualize import draw_keypoints
+
+    boxes = [parse_bbox(b) for b in args.bbox]
+    read_image(args.image)  # fail on a bad image before loading any model
+    spec, rt = open_model(args.model, args.checkpoint, args.artifact, args.threads)
+    pred = predict_image(spec, rt, args.image, boxes, flip_test=not args.no_flip, decoder=args.decoder)
+    drawn = draw_keypoints(read_image(args.image), pred.keypoints, spec, pred.boxes, args.score_thr)
+    write_image(args.out, drawn)
+    if args.json_out:
+        write_json(args.json_out, pred.to_json(spec))
+    n = len(pred.keypoints)
+    print(f"{args.image}: {n} person(s), mean keypoint score {pred.keypoints[..., 2].mean():.3f} -> {args.out}")
+    return 0

@@ -1,0 +1,91 @@
+"""Keypoints for one image: any runtime through the shared pipeline, drawn and/or written as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from .errors import EdgeposeError
+from .processing import Infer, TopDownPipeline, read_image
+from .spec import ModelSpec
+
+
+@dataclass
+class Prediction:
+    image: str
+    boxes: np.ndarray  # (N, 4) xywh
+    keypoints: np.ndarray  # (N, K, 3) x, y, score
+
+    def to_json(self, spec: ModelSpec) -> dict:
+        return {
+            "image": self.image,
+            "model": spec.name,
+            "keypoint_names": list(spec.keypoints),
+            "persons": [
+                {
+                    "bbox": [float(v) for v in box],
+                    "keypoints": [[float(x), float(y), float(s)] for x, y, s in kpts],
+                    "score": float(kpts[:, 2].mean()),
+                }
+                for box, kpts in zip(self.boxes, self.keypoints)
+            ],
+        }
+
+
+def parse_bbox(text: str) -> list[float]:
+    """``"x,y,w,h"`` -> four floats, with a clear error for anything else."""
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) != 4 or vals[2] <= 0 or vals[3] <= 0:
+        raise EdgeposeError(f"--bbox {text!r}: expected x,y,w,h with positive width and height")
+    return vals
+
+
+def predict_image(
+    spec: ModelSpec,
+    infer: Infer,
+    image_path: str | Path,
+    boxes: Sequence[Sequence[float]] | None = None,
+    flip_test: bool | None = None,
+    decoder: str = "default",
+) -> Prediction:
+    image = read_image(image_path)
+    if not boxes:
+        boxes = [[0.0, 0.0, float(image.shape[1]), float(image.shape[0])]]
+    boxes_arr = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    pipe = TopDownPipeline(spec, flip_test=flip_test, decoder=decoder)
+    return Prediction(str(image_path), boxes_arr, pipe(infer, image, boxes_arr))
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: str | Path, obj) -> None:
+    write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def write_image(path: str | Path, image_rgb: np.ndarray) -> None:
+    ext = Path(path).suffix.lower() or ".png"
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise EdgeposeError(f"{path}: cannot encode an image with suffix {ext!r}")
+    write_atomic(path, buf.tobytes())

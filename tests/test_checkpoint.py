@@ -1,0 +1,146 @@
+"""Checkpoints in mmpose's published layout load strictly; anything else fails naming what is wrong."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edgepose import EdgeposeError, MODELS  # noqa: E402
+from edgepose.checkpoint import download_checkpoint, read_state_dict, resolve_checkpoint  # noqa: E402
+from edgepose.models import build_model, load_model  # noqa: E402
+from tests.helpers import mmpose_checkpoint, mmpose_keys  # noqa: E402
+
+REAL_MODELS = [n for n in MODELS if not n.startswith("demo_")]
+
+
+def test_key_list_matches_model_exactly():
+    expected = mmpose_keys(17)
+    state = build_model("coco_256x192").state_dict()
+    assert len(expected) == 332
+    assert [(k, list(v.shape)) for k, v in state.items()] == expected
+
+
+@pytest.mark.parametrize("name", REAL_MODELS)
+def test_mmpose_layout_checkpoint_loads_strictly(tmp_path, name):
+    spec = MODELS[name]
+    path = mmpose_checkpoint(tmp_path / f"{name}.pth", spec.num_keypoints, seed=1)
+    model = load_model(spec, str(path))
+    ref = torch.load(path, weights_only=True)["state_dict"]
+    got = model.state_dict()
+    assert set(got) == set(ref)
+    for k in ("backbone.conv1.conv.weight", "keypoint_head.final_layer.bias", "backbone.layer7.0.conv.2.bn.running_var"):
+        assert torch.equal(got[k], ref[k])
+    assert got["keypoint_head.final_layer.weight"].shape[0] == spec.num_keypoints
+    # parameter counts from the spec (K=17: 9,569,809; K=16: 9,569,552; K=21: 9,570,837)
+    counts = {17: 9_569_809, 16: 9_569_552, 21: 9_570_837}
+    assert sum(p.numel() for p in model.parameters()) == counts[spec.num_keypoints]
+
+
+def test_bare_state_dict_and_module_prefix_load(tmp_path):
+    path = mmpose_checkpoint(tmp_path / "a.pth")
+    state = torch.load(path, weights_only=True)["state_dict"]
+    torch.save(state, tmp_path / "bare.pth")
+    torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "ddp.pth")
+    for p in ("bare.pth", "ddp.pth"):
+        m = load_model("coco_256x192", str(tmp_path / p))
+        assert torch.equal(m.state_dict()["backbone.conv2.conv.weight"], state["backbone.conv2.conv.weight"])
+
+
+def _renamed(state):
+    state["backbone.conv1.conv.kernel"] = state.pop("backbone.conv1.conv.weight")
+    return state
+
+
+def _reshaped(state):
+    state["backbone.layer3.1.conv.1.conv.weight"] = torch.zeros(192, 1, 5, 5)
+    return state
+
+
+@pytest.mark.parametrize(
+    "mutate, words",
+    [
+        (_renamed, ["missing key(s): backbone.conv1.conv.weight", "unexpected key(s): backbone.conv1.conv.kernel"]),
+        (_reshaped, ["backbone.layer3.1.conv.1.conv.weight [192, 1, 5, 5] (model expects [192, 1, 3, 3])"]),
+    ],
+)
+def test_mismatched_checkpoint_names_the_key(tmp_path, mutate, words):
+    path = mmpose_checkpoint(tmp_path / "bad.pth", mutate=mutate)
+    with pytest.raises(EdgeposeError) as e:
+        load_model("coco_256x192", str(path))
+    msg = str(e.value)
+    assert str(path) in msg and "\n" not in msg
+    for w in words:
+        assert w in msg
+
+
+def test_wrong_keypoint_count_is_explained(tmp_path):
+    path = mmpose_checkpoint(tmp_path / "hand.pth", num_keypoints=21)
+    with pytest.raises(EdgeposeError, match=r"keypoint_head\.final_layer\.weight.*checkpoint has 21 keypoints, model expects 17"):
+        load_model("coco_256x192", str(path))
+
+
+def test_truncated_and_foreign_files_fail_cleanly(tmp_path):
+    good = mmpose_checkpoint(tmp_path / "good.pth")
+    data = good.read_bytes()
+    (tmp_path / "trunc.pth").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.pth").write_text("this is not a checkpoint\n")
+    torch.save([1, 2, 3], tmp_path / "list.pth")
+    for name, pattern in [("trunc.pth", "not a readable PyTorch checkpoint"),
+                          ("text.pth", "not a readable PyTorch checkpoint"),
+                          ("list.pth", "holds no state_dict")]:  # fmt: skip
+        with pytest.raises(EdgeposeError, match=pattern) as e:
+            read_state_dict(tmp_path / name)
+        assert name in str(e.value) and "\n" not in str(e.value)
+
+
+def test_pickled_code_is_refused(tmp_path):
+    """weights_only=True: a checkpoint that would run code on unpickling is rejected, not executed."""
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"state_dict": Evil()}, f)
+    with pytest.raises(EdgeposeError, match="not a readable PyTorch checkpoint"):
+        read_state_dict(path)
+
+
+def _named_with_hash(tmp_path, data: bytes, good: bool):
+    digest = hashlib.sha256(data).hexdigest()[:8]
+    prefix = digest if good else ("0" * 8 if digest != "0" * 8 else "1" * 8)
+    src = tmp_path / "src" / f"mobilenetv2_test-{prefix}_20200727.pth"
+    src.parent.mkdir()
+    src.write_bytes(data)
+    return src
+
+
+def test_download_verifies_hash_prefix_and_caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEPOSE_CACHE", str(tmp_path / "cache"))
+    data = mmpose_checkpoint(tmp_path / "c.pth").read_bytes()
+    src = _named_with_hash(tmp_path, data, good=True)
+    path = resolve_checkpoint(src.as_uri(), progress=False)
+    assert path.parent == tmp_path / "cache" / "checkpoints" and path.read_bytes() == data
+    src.unlink()  # a second call uses the cache
+    assert resolve_checkpoint(src.as_uri(), progress=False) == path
+    load_model("coco_256x192", src.as_uri())
+
+
+def test_download_refuses_hash_mismatch_and_leaves_nothing(tmp_path):
+    src = _named_with_hash(tmp_path, b"corrupted bytes", good=False)
+    dest = tmp_path / "cache"
+    with pytest.raises(EdgeposeError, match="does not match the prefix"):
+        download_checkpoint(src.as_uri(), dest_dir=dest, progress=False)
+    assert list(dest.iterdir()) == []
+
+
+def test_offline_url_says_to_pass_checkpoint(tmp_path):
+    # port 9 (discard) on loopback is closed: the connection is refused at once, as offline
+    with pytest.raises(EdgeposeError, match=r"cannot download checkpoint .*pass --checkpoint PATH"):
+        download_checkpoint("http://127.0.0.1:9/mobilenetv2_x-d1e58e7b_20200727.pth", dest_dir=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
