@@ -9,8 +9,9 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import EdgeposeError
 from .spec import checkpoint_hash_from_name
@@ -154,8 +155,9 @@ def check_state_dict(model, state: Mapping[str, Any], source: str = "checkpoint"
     if problems:
         hint = ""
         w = state.get("keypoint_head.final_layer.weight")
-        if w is not None and w.shape[0] != expected["keypoint_head.final_layer.weight"].shape[0]:
-            hint = f" [checkpoint has {w.shape[0]} keypoints, model expects {expected['keypoint_head.final_layer.weight'].shape[0]}]"
+        k_model = expected["keypoint_head.final_layer.weight"].shape[0]
+        if w is not None and w.shape[0] != k_model:
+            hint = f" [checkpoint has {w.shape[0]} keypoints, model expects {k_model}]"
         raise EdgeposeError(f"{source}: does not match the model: {' | '.join(problems)}{hint}")
 
 

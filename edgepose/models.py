@@ -13,7 +13,9 @@ from torch import nn
 from .spec import ModelSpec, get_spec
 
 # (expand ratio t, out channels c, blocks n, first stride s), mmpose's MobileNetV2.arch_settings
-ARCH_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+ARCH_SETTINGS = (
+    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
+)  # fmt: skip
 
 
 class ConvModule(nn.Module):
@@ -97,7 +99,7 @@ class TopDownPoseModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.keypoint_head(self.backbone(x))
 
-    def init_weights(self, seed: int | None = None) -> "TopDownPoseModel":
+    def init_weights(self, seed: int | None = None) -> TopDownPoseModel:
         """mmpose's head init (normal std 0.001, BN 1/0); backbone keeps PyTorch defaults."""
         if seed is not None:
             torch.manual_seed(seed)

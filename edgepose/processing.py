@@ -7,9 +7,10 @@ centres and scales ``(N, 2)`` (scale in units of 200 px, as mmpose), heatmaps ``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import cv2
 import numpy as np

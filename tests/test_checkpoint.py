@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgepose import EdgeposeError, MODELS  # noqa: E402
+from edgepose import MODELS, EdgeposeError  # noqa: E402
 from edgepose.checkpoint import download_checkpoint, read_state_dict, resolve_checkpoint  # noqa: E402
 from edgepose.models import build_model, load_model  # noqa: E402
 from tests.helpers import mmpose_checkpoint, mmpose_keys  # noqa: E402
@@ -31,7 +31,8 @@ def test_mmpose_layout_checkpoint_loads_strictly(tmp_path, name):
     ref = torch.load(path, weights_only=True)["state_dict"]
     got = model.state_dict()
     assert set(got) == set(ref)
-    for k in ("backbone.conv1.conv.weight", "keypoint_head.final_layer.bias", "backbone.layer7.0.conv.2.bn.running_var"):
+    keys = ("backbone.conv1.conv.weight", "keypoint_head.final_layer.bias", "backbone.layer7.0.conv.2.bn.running_var")
+    for k in keys:
         assert torch.equal(got[k], ref[k])
     assert got["keypoint_head.final_layer.weight"].shape[0] == spec.num_keypoints
     # parameter counts from the spec (K=17: 9,569,809; K=16: 9,569,552; K=21: 9,570,837)
@@ -78,7 +79,8 @@ def test_mismatched_checkpoint_names_the_key(tmp_path, mutate, words):
 
 def test_wrong_keypoint_count_is_explained(tmp_path):
     path = mmpose_checkpoint(tmp_path / "hand.pth", num_keypoints=21)
-    with pytest.raises(EdgeposeError, match=r"keypoint_head\.final_layer\.weight.*checkpoint has 21 keypoints, model expects 17"):
+    pattern = r"keypoint_head\.final_layer\.weight.*checkpoint has 21 keypoints, model expects 17"
+    with pytest.raises(EdgeposeError, match=pattern):
         load_model("coco_256x192", str(path))
 
 

@@ -21,8 +21,9 @@ def ckpt(tmp_path_factory):
 def test_predict_draws_and_writes_json(tmp_path, ckpt):
     img = require(SAMPLES / "coco" / "000000000785.jpg")
     out, js = tmp_path / "out.png", tmp_path / "out.json"
-    rc = main(["predict", str(img), "--model", "coco_256x192", "--checkpoint", str(ckpt),
-               "--bbox", "280,44,218,346", "--bbox", "10,10,100,200", "--out", str(out), "--json", str(js)])  # fmt: skip
+    boxes = ["--bbox", "280,44,218,346", "--bbox", "10,10,100,200"]
+    rc = main(["predict", str(img), "--model", "coco_256x192", "--checkpoint", str(ckpt), *boxes,
+               "--out", str(out), "--json", str(js)])  # fmt: skip
     assert rc == 0
     drawn, src = cv2.imread(str(out)), cv2.imread(str(img))
     assert drawn.shape == src.shape and (drawn != src).any()  # at least the box outline was drawn

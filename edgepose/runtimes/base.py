@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import EdgeposeError
 
-RUNTIMES: dict[str, type["Runtime"]] = {}
+RUNTIMES: dict[str, type[Runtime]] = {}
 _SUFFIXES: dict[str, str] = {}
 
 
