@@ -5,9 +5,8 @@ float32 NCHW normalised batch and returns float32 NCHW heatmaps. Layout and quan
 runtime's own business, read from the artifact's metadata. Engines are imported only when used.
 """
 
-from .base import RUNTIMES, Runtime, engine_for, load_runtime, register_runtime
-
 # Importing the modules registers the engines; none of them imports its engine at import time.
-from . import torch_rt  # noqa: F401,E402
+from . import litert_rt, onnxruntime_rt, openvino_rt, torch_rt  # noqa: F401,E402
+from .base import RUNTIMES, Runtime, engine_for, load_runtime, register_runtime
 
 __all__ = ["RUNTIMES", "Runtime", "engine_for", "load_runtime", "register_runtime"]

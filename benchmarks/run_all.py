@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""Convert the demo model to every target and precision, bench every artifact on this machine, record it.
+
+Writes ``benchmarks/results/bench_<model>_<arch>.{json,md,png}`` and rewrites the summary table between
+``<!-- bench:start -->`` and ``<!-- bench:end -->`` in the top-level README.md (when both markers are there).
+
+    python benchmarks/run_all.py                      # convert (if needed) + bench, 2 threads
+    python benchmarks/run_all.py --skip-convert       # bench the artifacts already in artifacts/<model>/
+    python benchmarks/run_all.py --threads 4 --runs 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+# Speed targets for COCO 256x192, batch 1, 2 threads, on a 2-core x86 machine with AVX-512 VNNI and AMX.
+TARGETS_MS = {("xml", "int8"): 3.4, ("tflite", "int8"): 6.6, ("onnx", "fp32"): 14.8}
+TARGET_NAMES = {("xml", "int8"): "OpenVINO INT8", ("tflite", "int8"): "TFLite INT8 (XNNPACK)",
+                ("onnx", "fp32"): "ONNX Runtime FP32"}  # fmt: skip
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from edgepose.spec import DEFAULT_MODEL
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model to convert and bench (default {DEFAULT_MODEL})")
+    p.add_argument("--artifacts", type=Path, help="artifact folder (default: artifacts/<model>/)")
+    p.add_argument("--skip-convert", action="store_true", help="bench what is in the artifact folder")
+    p.add_argument("--force-convert", action="store_true", help="convert even when all 9 artifacts exist")
+    p.add_argument("--threads", type=int, default=2, help="inference threads (default 2, as the targets)")
+    p.add_argument("--runs", type=int, default=200, help="timed runs per measurement (default 200)")
+    p.add_argument("--warmup", type=int, default=20, help="warm-up runs (default 20)")
+    p.add_argument("--limit", type=int, help="evaluate on the first N val images only")
+    p.add_argument("--results", type=Path, default=RESULTS, help="output folder (default benchmarks/results)")
+    p.add_argument("--readme", type=Path, default=REPO / "README.md", help="README whose bench section to rewrite")
+    p.add_argument("--no-readme", action="store_true", help="leave the README alone")
+    return p.parse_args(argv)
+
+
+def convert_all(model: str, out: Path, force: bool) -> None:
+    """Every target x precision through the converters' library call (skipped when all files exist)."""
+    expected = [out / f"{model}_{p}.{s}" for s in ("onnx", "tflite", "xml") for p in ("fp32", "fp16", "int8")]
+    if not force and all(f.is_file() for f in expected):
+        print(f"run_all: all {len(expected)} artifacts already in {out}/ (--force-convert to redo)", file=sys.stderr)
+        return
+    from edgepose.converters.api import convert
+
+    t0 = time.perf_counter()
+    result = convert(model=model, targets="all", precisions="fp32,fp16,int8", out=out, progress=True)
+    print(result.table())
+    print(f"run_all: converted in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
+
+def target_lines(report: dict) -> list[str]:
+    """Each speed target next to the measured model-alone p50 of the matching artifact."""
+    lines = []
+    for key, target in TARGETS_MS.items():
+        row = next((r for r in report["rows"] if (r.get("format"), r.get("precision")) == key and not r["reference"]),
+                   None)  # fmt: skip
+        if row is None or row["status"] != "ok":
+            lines.append(f"| {TARGET_NAMES[key]} | {target:.1f} | not measured | |")
+            continue
+        p50 = row["model"]["p50_ms"]
+        verdict = "met" if p50 <= target else f"missed ({p50 / target:.1f}x)"
+        lines.append(f"| {TARGET_NAMES[key]} | {target:.1f} | {p50:.2f} | {verdict} |")
+    return lines
+
+
+def overhead_line(report: dict) -> str:
+    rows = [r for r in report["rows"] if r["status"] == "ok"]
+    if not rows:
+        return ""
+    parts = [f"{r['name']} {r['pipeline']['no_flip']['overhead_pct']:.1f}%" for r in rows]
+    return "Pipeline pre/post (crop + decode) as a share of inference, target < 5%: " + ", ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from edgepose.bench import BenchConfig, run_bench
+    from edgepose.bench_plot import write_plot
+    from edgepose.bench_report import console_table, markdown, replace_between_markers, summary_markdown, write_json
+    from edgepose.predict import write_atomic
+
+    out = args.artifacts or REPO / "artifacts" / args.model
+    if not args.skip_convert:
+        convert_all(args.model, out, args.force_convert)
+    cfg = BenchConfig(model=args.model, artifacts=[out], threads=args.threads, runs=args.runs, warmup=args.warmup,
+                      limit=args.limit)  # fmt: skip
+    report = run_bench(cfg).to_dict()
+    print(console_table(report))
+
+    arch = platform.machine().lower() or "unknown"
+    stem = args.results / f"bench_{args.model}_{arch}"
+    args.results.mkdir(parents=True, exist_ok=True)
+    write_json(report, stem.with_suffix(".json"))
+    targets = ["", "Speed targets (model alone, batch 1, 2 threads, 2-core x86 with AVX-512 VNNI/AMX):", "",
+               "| artifact | target p50 ms | measured p50 ms | |", "|---|---:|---:|---|", *target_lines(report),
+               "", overhead_line(report)]  # fmt: skip
+    write_atomic(stem.with_suffix(".md"), (markdown(report) + "\n".join(targets) + "\n").encode())
+    skipped = write_plot(report, stem.with_suffix(".png"))
+    print(skipped or f"run_all: wrote {stem}.{{json,md,png}}", file=sys.stderr)
+
+    if not args.no_readme and args.readme.is_file():
+        rel = stem.relative_to(REPO) if stem.is_relative_to(REPO) else stem
+        link = f"Full table, speed targets, machine and plot: [`{rel}.md`]({rel}.md), [`{rel}.png`]({rel}.png)."
+        body = summary_markdown(report) + "\n" + link + "\n"
+        new = replace_between_markers(args.readme.read_text(), body)
+        if new is None:
+            print(f"run_all: {args.readme} has no bench markers; left unchanged", file=sys.stderr)
+        else:
+            write_atomic(args.readme, new.encode())
+            print(f"run_all: updated the bench section of {args.readme}", file=sys.stderr)
+    return 1 if all(r["status"] != "ok" for r in report["rows"] if not r["reference"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""``convert()``: a checkpoint to checked artifacts, one call (what ``edgepose convert`` runs).
+
+Steps: load the checkpoint strictly -> export ONNX once (the input of every other target) -> each target makes
+its precisions in a temp folder inside ``out`` -> each artifact runs through its edgepose runtime on held-out
+crops and is compared with PyTorch (:mod:`.parity`) -> metadata (sidecar + embedded) -> if every precision
+is within tolerance (or ``allow_parity_failure``), the files are moved into ``out``; otherwise nothing is
+written and the call raises :class:`EdgeposeError` with one line.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgepose import __version__
+from edgepose.artifact import FORMAT_VERSION, sidecar_path, write_metadata, write_sidecar
+from edgepose.calibration import CalibrationSet, default_calibration_path, read_calibration
+from edgepose.errors import EdgeposeError
+from edgepose.spec import DEFAULT_MODEL, ModelSpec, get_spec
+
+from . import onnx_export, openvino, tflite  # noqa: F401  (registers the targets)
+from .base import PRECISIONS, TARGETS, Context, Converted, Timer, quiet, require, version_of
+from .parity import TOLERANCES, check, compare, format_table, tolerance_dict
+
+NUM_CALIB = 100
+NUM_PARITY = 16
+PARITY_SEED = 4242  # synthetic parity crops when a calibration file has no holdout (train 777, val 20241)
+
+
+@dataclass
+class ArtifactResult:
+    target: str
+    precision: str
+    path: Path  # final location (inside out) once written
+    files: list[Path]
+    parity: dict[str, Any]
+    failed: list[str]
+    seconds: float
+    size_bytes: int
+    metadata: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+
+@dataclass
+class ConversionResult:
+    model: str
+    out_dir: Path
+    artifacts: list[ArtifactResult] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    written: bool = False
+
+    def table(self) -> str:
+        rows = [{"artifact": a.path.name, "precision": a.precision, "size_mb": a.size_bytes / 1e6,
+                 "parity": a.parity, "failed": a.failed} for a in self.artifacts]  # fmt: skip
+        return format_table(rows)
+
+
+def parse_list(value: str | Sequence[str] | None, allowed: Sequence[str], what: str, all_ok: bool = False) -> list[str]:
+    """``"a,b"`` or a list -> checked list in ``allowed`` order; ``"all"`` -> everything."""
+    if value is None:
+        return list(allowed)
+    items = [v.strip().lower() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
+    if all_ok and "all" in items:
+        return list(allowed)
+    bad = [v for v in items if v not in allowed]
+    if bad or not items:
+        raise EdgeposeError(f"unknown {what} {bad[0] if bad else '(empty)'!r}; choose from {', '.join(allowed)}")
+    return [a for a in allowed if a in items]
+
+
+def _logger(progress: bool) -> Callable[[str], None]:
+    t0 = time.perf_counter()
+
+    def log(msg: str) -> None:
+        if progress:
+            print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    return log
+
+
+def synthetic_parity_crops(spec: ModelSpec, n: int, seed: int = PARITY_SEED) -> np.ndarray:
+    """``n`` crops of freshly rendered synthetic figures (a seed neither split uses), for parity inputs."""
+    from edgepose.processing import box_to_center_scale, crop
+    from edgepose.synthetic import render_image
+
+    w, h = spec.input_size
+    out = np.empty((n, h, w, 3), dtype=np.uint8)
+    for i in range(n):
+        img, persons = render_image(np.random.default_rng([seed, i]))
+        box = persons[0]["bbox"] if persons else [0, 0, img.shape[1], img.shape[0]]
+        c, s = box_to_center_scale(np.asarray([box], np.float32), w / h, spec.box_padding)
+        out[i] = crop(img, c[0], s[0], spec.input_size)
+    return out
+
+
+def _calibration(
+    spec: ModelSpec, calib: str | Path | None, need_int8: bool, log: Callable[[str], None], notes: list[str]
+) -> CalibrationSet | None:
+    if calib is not None:
+        return read_calibration(calib, spec)
+    try:  # without INT8 the set only gives the parity crops: never make one just for that
+        path = default_calibration_path(spec, make=need_int8)
+    except EdgeposeError:
+        if need_int8:
+            raise
+        return None
+    if need_int8:
+        msg = (
+            f"INT8 is calibrated on the bundled synthetic set {path.name}; calibrating on your own images is "
+            f"better: edgepose calibrate --model {spec.name} --images DIR --out FILE.npz, then --calib FILE.npz"
+        )
+        print(f"edgepose: warning: {msg}", file=sys.stderr)
+        notes.append(msg)
+    return read_calibration(path, spec)
+
+
+def _base_metadata(spec: ModelSpec, c: Converted, source: dict, dynamic_batch: bool) -> dict[str, Any]:
+    tools = {"edgepose": __version__, "python": platform.python_version(), "torch": version_of("torch"),
+             "onnx": version_of("onnx"), **c.tools}  # fmt: skip
+    return {
+        "format_version": FORMAT_VERSION,
+        "format": c.target,
+        "precision": c.precision,
+        "model": spec.to_dict(),
+        "batch": None if dynamic_batch else 1,
+        "decode": "default",
+        "layout": c.layout,
+        "input": c.input,
+        "output": c.output,
+        "tools": tools,
+        "source": source,
+        "conversion": {
+            **c.details,
+            "seconds": round(c.seconds, 2),
+            "opset": onnx_export.OPSET,
+            "dynamic_batch": dynamic_batch,
+        },  # fmt: skip
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def convert(
+    model: str | None = None,
+    checkpoint: str | Path | None = None,
+    targets: str | Sequence[str] = "tflite",
+    precisions: str | Sequence[str] = PRECISIONS,
+    calib: str | Path | None = None,
+    num_calib: int = NUM_CALIB,
+    num_parity: int = NUM_PARITY,
+    dynamic_batch: bool = False,
+    int8_io: bool = False,
+    allow_parity_failure: bool = False,
+    out: str | Path | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+) -> ConversionResult:
+    """Convert ``model`` (default: the demo model) to ``targets`` x ``precisions``; see the module doc."""
+    log = _logger(progress)
+    target_names = parse_list(targets, list(TARGETS), "target", all_ok=True)
+    precs = parse_list(precisions, PRECISIONS, "precision")
+    plan: dict[str, list[str]] = {}
+    notes: list[str] = []
+    for t in target_names:
+        ok = [p for p in precs if p in TARGETS[t].precisions]
+        skipped = [p for p in precs if p not in ok]
+        if skipped:
+            notes.append(f"{t}: {', '.join(skipped)} not offered (choose from {', '.join(TARGETS[t].precisions)})")
+        if ok:
+            plan[t] = ok
+    if not plan:
+        raise EdgeposeError(f"nothing to convert: {'; '.join(notes)}")
+    if num_calib < 1 or num_parity < 1:
+        raise EdgeposeError("--num-calib and the number of parity crops must be at least 1")
+    require("torch", "onnx", target="ONNX export")
+    for t in plan:
+        require(*TARGETS[t].requires, target=t)
+
+    from edgepose.checkpoint import resolve_checkpoint, sha256_of
+    from edgepose.models import load_model
+
+    try:
+        spec = model if isinstance(model, ModelSpec) else get_spec(model or DEFAULT_MODEL)
+    except KeyError as e:
+        raise EdgeposeError(str(e.args[0])) from None
+    need_int8 = any("int8" in p for p in plan.values())
+    cset = _calibration(spec, calib, need_int8, log, notes)
+    if int8_io and "tflite" not in plan:
+        notes.append("--int8-io applies to TFLite only; ONNX and OpenVINO keep float input/output")
+
+    result = ConversionResult(spec.name, Path(out or Path("artifacts") / spec.name), notes=notes)
+    source_ckpt = str(checkpoint or spec.checkpoint)
+    with Timer() as t_load:
+        torch_model = load_model(spec, str(checkpoint) if checkpoint else None, progress=progress)
+    ckpt_path = resolve_checkpoint(source_ckpt, progress=False)
+    source = {"checkpoint": source_ckpt, "sha256": sha256_of(ckpt_path)}
+    log(f"{spec.name}: checkpoint {Path(source_ckpt).name} loaded in {t_load.seconds:.1f} s")
+    result.timings["load_checkpoint"] = t_load.seconds
+
+    calib_batch = cset.calibration_batch(spec, num_calib) if (cset is not None and need_int8) else np.zeros((0,))
+    if cset is not None and len(cset.holdout):
+        parity_crops, parity_from = cset.holdout[:num_parity], f"holdout crops of {cset.path.name}"
+    else:
+        parity_crops, parity_from = synthetic_parity_crops(spec, num_parity), f"synthetic crops (seed {PARITY_SEED})"
+    from edgepose.processing import normalize
+
+    parity_inputs = normalize(parity_crops, spec.mean, spec.std)
+    calib_info = None
+    if need_int8 and cset is not None:
+        calib_info = {"file": cset.path.name if cset.path else None, "bundled": calib is None,
+                      "sha256": sha256_of(cset.path) if cset.path else None, "num": int(len(calib_batch)),
+                      "source": cset.meta.get("source"), "seed": cset.meta.get("seed")}  # fmt: skip
+
+    out_dir = result.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(dir=out_dir, prefix=".convert-"))
+    try:
+        ctx = Context(spec, torch_model, workdir / "export.onnx", workdir, calib_batch.astype(np.float32),
+                      dynamic_batch, int8_io, spec.name, log)  # fmt: skip
+        with Timer() as t:
+            onnx_export.export_onnx(torch_model, spec, ctx.onnx_path, dynamic_batch=dynamic_batch)
+        result.timings["onnx_export"] = t.seconds
+        log(f"onnx: exported and checked in {t.seconds:.1f} s (opset {onnx_export.OPSET})")
+
+        import torch
+
+        with torch.inference_mode():
+            reference = torch_model(torch.from_numpy(parity_inputs)).numpy()
+
+        converted: list[Converted] = []
+        for name, ps in plan.items():
+            with Timer() as t:
+                converted += _run_target(name, ctx, ps)
+            result.timings[name] = t.seconds
+            log(f"{name}: {', '.join(ps)} done in {t.seconds:.1f} s")
+
+        for c in converted:
+            meta = _base_metadata(spec, c, source, dynamic_batch)
+            if c.precision == "int8" and calib_info:
+                meta["calibration"] = calib_info
+            write_sidecar(c.path, meta)  # the runtime reads layout and quantisation from it
+            with Timer() as t:
+                figures = _run_parity(c.path, parity_inputs, reference, threads)
+            failed = check(figures, c.precision)
+            meta["parity"] = {**figures, "inputs": parity_from, "tolerance": tolerance_dict(c.precision),
+                              "passed": not failed, "failed": failed}  # fmt: skip
+            write_metadata(c.path, meta)
+            files = [*c.extra_files, sidecar_path(c.path), c.path]
+            size = sum(f.stat().st_size for f in files if f != sidecar_path(c.path))
+            result.artifacts.append(ArtifactResult(c.target, c.precision, out_dir / c.path.name,
+                                                   [out_dir / f.name for f in files], meta["parity"], failed,
+                                                   c.seconds, size, meta))  # fmt: skip
+            result.timings[f"parity_{c.target}_{c.precision}"] = t.seconds
+            status = "ok" if not failed else "OUT OF TOLERANCE: " + "; ".join(failed)
+            log(f"{c.path.name}: parity SNR {figures['snr_db']:.1f} dB, rel {figures['rel_max_err']:.1e} ({status})")
+
+        bad = [a for a in result.artifacts if a.failed]
+        if bad and not allow_parity_failure:
+            first = bad[0]
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise EdgeposeError(
+                f"{first.path.name}: parity against PyTorch out of tolerance: {'; '.join(first.failed)}{more}; "
+                "nothing written (--allow-parity-failure keeps the artifacts)"
+            )
+        for c in converted:  # main file last, so that it appears only when its companions are there
+            for f in [*c.extra_files, sidecar_path(c.path), c.path]:
+                os.replace(f, out_dir / f.name)
+        result.written = True
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def _run_target(name: str, ctx: Context, precisions: list[str]) -> list[Converted]:
+    """One target's conversion; an unexpected crash becomes one line (``EDGEPOSE_DEBUG=1`` keeps the traceback)."""
+    try:
+        return TARGETS[name].convert(ctx, precisions)
+    except EdgeposeError:
+        raise
+    except Exception as e:
+        if os.environ.get("EDGEPOSE_DEBUG"):
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise EdgeposeError(f"{name} conversion failed: {type(e).__name__}: {first}") from None
+
+
+def _run_parity(path: Path, inputs: np.ndarray, reference: np.ndarray, threads: int | None) -> dict[str, Any]:
+    from edgepose.runtimes import load_runtime
+
+    with quiet(f"running {path.name}"):
+        out = load_runtime(path, threads=threads)(inputs)
+    return compare(reference, out)
+
+
+__all__ = ["convert", "ConversionResult", "ArtifactResult", "TOLERANCES", "NUM_CALIB", "NUM_PARITY"]

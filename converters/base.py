@@ -1,0 +1,162 @@
+"""What every target converter shares: the conversion context, the result of one artifact, the registry.
+
+A target is one module with one function decorated by :func:`register_target`; it turns the context (the
+PyTorch model, the exported ONNX file, the calibration batch) into one artifact per precision inside
+``ctx.workdir``. Checking (parity), metadata and moving files into place are :mod:`.api`'s business.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgepose.errors import EdgeposeError
+from edgepose.spec import ModelSpec
+
+INSTALL_HINT = "pip install 'edgepose[convert]'"
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class Context:
+    """Everything a target converter needs, prepared once by :func:`edgepose.converters.api.convert`."""
+
+    spec: ModelSpec
+    model: Any  # the torch module, eval mode
+    onnx_path: Path  # the exported FP32 ONNX file (inside workdir)
+    workdir: Path
+    calib: np.ndarray  # float32 NCHW normalised calibration batch (empty when no INT8 is asked for)
+    dynamic_batch: bool = False
+    int8_io: bool = False
+    stem: str = ""  # file name stem: "<model>" -> "<model>_<precision>.<suffix>"
+    log: Callable[[str], None] = print
+
+    def artifact_path(self, precision: str, suffix: str) -> Path:
+        return self.workdir / f"{self.stem or self.spec.name}_{precision}{suffix}"
+
+
+@dataclass
+class Converted:
+    """One artifact in the work dir, with what its metadata needs from the converter."""
+
+    target: str
+    precision: str
+    path: Path
+    extra_files: list[Path] = field(default_factory=list)  # e.g. the OpenVINO .bin
+    layout: dict[str, str] = field(default_factory=lambda: {"input": "NCHW", "output": "NCHW"})
+    input: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # target-specific facts (e.g. NNCF preset)
+    seconds: float = 0.0
+
+
+@dataclass
+class Target:
+    name: str
+    suffix: str
+    precisions: tuple[str, ...]
+    convert: Callable[[Context, list[str]], list[Converted]]
+    requires: tuple[str, ...] = ()  # import names, checked before any work starts
+
+
+TARGETS: dict[str, Target] = {}
+
+
+def register_target(name: str, suffix: str, precisions: tuple[str, ...], requires: tuple[str, ...] = ()):
+    """Function decorator: ``fn(ctx, precisions) -> [Converted]`` becomes the converter of target ``name``."""
+
+    def deco(fn: Callable[[Context, list[str]], list[Converted]]):
+        TARGETS[name] = Target(name, suffix, precisions, fn, requires)
+        return fn
+
+    return deco
+
+
+def require(*modules: str, target: str = "") -> None:
+    """Fail early, with the install command, when a converter dependency is missing."""
+    import importlib.util
+
+    for m in modules:
+        if importlib.util.find_spec(m) is None:
+            what = f" for {target}" if target else ""
+            raise EdgeposeError(f"conversion{what} needs the '{m}' package: {INSTALL_HINT}")
+
+
+def version_of(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return ""
+
+
+def io_spec(name: str, shape: list[Any], dtype: str = "float32", quant: dict | None = None) -> dict[str, Any]:
+    return {"name": name, "shape": list(shape), "dtype": dtype, "quantization": quant}
+
+
+@contextlib.contextmanager
+def quiet(what: str):
+    """Swallow a tool's chatter (Python and C++ level, stdout and stderr); on failure show its tail and fail
+    with one line naming ``what``."""
+    buf = io.StringIO()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as native:
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(native.fileno(), 1)
+            os.dup2(native.fileno(), 2)
+            with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+                yield buf
+        except EdgeposeError:
+            raise
+        except (Exception, SystemExit) as e:
+            _restore(saved)
+            native.seek(0)
+            chatter = native.read().decode("utf-8", "replace") + buf.getvalue()
+            tail = chatter.strip().splitlines()[-15:]
+            if tail:
+                print("\n".join(tail), file=sys.stderr)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise EdgeposeError(f"{what} failed: {first}") from None
+        finally:
+            _restore(saved)
+
+
+def _restore(saved: list[int]) -> None:
+    if saved[0] < 0:
+        return
+    try:  # flush C stdio buffers so that native chatter lands in the capture file, not on the terminal
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
+    os.dup2(saved[0], 1)
+    os.dup2(saved[1], 2)
+    os.close(saved[0])
+    os.close(saved[1])
+    saved[:] = [-1, -1]
+
+
+class Timer:
+    """``with Timer() as t: ...; t.seconds``"""
+
+    def __enter__(self) -> Timer:
+        self.t0 = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.seconds = time.perf_counter() - self.t0

@@ -1,0 +1,73 @@
+"""ONNX -> OpenVINO IR: the ONNX frontend (``Core.read_model``, what ``openvino.convert_model`` uses for ONNX)
+and ``save_model`` for FP32 (``compress_to_fp16=False``) and FP16 (weights stored as f16); NNCF post-training
+quantisation for INT8.
+
+NNCF: ``nncf.quantize`` with the MIXED preset (symmetric weights, asymmetric activations: the heatmap head's
+outputs are signed), per-channel weights, fast bias correction, on every crop of the calibration batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .base import Context, Converted, Timer, io_spec, quiet, register_target, require, version_of
+
+
+def _io(model: Any) -> tuple[dict, dict]:
+    def desc(port: Any) -> dict:
+        shape = [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
+        return io_spec(port.get_any_name(), shape, "float32")
+
+    return desc(model.inputs[0]), desc(model.outputs[0])
+
+
+def quantize_nncf(model: Any, calib: Any, dynamic_batch: bool) -> tuple[Any, dict[str, Any]]:
+    require("nncf", target="OpenVINO INT8")
+    import nncf
+
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    items = [calib[i : i + 1] for i in range(len(calib))]
+    with quiet("NNCF quantisation"):
+        q = nncf.quantize(
+            model,
+            nncf.Dataset(items),
+            preset=nncf.QuantizationPreset.MIXED,
+            subset_size=len(items),
+            fast_bias_correction=True,
+        )
+    details = {"method": "nncf.quantize", "preset": "mixed", "subset_size": len(items), "fast_bias_correction": True}
+    return q, details
+
+
+@register_target("openvino", ".xml", ("fp32", "fp16", "int8"), requires=("openvino",))
+def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
+    require("openvino", target="OpenVINO")
+    import openvino as ov
+
+    tools = {"openvino": version_of("openvino")}
+    core = ov.Core()
+    # read_model goes straight to the ONNX frontend (convert_model first probes the file as a torch.export archive)
+    with quiet("OpenVINO reading the ONNX model"):
+        model = core.read_model(str(ctx.onnx_path))
+    inp, outp = _io(model)
+    out = []
+    for p in precisions:
+        dst = ctx.artifact_path(p, ".xml")
+        details: dict[str, Any] = {}
+        with Timer() as t:
+            if p == "int8":
+                ctx.log(f"openvino int8: NNCF on {len(ctx.calib)} crops")
+                # NNCF changes the model in place in some versions: quantise a fresh copy
+                q, details = quantize_nncf(core.read_model(str(ctx.onnx_path)), ctx.calib, ctx.dynamic_batch)
+                tools = {**tools, "nncf": version_of("nncf")}
+                with quiet("OpenVINO save_model"):
+                    ov.save_model(q, str(dst), compress_to_fp16=False)
+            else:
+                with quiet("OpenVINO save_model"):
+                    ov.save_model(model, str(dst), compress_to_fp16=(p == "fp16"))
+                details = {"weights": "f16" if p == "fp16" else "f32"}
+        out.append(Converted("openvino", p, dst, extra_files=[dst.with_suffix(".bin")], input=inp, output=outp,
+                             tools=dict(tools), details=details, seconds=t.seconds))  # fmt: skip
+        ctx.log(f"openvino {p}: {dst.name} in {t.seconds:.1f} s")
+    return out

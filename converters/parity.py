@@ -1,0 +1,132 @@
+"""Parity of an artifact against PyTorch on held-out crops: heatmap error, SNR and decoded-keypoint agreement.
+
+Figures (all on raw heatmaps, no flip, both sides run on the same float32 NCHW inputs):
+
+* ``max_abs_err`` / ``mean_abs_err``: over every heatmap value; ``rel_max_err`` = max_abs_err / max |reference|.
+* ``snr_db`` = 10 log10(sum ref^2 / sum (out - ref)^2), capped at 200.
+* keypoints: both sides decoded with mmpose's 'default' rule in heatmap pixels (argmax + quarter offset,
+  :mod:`edgepose.processing`). ``kp_mean_px`` and ``kp_within`` (share within 0.5 px) are taken over the
+  *confident* keypoints (reference peak >= 0.2, mmpose's ``vis_thr``): an untrained or absent joint has no
+  peak to agree on, and its argmax is noise. ``kp_count`` says how many there were.
+
+Tolerances (a precision outside its tolerance fails the conversion unless ``--allow-parity-failure``):
+
+* fp32: rel_max_err <= 1e-4.
+* fp16: snr_db >= 40 and, over >= 20 confident keypoints, kp_within >= 0.95.
+* int8: snr_db >= 15 and, over >= 20 confident keypoints, kp_within >= 0.80.
+
+The keypoint criteria apply only when there are enough confident keypoints (a trained model); with random
+weights only the heatmap criteria decide.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from edgepose.processing import get_max_preds, quarter_offset
+
+CONFIDENT = 0.2
+MIN_KEYPOINTS = 20
+KP_PX = 0.5
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    max_rel_err: float | None = None
+    min_snr_db: float | None = None
+    min_kp_within: float | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_rel_err is not None:
+            parts.append(f"rel<={self.max_rel_err:g}")
+        if self.min_snr_db is not None:
+            parts.append(f"SNR>={self.min_snr_db:g}dB")
+        if self.min_kp_within is not None:
+            parts.append(f"kp<=0.5px>={self.min_kp_within:.0%}")
+        return ", ".join(parts)
+
+
+TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(max_rel_err=1e-4),
+    "fp16": Tolerance(min_snr_db=40.0, min_kp_within=0.95),
+    "int8": Tolerance(min_snr_db=15.0, min_kp_within=0.80),
+}
+
+
+def decode_hm(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints in heatmap pixels (N, K, 2) and peak values (N, K) with mmpose's 'default' rule."""
+    coords, maxvals = get_max_preds(heatmaps)
+    return quarter_offset(heatmaps, coords), maxvals[..., 0]
+
+
+def compare(reference: np.ndarray, output: np.ndarray) -> dict[str, Any]:
+    """The parity figures of ``output`` against ``reference`` heatmaps (both N, K, H, W)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    out = np.asarray(output, dtype=np.float64)
+    if ref.shape != out.shape:
+        raise ValueError(f"heatmap shapes differ: reference {ref.shape}, artifact {out.shape}")
+    err = out - ref
+    ref_max = float(np.abs(ref).max())
+    noise = float((err**2).sum())
+    snr = 200.0 if noise == 0 else min(200.0, 10 * math.log10(max(float((ref**2).sum()), 1e-300) / noise))
+    kp_ref, val_ref = decode_hm(reference.astype(np.float32))
+    kp_out, _ = decode_hm(output.astype(np.float32))
+    dist = np.linalg.norm(kp_out - kp_ref, axis=-1)
+    conf = val_ref >= CONFIDENT
+    return {
+        "n": int(ref.shape[0]),
+        "max_abs_err": float(np.abs(err).max()),
+        "mean_abs_err": float(np.abs(err).mean()),
+        "ref_max_abs": ref_max,
+        "rel_max_err": float(np.abs(err).max() / ref_max) if ref_max > 0 else float(np.abs(err).max()),
+        "snr_db": round(snr, 3),
+        "kp_count": int(conf.sum()),
+        "kp_mean_px": float(dist[conf].mean()) if conf.any() else None,
+        "kp_within": float((dist[conf] <= KP_PX).mean()) if conf.any() else None,
+        "kp_all_mean_px": float(dist.mean()),
+        "kp_all_within": float((dist <= KP_PX).mean()),
+    }
+
+
+def check(parity: dict[str, Any], precision: str) -> list[str]:
+    """The criteria of ``precision`` that ``parity`` misses (empty: it passes)."""
+    tol = TOLERANCES[precision]
+    failed = []
+    if tol.max_rel_err is not None and not parity["rel_max_err"] <= tol.max_rel_err:
+        failed.append(f"relative max error {parity['rel_max_err']:.2e} > {tol.max_rel_err:g}")
+    if tol.min_snr_db is not None and not parity["snr_db"] >= tol.min_snr_db:
+        failed.append(f"SNR {parity['snr_db']:.1f} dB < {tol.min_snr_db:g} dB")
+    if tol.min_kp_within is not None and parity["kp_count"] >= MIN_KEYPOINTS:
+        if not parity["kp_within"] >= tol.min_kp_within:
+            failed.append(f"{parity['kp_within']:.1%} of keypoints within 0.5 px < {tol.min_kp_within:.0%}")
+    return failed
+
+
+def tolerance_dict(precision: str) -> dict[str, Any]:
+    d = asdict(TOLERANCES[precision])
+    d.update(confident_peak=CONFIDENT, min_keypoints=MIN_KEYPOINTS, kp_px=KP_PX)
+    return d
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Rows of {artifact, precision, size_mb, parity, failed} as an aligned text table."""
+    head = ("artifact", "MB", "max|err|", "rel", "mean|err|", "SNR dB", "kp px", "kp<=0.5px", "tolerance", "ok")
+    lines = [head]
+    for r in rows:
+        p = r["parity"]
+        kp = f"{p['kp_mean_px']:.3f}" if p["kp_mean_px"] is not None else "-"
+        within = f"{p['kp_within']:.1%} ({p['kp_count']})" if p["kp_within"] is not None else f"- ({p['kp_count']})"
+        lines.append((
+            r["artifact"], f"{r['size_mb']:.1f}", f"{p['max_abs_err']:.2e}", f"{p['rel_max_err']:.2e}",
+            f"{p['mean_abs_err']:.2e}", f"{p['snr_db']:.1f}", kp, within, TOLERANCES[r["precision"]].describe(),
+            "yes" if not r["failed"] else "NO",
+        ))  # fmt: skip
+    widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
+    text = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)

@@ -1,0 +1,153 @@
+"""ONNX -> TFLite: one onnx2tf run to a TensorFlow graph (NHWC), then TensorFlow's own converter per precision.
+
+onnx2tf's own TFLite output path converts from concrete functions, which costs ~75 s per file here; instead
+the Keras model it returns is written once as a SavedModel (ExportArchive: variables and one endpoint only,
+~6 s, where ``tf.saved_model.save`` on the Keras model takes ~60 s) and
+``tf.lite.TFLiteConverter.from_saved_model`` makes FP32, FP16 (float16 weights) and full INT8 (per-channel
+weights, int8 activations; float input/output unless ``int8_io``) in a few seconds each.
+
+onnx2tf fetches a sample image array from GitHub while it converts (``download_test_image_data``, used to
+check its ops and as default INT8 calibration); it is replaced here by an array made from the calibration
+crops, so conversion never touches the network.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import Context, Converted, Timer, io_spec, quiet, register_target, require, version_of
+
+TF_LOG_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+
+
+def _import_tf():
+    for k, v in TF_LOG_ENV.items():
+        os.environ.setdefault(k, v)
+    with quiet("importing TensorFlow"):
+        import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    return tf
+
+
+def _sample_images(calib: np.ndarray, mean: Any, std: Any) -> np.ndarray:
+    """onnx2tf's test array: 20 x 128 x 128 x 3 float32 RGB in [0, 1] (here: de-normalised crops)."""
+    import cv2
+
+    out = np.zeros((20, 128, 128, 3), dtype=np.float32)
+    if len(calib):
+        imgs = calib.transpose(0, 2, 3, 1) * (np.float32(std) / 255) + np.float32(mean) / 255
+        for i in range(20):
+            out[i] = cv2.resize(np.clip(imgs[i % len(imgs)], 0, 1), (128, 128), interpolation=cv2.INTER_AREA)
+    else:
+        out[:] = np.random.default_rng(0).random(out.shape, dtype=np.float32)
+    return out
+
+
+def onnx_to_saved_model(onnx_path: Path, saved_model: Path, sample: np.ndarray) -> None:
+    """onnx2tf (offline) -> Keras model -> SavedModel with one ``serving_default`` endpoint input -> heatmaps."""
+    tf = _import_tf()
+    import onnx2tf
+    import onnx2tf.onnx2tf as o2t
+    import tf_keras
+
+    original = o2t.download_test_image_data
+    o2t.download_test_image_data = lambda: sample  # never download the sample images
+    try:
+        with quiet("onnx2tf"):
+            model = onnx2tf.convert(
+                input_onnx_file_path=str(onnx_path),
+                output_folder_path=str(saved_model.parent / "onnx2tf"),
+                not_use_onnxsim=True,  # the ONNX file is simplified already
+                disable_model_save=True,  # we write the SavedModel ourselves, faster
+                verbosity="error",
+            )
+    finally:
+        o2t.download_test_image_data = original
+    spec = tf.TensorSpec(model.inputs[0].shape, tf.float32, "input")
+    with quiet("SavedModel export"):
+        archive = tf_keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(name="serving_default", fn=lambda x: {"heatmaps": model(x)}, input_signature=[spec])
+        archive.write_out(str(saved_model))
+
+
+def tflite_from_saved_model(
+    saved_model: Path, precision: str, calib_nhwc: np.ndarray | None = None, int8_io: bool = False
+) -> bytes:
+    """One TFLite flatbuffer from the SavedModel: fp32, fp16 (weights) or full int8."""
+    tf = _import_tf()
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    if precision == "fp16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        data = calib_nhwc
+
+        def representative():
+            for i in range(len(data)):
+                yield [data[i : i + 1]]
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            conv.inference_input_type = tf.int8
+            conv.inference_output_type = tf.int8
+    with quiet(f"TFLite {precision} conversion"):
+        return conv.convert()
+
+
+def tflite_io(path: Path) -> tuple[dict, dict]:
+    """Input/output descriptions (shape, dtype, scale/zero point) read back from the flatbuffer."""
+    from edgepose.runtimes.litert_rt import interpreter_module
+
+    mod, _, _ = interpreter_module()
+    it = mod.Interpreter(model_path=str(path))
+
+    def desc(d: dict[str, Any]) -> dict:
+        scale, zero = d["quantization"]
+        quant = {"scale": float(scale), "zero_point": int(zero)} if scale else None
+        shape = [None if s == -1 else int(s) for s in d.get("shape_signature", d["shape"])]
+        return io_spec(d["name"], shape, np.dtype(d["dtype"]).name, quant)
+
+    return desc(it.get_input_details()[0]), desc(it.get_output_details()[0])
+
+
+@register_target("tflite", ".tflite", ("fp32", "fp16", "int8"), requires=("onnx2tf", "tensorflow", "tf_keras"))
+def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
+    tools = {"onnx2tf": version_of("onnx2tf"), "tensorflow": version_of("tensorflow")}
+    require("onnx2tf", "tensorflow", "tf_keras", target="TFLite")
+    saved_model = ctx.workdir / "tflite_work" / "saved_model"
+    saved_model.parent.mkdir(parents=True, exist_ok=True)
+    with Timer() as t0:
+        ctx.log("tflite: onnx2tf -> SavedModel (NHWC)")
+        onnx_to_saved_model(ctx.onnx_path, saved_model, _sample_images(ctx.calib, ctx.spec.mean, ctx.spec.std))
+    ctx.log(f"tflite: SavedModel ready in {t0.seconds:.1f} s")
+    out = []
+    calib_nhwc = np.ascontiguousarray(ctx.calib.transpose(0, 2, 3, 1)) if len(ctx.calib) else None
+    for i, p in enumerate(precisions):
+        with Timer() as t:
+            if p == "int8":
+                ctx.log(f"tflite int8: calibrating on {len(ctx.calib)} crops")
+            flat = tflite_from_saved_model(saved_model, p, calib_nhwc, ctx.int8_io)
+            dst = ctx.artifact_path(p, ".tflite")
+            dst.write_bytes(flat)
+        inp, outp = tflite_io(dst)
+        details: dict[str, Any] = {"saved_model_seconds": round(t0.seconds, 2)} if i == 0 else {}
+        if p == "int8":
+            details.update(quantization="full integer (TFLITE_BUILTINS_INT8), per-channel weights",
+                           num_calibration=int(len(ctx.calib)), int8_io=bool(ctx.int8_io))  # fmt: skip
+        elif p == "fp16":
+            details.update(quantization="float16 weights, float32 compute")
+        conv = Converted("tflite", p, dst, layout={"input": "NHWC", "output": "NHWC"}, input=inp, output=outp,
+                         tools=tools, details=details, seconds=t.seconds + (t0.seconds if i == 0 else 0.0))  # fmt: skip
+        out.append(conv)
+        ctx.log(f"tflite {p}: {dst.name} in {t.seconds:.1f} s")
+    shutil.rmtree(saved_model.parent, ignore_errors=True)
+    return out

@@ -1,0 +1,131 @@
+"""The bench plot: accuracy against model latency, one labelled point per artifact (matplotlib, imported lazily)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .bench_report import FORMAT_NAMES, label
+
+COLORS = {"pth": "#222222", "pt": "#222222", "onnx": "#1f77b4", "tflite": "#ff7f0e", "xml": "#2ca02c"}
+MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
+
+
+def write_plot(report: dict[str, Any], path: str | Path) -> str | None:
+    """Write the PNG; returns ``None`` when done, else why the plot was skipped (matplotlib absent, no rows)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "plot skipped: matplotlib is not installed (pip install 'edgepose[plot]')"
+    rows = [r for r in report["rows"] if r["status"] == "ok"]
+    if not rows:
+        return "plot skipped: no row ran"
+    metric = report.get("metric")
+    with_acc = [r for r in rows if (r.get("accuracy") or {}).get("value") is not None]
+    m, cfg = report["machine"], report["config"]
+    fig, ax = plt.subplots(figsize=(9, 6), dpi=130)
+    try:
+        if with_acc:
+            _scatter(ax, with_acc, report)
+            ds = cfg.get("dataset") or {}
+            ax.set_ylabel(f"{metric} on {ds.get('name', '?')} ({ds.get('num_images', '?')} images)  - higher is better")
+            ax.set_xlabel("model latency, ms (marker: p50, whisker to p90)  - lower is better")
+        else:
+            _bars(ax, rows)
+        ax.set_title(
+            f"{report['model']}: accuracy vs latency\n{m['cpu']} ({m['arch']}), {cfg.get('threads')} threads, "
+            f"batch {cfg.get('batch')}",
+            fontsize=11,
+        )
+        ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+        os.close(fd)
+        try:
+            fig.savefig(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    finally:
+        plt.close(fig)
+    return None
+
+
+def _scatter(ax, rows: list[dict[str, Any]], report: dict[str, Any]) -> None:
+    xs = [r["model"]["p50_ms"] for r in rows]
+    ys = [r["accuracy"]["value"] for r in rows]
+    ref = (report["config"].get("reference_accuracy") or {}).get("value")
+    for r, x, y in zip(rows, xs, ys):
+        col = COLORS.get(r.get("format", ""), "#9467bd")
+        ax.errorbar(x, y, xerr=[[0.0], [max(0.0, r["model"]["p90_ms"] - x)]], fmt="none", ecolor=col, alpha=0.5)
+        ax.scatter(
+            [x], [y], s=110 if r.get("reference") else 80, c=col, marker=MARKERS.get(r.get("precision"), "D"),
+            edgecolors="black" if r.get("reference") else "white", linewidths=1.2, zorder=3,
+        )  # fmt: skip
+    if ref is not None:
+        ax.axhline(ref, color="#444444", ls="--", lw=1, zorder=1)
+    _legend(ax, rows, ref is not None)
+    lo, hi = min(xs), max(r["model"]["p90_ms"] for r in rows)
+    if hi / max(lo, 1e-9) > 8:
+        ax.set_xscale("log")
+    ax.set_xlim(lo / 1.25 if ax.get_xscale() == "log" else max(0.0, lo - 0.15 * (hi - lo + 1)), hi * 1.45)
+    span = max(ys + ([ref] if ref is not None else [])) - min(ys + ([ref] if ref is not None else []))
+    pad = max(span * 0.25, 0.01)
+    ax.set_ylim(min(ys + [ref or ys[0]]) - pad, max(ys + [ref or ys[0]]) + pad)
+    _labels(ax, rows, xs, ys)
+
+
+def _legend(ax, rows: list[dict[str, Any]], with_ref: bool) -> None:
+    """Colour = format, marker = precision, dashed line = the PyTorch FP32 accuracy."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for fmt in dict.fromkeys(r.get("format", "") for r in rows):
+        name = FORMAT_NAMES.get(fmt, fmt or "?")
+        handles.append(Line2D([], [], ls="", marker="o", ms=8, color=COLORS.get(fmt, "#9467bd"), label=name))
+    for prec in dict.fromkeys(r.get("precision", "") for r in rows):
+        handles.append(Line2D([], [], ls="", marker=MARKERS.get(prec, "D"), ms=8, color="#777777",
+                              label=str(prec).upper()))  # fmt: skip
+    if with_ref:
+        handles.append(Line2D([], [], ls="--", color="#444444", label="PyTorch FP32 accuracy"))
+    ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.9, ncol=2)
+
+
+def _labels(ax, rows: list[dict[str, Any]], xs: list[float], ys: list[float]) -> None:
+    """Label each point beside it; a label that would overlap one already placed is moved down, then up."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    order = sorted(range(len(rows)), key=lambda i: (-ys[i], xs[i]))
+    for i in order:
+        r = rows[i]
+        text = f"{label(r)}\n{xs[i]:.1f} ms, {ys[i]:.3f}"
+        for dy in (0, -26, 26, -52, 52, -78, 78, -104):
+            t = ax.annotate(text, (xs[i], ys[i]), xytext=(9, dy), textcoords="offset points", fontsize=8,
+                            va="center", ha="left", zorder=4,
+                            arrowprops={"arrowstyle": "-", "color": "#999999", "lw": 0.6} if dy else None)  # fmt: skip
+            bb = t.get_window_extent(renderer).expanded(1.04, 1.1)
+            if not any(bb.overlaps(p) for p in placed) or dy == -104:
+                placed.append(bb)
+                break
+            t.remove()
+
+
+def _bars(ax, rows: list[dict[str, Any]]) -> None:
+    names = [label(r) for r in rows]
+    vals = [r["model"]["p50_ms"] for r in rows]
+    cols = [COLORS.get(r.get("format", ""), "#9467bd") for r in rows]
+    ax.barh(names, vals, color=cols)
+    for i, v in enumerate(vals):
+        ax.annotate(f"{v:.2f} ms", (v, i), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("model latency p50, ms (accuracy not measured)")

@@ -1,0 +1,187 @@
+"""Rendering a bench report: console table, Markdown (table + machine), JSON, and the accuracy/latency plot.
+
+matplotlib is imported only by :func:`write_plot`; without it the plot is skipped with a message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from .predict import write_atomic
+
+FORMAT_NAMES = {"pth": "PyTorch", "pt": "PyTorch", "onnx": "ONNX", "tflite": "TFLite", "xml": "OpenVINO"}
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def _f(v: Any, fmt: str = ".2f", none: str = "-") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return none
+    return format(v, fmt)
+
+
+def _mb(v: Any) -> str:
+    return "-" if v is None else f"{v / 1e6:.1f}"
+
+
+def label(row: dict[str, Any]) -> str:
+    """A short name for a row: ``ONNX FP32``, ``TFLite INT8``; the reference is ``PyTorch FP32 (ref)``."""
+    fmt = FORMAT_NAMES.get(row.get("format", ""), row.get("format") or row.get("engine") or "?")
+    text = f"{fmt} {str(row.get('precision', '?')).upper()}"
+    return text + " (ref)" if row.get("reference") else text
+
+
+def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells shared by the console table and the Markdown table."""
+    metric = report.get("metric") or "acc"
+    head = ["artifact", "engine", metric, "Δ", "pass", "p50 ms", "p90 ms", "p99 ms", "inf/s", "pipe ms",
+            "+flip ms", "pre/post", "first ms", "load s", "size MB", "RSS MB"]  # fmt: skip
+    cells = []
+    for r in report["rows"]:
+        name = label(r) if r.get("reference") else r["name"]
+        if r["status"] != "ok":
+            cells.append([name, r.get("engine") or "-", "FAILED: " + (r.get("error") or "?")] + [""] * (len(head) - 3))
+            continue
+        acc = r.get("accuracy") or {}
+        m, pipe = r["model"], r["pipeline"]
+        delta = acc.get("delta")
+        passed = {True: "yes", False: "NO"}.get(acc.get("pass"), "-")
+        over = pipe["no_flip"].get("overhead_pct")
+        cells.append([
+            name, r.get("engine", "-"), _f(acc.get("value"), ".4f"), _f(delta, "+.4f"), passed,
+            _f(m["p50_ms"]), _f(m["p90_ms"]), _f(m["p99_ms"]), _f(m["throughput_per_s"], ".1f"),
+            _f(pipe["no_flip"]["p50_ms"]), _f(pipe["flip_cost_ms"]), _f(over, ".1f") + "%" if over is not None else "-",
+            _f(r.get("first_inference_ms")), _f(r.get("load_s"), ".3f"), _mb(r.get("size_bytes")),
+            _mb((r.get("memory") or {}).get("peak_rss_delta_bytes")),
+        ])  # fmt: skip
+    return head, cells
+
+
+def machine_lines(report: dict[str, Any]) -> list[str]:
+    m, cfg = report["machine"], report["config"]
+    v = m.get("versions", {})
+    engines = ", ".join(f"{k} {v[k]}" for k in ("torch", "onnxruntime", "openvino", "ai-edge-litert",
+                                                 "tflite-runtime", "tensorflow") if k in v)  # fmt: skip
+    flags = ", ".join(m.get("cpu_flags") or []) or "-"
+    mem = f"{m['memory_bytes'] / 2**30:.1f} GiB RAM" if m.get("memory_bytes") else "RAM unknown"
+    ds = cfg.get("dataset") or {}
+    data = f"{ds.get('name')} `{Path(ds['ann']).name}`, {ds.get('num_images')} images" if ds else "none"
+    load = m.get("load_average")
+    return [
+        f"CPU: {m['cpu']} ({m['arch']}), {m.get('physical_cores') or '?'} cores / {m['logical_cpus']} logical, "
+        f"{mem}; features: {flags}",
+        f"Threads used: {cfg.get('threads')}; batch {cfg.get('batch')}; {cfg.get('warmup')} warm-up + "
+        f"{cfg.get('runs')} timed runs per measurement; load average at start: {load}",
+        f"OS: {m['os']}; Python {m['python']}; numpy {v.get('numpy')}, OpenCV {v.get('opencv')}",
+        f"Engines: {engines or '-'}",
+        f"Accuracy data: {data}; flip test {'on' if cfg.get('flip_test') else 'off'}; reference: "
+        + ((cfg.get("reference_accuracy") or {}).get("source") or "none"),
+        f"Date: {m.get('date')}",
+    ]
+
+
+def flag_lines(report: dict[str, Any]) -> list[str]:
+    out = [f"{r['name']}: {f}" for r in report["rows"] for f in r.get("flags", [])]
+    out += [
+        f"{r['name']}: precision used by the engine: {r['precision_used']}"
+        for r in report["rows"]
+        if r["status"] == "ok" and r.get("precision_used") and r["precision_used"] != r.get("precision")
+        and not any("ran in" in f for f in r.get("flags", []))
+    ]  # fmt: skip
+    return out + list(report.get("notes", []))
+
+
+def console_table(report: dict[str, Any]) -> str:
+    head, cells = table_rows(report)
+    ran = [c for c in cells if not c[2].startswith("FAILED")]
+    widths = [max([len(head[i])] + [len(c[i]) for c in (ran if i < 3 else cells)]) for i in range(len(head))]
+
+    def line(c: list[str]) -> str:
+        if c[2].startswith("FAILED"):
+            return "  ".join([c[0].ljust(widths[0]), c[1].ljust(widths[1]), c[2]])
+        return "  ".join(x.rjust(w) if i >= 2 else x.ljust(w) for i, (x, w) in enumerate(zip(c, widths))).rstrip()
+
+    out = [line(head), "  ".join("-" * w for w in widths)] + [line(c) for c in cells]
+    extra = flag_lines(report)
+    out += [""] + [f"* {x}" for x in extra] if extra else []
+    out += [""] + machine_lines(report)
+    return "\n".join(out)
+
+
+def markdown(report: dict[str, Any], title: str | None = None) -> str:
+    head, cells = table_rows(report)
+    m = report["machine"]
+    title = title or f"{report['model']} on {m['cpu']} ({m['arch']}), {report['config'].get('threads')} threads"
+    esc = lambda s: s.replace("|", "\\|")
+    out = [
+        f"### {title}",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|",
+    ]
+    for c in cells:
+        if c[2].startswith("FAILED"):
+            c = [c[0], c[1], "**failed**: " + c[2][len("FAILED: ") :]] + [""] * (len(head) - 3)
+        out.append("| " + " | ".join(esc(x) for x in c) + " |")
+    out += ["", LEGEND, ""]
+    extra = flag_lines(report)
+    if extra:
+        out += ["Flags and notes:", ""] + [f"- {esc(x)}" for x in extra] + [""]
+    out += ["Machine:", ""] + [f"- {x}" for x in machine_lines(report)]
+    return "\n".join(out) + "\n"
+
+
+LEGEND = (
+    "Δ: accuracy minus the PyTorch FP32 original's; pass: the drop is within the allowed maximum "
+    "(default 0.01 for FP32/FP16, 0.03 for INT8). p50/p90/p99: model alone, one call at the batch size. "
+    "pipe ms: the per-person pipeline p50 (crop + normalise + inference + decode) without flip; +flip ms: "
+    "what the flip test adds; pre/post: crop+decode time as a share of inference; first ms: first inference "
+    "after load; RSS MB: peak resident-memory growth over load and inference; size MB: the artifact's files "
+    "(.xml+.bin for OpenVINO)."
+)
+
+
+def summary_markdown(report: dict[str, Any]) -> str:
+    """A short table for the top-level README."""
+    metric = report.get("metric") or "accuracy"
+    m = report["machine"]
+    out = [
+        f"{report['model']} on {m['cpu']} ({m['arch']}), {report['config'].get('threads')} threads, batch "
+        f"{report['config'].get('batch')}, {m.get('date', '')[:10]}:",
+        "",
+        f"| artifact | {metric} (Δ vs PyTorch) | model p50 ms | pipeline p50 ms (flip) | size MB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in report["rows"]:
+        if r["status"] != "ok":
+            out.append(f"| {label(r)} | failed: {(r.get('error') or '')[:80].replace('|', '/')} | | | |")
+            continue
+        acc = r.get("accuracy") or {}
+        a = _f(acc.get("value"), ".4f")
+        if acc.get("delta") is not None:
+            a += f" ({acc['delta']:+.4f})"
+        pipe = r["pipeline"]
+        out.append(
+            f"| {label(r)} | {a} | {r['model']['p50_ms']:.2f} | {pipe['no_flip']['p50_ms']:.2f} "
+            f"({pipe['flip']['p50_ms']:.2f}) | {_mb(r.get('size_bytes'))} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def write_json(report: dict[str, Any], path: str | Path) -> None:
+    write_atomic(path, (json.dumps(report, indent=2, default=str) + "\n").encode())
+
+
+def write_markdown(report: dict[str, Any], path: str | Path) -> None:
+    write_atomic(path, markdown(report).encode())
+
+
+def replace_between_markers(text: str, body: str, start: str = README_START, end: str = README_END) -> str | None:
+    """``text`` with everything between the markers replaced by ``body``; ``None`` when a marker is missing."""
+    pat = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    if not pat.search(text):
+        return None
+    return pat.sub(lambda _: f"{start}\n{body.strip()}\n{end}", text, count=1)

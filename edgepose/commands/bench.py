@@ -1,0 +1,87 @@
+"""``edgepose bench``: every artifact's accuracy drop, latency, throughput, size and memory on this machine."""
+
+from __future__ import annotations
+
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="accuracy and speed of every artifact, side by side, on this machine",
+        description="Bench the PyTorch FP32 original and every artifact of a model: accuracy (with the drop "
+        "against PyTorch), load time, first inference, p50/p90/p99 latency and throughput of the model alone "
+        "and of the per-person pipeline (with and without flip test), file size and peak memory. "
+        "Exit status 0 when at least one artifact ran, 1 when every artifact failed, 2 for bad input.",
+    )
+    p.add_argument("--model", help="zoo model name (default: the demo model)")
+    p.add_argument(
+        "--artifacts",
+        nargs="+",
+        metavar="DIR|FILE",
+        help="artifact files and/or directories (default: artifacts/<model>/ from edgepose convert)",
+    )
+    ref = p.add_mutually_exclusive_group()
+    ref.add_argument("--reference", metavar="PTH", help="PyTorch checkpoint for the reference row (default: the "
+                     "model's own)")  # fmt: skip
+    ref.add_argument("--no-reference", action="store_true", help="no PyTorch reference row")
+    p.add_argument("--dataset", help="dataset format of --ann (default: the model's: coco, mpii, onehand10k, ...)")
+    p.add_argument("--ann", help="annotation file (default for the demo model: the synthetic val split)")
+    p.add_argument("--images", help="image directory of --ann")
+    p.add_argument("--bbox-file", help="person detections (COCO results JSON) instead of ground-truth boxes")
+    p.add_argument("--limit", type=int, metavar="N", help="evaluate on the first N images only (COCO-format files)")
+    p.add_argument("--no-accuracy", action="store_true", help="speed, size and memory only")
+    p.add_argument("--no-flip", action="store_true", help="evaluate accuracy without flip test (timing has both)")
+    p.add_argument("--threads", type=int, help="inference threads (default: every usable CPU)")
+    p.add_argument("--runs", type=int, default=100, help="timed runs per measurement (default 100)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs before them (default 10)")
+    p.add_argument("--batch", type=int, default=1, help="persons per inference call in the timing (default 1)")
+    p.add_argument("--max-drop", type=float, metavar="X", help="largest accepted accuracy drop, absolute, for every "
+                   "precision (default 0.01 for FP32/FP16 and 0.03 for INT8)")  # fmt: skip
+    p.add_argument("--json", dest="json_out", metavar="OUT", help="write every number and the machine as JSON")
+    p.add_argument("--markdown", metavar="OUT", help="write the table and the machine as Markdown")
+    p.add_argument("--plot", metavar="OUT.png", help="plot accuracy against latency (needs matplotlib)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from ..bench import BenchConfig, run_bench
+    from ..bench_report import console_table, write_json, write_markdown
+
+    cfg = BenchConfig(
+        model=args.model,
+        artifacts=args.artifacts or (),
+        reference="" if args.no_reference else args.reference,
+        dataset=args.dataset,
+        ann=args.ann,
+        images=args.images,
+        bbox_file=args.bbox_file,
+        limit=args.limit,
+        accuracy=not args.no_accuracy,
+        flip_test=not args.no_flip,
+        threads=args.threads,
+        runs=args.runs,
+        warmup=args.warmup,
+        batch=args.batch,
+        max_drop=args.max_drop,
+        progress=not args.quiet,
+    )
+    report = run_bench(cfg)
+    data = report.to_dict()
+    print(console_table(data))
+    if args.json_out:
+        write_json(data, args.json_out)
+        print(f"wrote {args.json_out}", file=sys.stderr)
+    if args.markdown:
+        write_markdown(data, args.markdown)
+        print(f"wrote {args.markdown}", file=sys.stderr)
+    if args.plot:
+        from ..bench_plot import write_plot
+
+        skipped = write_plot(data, args.plot)
+        print(skipped or f"wrote {args.plot}", file=sys.stderr)
+    if report.all_failed:
+        print("edgepose: every artifact failed", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,46 @@
+"""``edgepose convert``: a PyTorch checkpoint to checked ONNX / TFLite / OpenVINO artifacts."""
+
+from __future__ import annotations
+
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert a model to ONNX, TFLite and/or OpenVINO IR, each checked against PyTorch",
+        description="Convert a zoo model (default: the bundled demo model) and check every artifact against "
+        "PyTorch on held-out crops. Writes <model>_<precision>.{onnx,tflite,xml+bin} and a .json sidecar.",
+    )
+    p.add_argument("--model", help="zoo model name (default: the demo model)")
+    p.add_argument("--checkpoint", help="PyTorch checkpoint path or URL (default: the model's own)")
+    p.add_argument("--target", default="tflite", help="onnx, tflite, openvino or all; comma list (default: tflite)")
+    p.add_argument("--precision", default="fp32,fp16,int8", help="comma list of fp32, fp16, int8 (default: all)")
+    p.add_argument("--calib", help="calibration set .npz from 'edgepose calibrate' (default: the bundled one)")
+    p.add_argument("--num-calib", type=int, default=100, help="calibration crops to use (default: 100)")
+    p.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension (default: batch 1)")
+    p.add_argument("--int8-io", action="store_true", help="TFLite INT8 with int8 input/output (default: float)")
+    p.add_argument("--allow-parity-failure", action="store_true", help="keep artifacts outside their tolerance")
+    p.add_argument("--threads", type=int, help="threads for the parity runs")
+    p.add_argument("--out", help="output folder (default: artifacts/<model>/)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from ..converters.api import convert
+
+    result = convert(
+        model=args.model, checkpoint=args.checkpoint, targets=args.target, precisions=args.precision,
+        calib=args.calib, num_calib=args.num_calib, dynamic_batch=args.dynamic_batch, int8_io=args.int8_io,
+        allow_parity_failure=args.allow_parity_failure, out=args.out, threads=args.threads, progress=not args.quiet,
+    )  # fmt: skip
+    print(result.table())
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    failed = [a for a in result.artifacts if a.failed]
+    if failed:
+        print(f"warning: {len(failed)} artifact(s) outside tolerance kept (--allow-parity-failure)", file=sys.stderr)
+    total = sum(v for k, v in result.timings.items())
+    print(f"{len(result.artifacts)} artifact(s) in {result.out_dir}/ ({total:.0f} s)")
+    return 0

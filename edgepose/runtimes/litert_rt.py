@@ -1,0 +1,100 @@
+"""LiteRT (TFLite): ``.tflite`` artifacts through ai-edge-litert, else tflite-runtime, else tf.lite.
+
+Artifacts made by edgepose are NHWC inside (onnx2tf's layout); this runtime takes and returns NCHW like
+every other one, and quantises an int8/uint8 input and dequantises an int8/uint8 output with the scale and
+zero point of the tensors themselves. XNNPACK is on by default (option ``xnnpack=False`` turns it off).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..artifact import dequantize, from_layout, quantize, read_metadata, to_layout
+from ..errors import EdgeposeError
+from .base import Runtime, register_runtime
+
+
+def interpreter_module() -> tuple[Any, str, str]:
+    """(interpreter module, package name, version) of the first TFLite interpreter that imports."""
+    try:
+        import ai_edge_litert
+        from ai_edge_litert import interpreter
+
+        return interpreter, "ai-edge-litert", getattr(ai_edge_litert, "__version__", "")
+    except ImportError:
+        pass
+    try:
+        import tflite_runtime
+        from tflite_runtime import interpreter
+
+        return interpreter, "tflite-runtime", getattr(tflite_runtime, "__version__", "")
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf
+
+        return tf.lite, "tensorflow", tf.__version__
+    except ImportError:
+        raise EdgeposeError("the LiteRT runtime needs ai-edge-litert: pip install 'edgepose[lite]'") from None
+
+
+def _quant(detail: dict[str, Any]) -> tuple[float, int] | None:
+    scale, zero = detail.get("quantization", (0.0, 0))
+    return (float(scale), int(zero)) if scale else None
+
+
+@register_runtime("litert", suffixes=(".tflite",))
+class LiteRtRuntime(Runtime):
+    """Options: ``xnnpack`` (default True)."""
+
+    def _load(self) -> None:
+        mod, self.package, self.version = interpreter_module()
+        if self.device != "cpu":
+            raise EdgeposeError(f"{self.path}: device {self.device!r} is not supported by the litert runtime")
+        self.metadata = read_metadata(self.path)
+        kwargs: dict[str, Any] = {"model_path": str(self.path), "num_threads": self.threads or None}
+        if not self.options.get("xnnpack", True):
+            kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            self.interpreter = mod.Interpreter(**kwargs)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise EdgeposeError(f"{self.path}: LiteRT cannot load it ({str(e).splitlines()[0][:200]})") from None
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        layout = self.metadata.get("layout") or {}
+        guess = "NHWC" if self.input["shape"][-1] == 3 and self.input["shape"][1] != 3 else "NCHW"
+        self.layout_in = layout.get("input", guess)
+        self.layout_out = layout.get("output", guess)
+        signature = self.input.get("shape_signature", self.input["shape"])
+        self.batch_size = None if signature[0] == -1 else int(self.input["shape"][0])
+        self.precision = self.metadata.get("precision", "fp32")
+        self._shape = tuple(self.input["shape"])
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        x = to_layout(batch, self.layout_in)
+        if x.shape != self._shape:  # dynamic batch: resize once per new batch size
+            self.interpreter.resize_tensor_input(self.input["index"], list(x.shape))
+            self.interpreter.allocate_tensors()
+            self.input = self.interpreter.get_input_details()[0]
+            self.output = self.interpreter.get_output_details()[0]
+            self._shape = x.shape
+        q = _quant(self.input)
+        if self.input["dtype"] != np.float32:
+            if q is None:
+                raise EdgeposeError(f"{self.path}: integer input without quantisation parameters")
+            x = quantize(x, q[0], q[1], np.dtype(self.input["dtype"]).name)
+        self.interpreter.set_tensor(self.input["index"], x)
+        self.interpreter.invoke()
+        y = self.interpreter.get_tensor(self.output["index"])
+        q = _quant(self.output)
+        if self.output["dtype"] != np.float32 and q is not None:
+            y = dequantize(y, q[0], q[1])
+        return from_layout(np.asarray(y, dtype=np.float32), self.layout_out)
+
+    def info(self) -> dict[str, Any]:
+        d = super().info()
+        d.update(version=self.version, package=self.package, xnnpack=bool(self.options.get("xnnpack", True)))
+        return d

@@ -1,0 +1,60 @@
+"""ONNX Runtime: ``.onnx`` artifacts (CPU execution provider; GPU providers plug into :meth:`providers`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..artifact import from_layout, read_metadata, to_layout
+from ..errors import EdgeposeError
+from .base import Runtime, register_runtime
+
+
+@register_runtime("onnxruntime", suffixes=(".onnx",))
+class OnnxRuntime(Runtime):
+    """Options: ``graph_optimization`` ("all" default, "basic", "disable")."""
+
+    def providers(self) -> list[Any]:
+        """The execution providers for ``self.device``; the one place a new device is added."""
+        if self.device == "cpu":
+            return ["CPUExecutionProvider"]
+        raise EdgeposeError(f"{self.path}: device {self.device!r} is not supported by the onnxruntime runtime")
+
+    def _load(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise EdgeposeError("the ONNX Runtime runtime needs onnxruntime: pip install 'edgepose[onnx]'") from None
+        self._ort = ort
+        self.metadata = read_metadata(self.path)
+        so = ort.SessionOptions()
+        if self.threads:
+            so.intra_op_num_threads = int(self.threads)
+            so.inter_op_num_threads = 1
+        level = self.options.get("graph_optimization", "all")
+        so.graph_optimization_level = {
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        }[level]
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), so, providers=self.providers())
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise EdgeposeError(f"{self.path}: ONNX Runtime cannot load it ({str(e).splitlines()[0][:200]})") from None
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.output_name = self.session.get_outputs()[0].name
+        self.layout = self.metadata.get("layout", {}).get("input", "NCHW")
+        self.batch_size = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self.precision = self.metadata.get("precision", "fp32")
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        out = self.session.run([self.output_name], {self.input_name: to_layout(batch, self.layout)})[0]
+        return from_layout(out, self.metadata.get("layout", {}).get("output", "NCHW"))
+
+    def info(self) -> dict[str, Any]:
+        d = super().info()
+        d.update(version=self._ort.__version__, providers=self.session.get_providers())
+        return d

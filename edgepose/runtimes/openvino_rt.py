@@ -1,0 +1,66 @@
+"""OpenVINO: ``.xml`` (+ ``.bin``) IR artifacts on the CPU plugin.
+
+The CPU plugin silently computes in bf16 (or f16 on ARM) where the hardware has it; this runtime asks for
+f32 unless told otherwise (option ``inference_precision``: "f32" default, "bf16", "f16", or "auto" for the
+plugin's own choice) and reports the precision the compiled model really uses in :meth:`info`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..artifact import from_layout, read_metadata, to_layout
+from ..errors import EdgeposeError
+from .base import Runtime, register_runtime
+
+
+@register_runtime("openvino", suffixes=(".xml",))
+class OpenVinoRuntime(Runtime):
+    """Options: ``inference_precision`` (see module doc), ``config`` (extra plugin properties)."""
+
+    def device_name(self) -> str:
+        """The OpenVINO device for ``self.device``."""
+        if self.device == "cpu":
+            return "CPU"
+        raise EdgeposeError(f"{self.path}: device {self.device!r} is not supported by the openvino runtime")
+
+    def _load(self) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise EdgeposeError("the OpenVINO runtime needs openvino: pip install 'edgepose[openvino]'") from None
+        self._ov = ov
+        self.metadata = read_metadata(self.path)
+        if not self.path.with_suffix(".bin").is_file():
+            raise EdgeposeError(f"{self.path}: the weights file {self.path.with_suffix('.bin').name} is missing")
+        core = ov.Core()
+        try:
+            model = core.read_model(str(self.path))
+        except Exception as e:
+            raise EdgeposeError(f"{self.path}: OpenVINO cannot read it ({str(e).splitlines()[0][:200]})") from None
+        config: dict[str, Any] = dict(self.options.get("config") or {})
+        hint = self.options.get("inference_precision", "f32")
+        if hint != "auto":
+            config["INFERENCE_PRECISION_HINT"] = hint
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = int(self.threads)
+        device = self.device_name()
+        self.compiled = core.compile_model(model, device, config)
+        self.request = self.compiled.create_infer_request()
+        used = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.inference_precision = used.to_string() if hasattr(used, "to_string") else str(used)  # "f32", "bf16"
+        batch_dim = model.inputs[0].get_partial_shape()[0]
+        self.batch_size = batch_dim.get_length() if batch_dim.is_static else None
+        self.layout = self.metadata.get("layout", {}).get("input", "NCHW")
+        self.precision = self.metadata.get("precision", "fp32")
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        out = self.request.infer([to_layout(batch, self.layout)], share_inputs=True)
+        return from_layout(np.array(out[0], copy=True), self.metadata.get("layout", {}).get("output", "NCHW"))
+
+    def info(self) -> dict[str, Any]:
+        d = super().info()
+        d.update(version=self._ov.get_version(), inference_precision=self.inference_precision)
+        return d

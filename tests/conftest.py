@@ -1,0 +1,74 @@
+"""Session fixtures other tests can share: the demo checkpoint and ONE conversion of every target/precision."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+CONVERT_DEPS = ("torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "openvino", "nncf")
+
+
+def _require(*modules: str) -> None:
+    for m in modules:
+        pytest.importorskip(m)
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoint(tmp_path_factory) -> Path:
+    """The shipped demo weights when present, else a random model saved in mmpose's checkpoint layout.
+
+    The random model keeps PyTorch's default initialisation (seeded): mmpose's head init (std 0.001) makes
+    heatmaps of ~1e-9 that no INT8 scheme can represent, a degenerate case no trained model is in.
+    """
+    _require("torch")
+    from edgepose.checkpoint import ASSETS, save_mmpose_checkpoint
+    from edgepose.models import build_model
+    from edgepose.spec import DEFAULT_MODEL, get_spec
+
+    spec = get_spec(DEFAULT_MODEL)
+    shipped = ASSETS / spec.checkpoint.split(":", 1)[-1]
+    if shipped.is_file():
+        return shipped
+    path = tmp_path_factory.mktemp("demo_ckpt") / f"{DEFAULT_MODEL}_random.pth"
+    import torch
+
+    torch.manual_seed(0)
+    return save_mmpose_checkpoint(build_model(spec), path)
+
+
+@pytest.fixture(scope="session")
+def demo_conversion(tmp_path_factory, demo_checkpoint):
+    """``convert()`` of the demo model to every target and precision, with the network cut off.
+
+    Returns the :class:`ConversionResult`; ``result.network_attempts`` lists any connection attempt
+    (the conversion must make none). 32 calibration crops keep it to ~1-2 minutes on 2 cores.
+    """
+    _require(*CONVERT_DEPS)
+    from edgepose.converters.api import convert
+
+    from edgepose.spec import DEFAULT_MODEL
+
+    attempts: list = []
+    original = socket.socket.connect
+
+    def refuse(self, address, *args):
+        attempts.append(address)
+        raise OSError(f"network disabled in tests (connect to {address})")
+
+    out = tmp_path_factory.mktemp("demo_artifacts")
+    socket.socket.connect = refuse
+    try:
+        result = convert(model=DEFAULT_MODEL, checkpoint=str(demo_checkpoint), targets="all",
+                         precisions="fp32,fp16,int8", num_calib=32, out=out, progress=False)  # fmt: skip
+    finally:
+        socket.socket.connect = original
+    result.network_attempts = attempts
+    return result
+
+
+@pytest.fixture(scope="session")
+def demo_artifacts(demo_conversion) -> Path:
+    """The folder holding the demo model's artifacts (``<model>_<precision>.{onnx,tflite,xml}`` + sidecars)."""
+    return demo_conversion.out_dir

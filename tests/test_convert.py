@@ -1,0 +1,189 @@
+"""Conversion of the demo model to every target and precision (one shared session conversion).
+
+Every number is checked against PyTorch run here, on crops of real COCO sample images (not the converter's
+own parity crops), with the error and SNR computed in the test; metadata is read back with each format's own
+library (onnx, openvino, the TFLite flatbuffer schema), not edgepose's readers.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import CONVERT_DEPS
+from tests.helpers import SAMPLES
+
+for _m in CONVERT_DEPS:
+    pytest.importorskip(_m)
+
+pytestmark = pytest.mark.slow  # the shared conversion takes ~1-2 minutes on 2 cores
+
+EXPECTED = {"onnx": ("fp32", "int8"), "tflite": ("fp32", "fp16", "int8"), "openvino": ("fp32", "fp16", "int8")}
+SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "openvino": ".xml"}
+MIN_SNR = {"fp16": 40.0, "int8": 15.0}
+
+
+def _snr_db(ref: np.ndarray, out: np.ndarray) -> float:
+    ref, out = ref.astype(np.float64), out.astype(np.float64)
+    return float(10 * np.log10((ref**2).sum() / max(((out - ref) ** 2).sum(), 1e-300)))
+
+
+@pytest.fixture(scope="module")
+def real_inputs():
+    """Normalised crops of people in the real COCO sample images (ground-truth boxes), else synthetic ones."""
+    from edgepose.processing import TopDownPipeline, read_image
+    from edgepose.spec import DEFAULT_MODEL, get_spec
+
+    spec = get_spec(DEFAULT_MODEL)
+    pipe = TopDownPipeline(spec)
+    ann = SAMPLES / "coco" / "test_coco.json"
+    batches = []
+    if ann.is_file():
+        data = json.loads(ann.read_text())
+        files = {im["id"]: im["file_name"] for im in data["images"]}
+        for a in data["annotations"][:6]:
+            img = read_image(SAMPLES / "coco" / files[a["image_id"]])
+            c, s = pipe.boxes_to_center_scale(np.array([a["bbox"]], np.float32))
+            batches.append(pipe.preprocess(img, c, s))
+    else:
+        from edgepose.converters.api import synthetic_parity_crops
+
+        from edgepose.processing import normalize
+
+        batches.append(normalize(synthetic_parity_crops(spec, 6, seed=99), spec.mean, spec.std))
+    return np.concatenate(batches)
+
+
+@pytest.fixture(scope="module")
+def torch_reference(demo_checkpoint, real_inputs):
+    import torch
+
+    from edgepose.models import load_model
+    from edgepose.spec import DEFAULT_MODEL
+
+    model = load_model(DEFAULT_MODEL, str(demo_checkpoint), progress=False)
+    with torch.inference_mode():
+        return model(torch.from_numpy(real_inputs)).numpy()
+
+
+def _artifacts(out_dir):
+    for target, precs in EXPECTED.items():
+        for p in precs:
+            yield target, p, out_dir / f"demo_coco_256x192_{p}{SUFFIX[target]}"
+
+
+def test_conversion_writes_every_artifact_offline(demo_conversion, demo_artifacts):
+    assert demo_conversion.network_attempts == []
+    assert demo_conversion.written
+    names = sorted(p.name for p in demo_artifacts.iterdir())
+    expected = []
+    for _, _, path in _artifacts(demo_artifacts):
+        expected += [path.name, path.name + ".json"]
+        if path.suffix == ".xml":
+            expected.append(path.with_suffix(".bin").name)
+    assert names == sorted(expected)  # no temp folder or stray file left behind
+    assert {(a.target, a.precision) for a in demo_conversion.artifacts} == {
+        (t, p) for t, ps in EXPECTED.items() for p in ps
+    }
+
+
+def test_parity_figures_meet_tolerance(demo_conversion):
+    for a in demo_conversion.artifacts:
+        par = a.metadata["parity"]
+        assert par["passed"] and not a.failed, (a.path.name, par)
+        if a.precision == "fp32":
+            assert par["rel_max_err"] <= 1e-4
+        else:
+            assert par["snr_db"] >= MIN_SNR[a.precision]
+        assert par["n"] == 16 and par["inputs"].startswith("holdout crops of default_256x192.npz")
+
+
+@pytest.mark.parametrize("target,precision", [(t, p) for t, ps in EXPECTED.items() for p in ps])
+def test_runtime_heatmaps_match_pytorch(demo_artifacts, real_inputs, torch_reference, target, precision):
+    from edgepose.runtimes import load_runtime
+
+    path = demo_artifacts / f"demo_coco_256x192_{precision}{SUFFIX[target]}"
+    rt = load_runtime(path)
+    out = rt(real_inputs)  # batch 6 through a batch-1 artifact: chunked by the runtime
+    assert out.shape == torch_reference.shape == (len(real_inputs), 17, 64, 48)
+    if precision == "fp32":
+        rel = np.abs(out - torch_reference).max() / np.abs(torch_reference).max()
+        assert rel <= 1e-4, rel
+    else:
+        assert _snr_db(torch_reference, out) >= MIN_SNR[precision]
+    assert rt.precision == precision and rt.batch_size == 1
+
+
+def test_openvino_fp32_really_runs_in_f32(demo_artifacts):
+    from edgepose.runtimes import load_runtime
+
+    rt = load_runtime(demo_artifacts / "demo_coco_256x192_fp32.xml")
+    assert rt.info()["inference_precision"] == "f32"
+    assert rt.info()["version"]
+
+
+def _spec_dict():
+    from edgepose.spec import DEFAULT_MODEL, get_spec
+
+    return json.loads(json.dumps(get_spec(DEFAULT_MODEL).to_dict()))
+
+
+def _embedded_by_format_library(path) -> dict:
+    """The embedded JSON read with the format's own library (independent of edgepose.artifact)."""
+    if path.suffix == ".onnx":
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        return json.loads(props["edgepose"])
+    if path.suffix == ".xml":
+        import openvino as ov
+
+        model = ov.Core().read_model(str(path))
+        return json.loads(model.get_rt_info(["edgepose"]).astype(str))
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
+    [entry] = [e for e in m.metadata if e.name in (b"edgepose", "edgepose")]
+    return json.loads(bytes(m.buffers[entry.buffer].data).decode())
+
+
+@pytest.mark.parametrize("target,precision", [(t, p) for t, ps in EXPECTED.items() for p in ps])
+def test_metadata_sidecar_and_embedded_reproduce_the_spec(demo_artifacts, target, precision):
+    from edgepose.artifact import read_embedded, read_metadata
+    from edgepose.spec import DEFAULT_MODEL, get_spec, spec_from_metadata
+
+    path = demo_artifacts / f"demo_coco_256x192_{precision}{SUFFIX[target]}"
+    sidecar = json.loads((path.parent / (path.name + ".json")).read_text())
+    embedded = _embedded_by_format_library(path)
+    assert sidecar == embedded == read_metadata(path) == read_embedded(path)
+    assert sidecar["model"] == _spec_dict()
+    assert spec_from_metadata(sidecar) == get_spec(DEFAULT_MODEL)
+    assert sidecar["precision"] == precision and sidecar["format"] == target
+    assert sidecar["decode"] == "default" and sidecar["batch"] == 1
+    layout = "NHWC" if target == "tflite" else "NCHW"
+    assert sidecar["layout"] == {"input": layout, "output": layout}
+    w, h = 192, 256
+    assert sidecar["input"]["shape"] == ([1, h, w, 3] if layout == "NHWC" else [1, 3, h, w])
+    assert sidecar["output"]["shape"] == ([1, h // 4, w // 4, 17] if layout == "NHWC" else [1, 17, h // 4, w // 4])
+    assert sidecar["input"]["dtype"] == "float32" and sidecar["input"]["quantization"] is None
+    assert sidecar["tools"]["edgepose"] and sidecar["tools"]["torch"]
+    assert {"rel_max_err", "snr_db", "kp_mean_px", "kp_within", "tolerance"} <= set(sidecar["parity"])
+    assert ("calibration" in sidecar) == (precision == "int8")
+    if precision == "int8":
+        assert sidecar["calibration"]["num"] == 32 and sidecar["calibration"]["bundled"] is True
+
+
+def test_embedded_metadata_alone_is_enough(demo_artifacts, tmp_path):
+    """Without the sidecar, a runtime still finds layout and precision in the file (copied elsewhere)."""
+    import shutil
+
+    from edgepose.runtimes import load_runtime
+
+    src = demo_artifacts / "demo_coco_256x192_fp16.tflite"
+    dst = tmp_path / "renamed.tflite"
+    shutil.copyfile(src, dst)
+    rt = load_runtime(dst)
+    assert rt.precision == "fp16" and rt.metadata["layout"]["input"] == "NHWC"
+    assert rt.metadata == json.loads((demo_artifacts / (src.name + ".json")).read_text())

@@ -1,0 +1,122 @@
+"""``edgepose convert`` failures leave nothing behind; the lighter options (dynamic batch, int8 I/O)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from edgepose.cli import main  # noqa: E402
+
+
+def _files(d):
+    return sorted(p.relative_to(d).as_posix() for p in d.rglob("*")) if d.exists() else []
+
+
+def test_bad_calibration_file_fails_with_one_line_and_writes_nothing(tmp_path, capsys, demo_checkpoint):
+    bad = tmp_path / "calib.npz"
+    bad.write_bytes(b"this is not an npz file")
+    out = tmp_path / "out"
+    rc = main(["convert", "--checkpoint", str(demo_checkpoint), "--target", "onnx", "--precision", "int8",
+               "--calib", str(bad), "--out", str(out), "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith(f"edgepose: error: {bad}: not a calibration file")
+    assert not any(p.is_file() for p in out.rglob("*")) if out.exists() else True
+
+
+def test_failure_midway_leaves_no_artifact(tmp_path, capsys, monkeypatch, demo_checkpoint):
+    """fp32 ONNX is made, then INT8 quantisation breaks: neither file (nor the temp folder) is left."""
+    from edgepose.converters import onnx_export
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated crash in the quantiser")
+
+    monkeypatch.setattr(onnx_export, "quantize_onnx", broken)
+    out = tmp_path / "out"
+    rc = main(["convert", "--checkpoint", str(demo_checkpoint), "--target", "onnx", "--precision", "fp32,int8",
+               "--num-calib", "4", "--out", str(out), "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[-1] == "edgepose: error: onnx conversion failed: RuntimeError: simulated crash in the quantiser"
+    assert _files(out) == []
+
+
+def test_parity_failure_fails_unless_allowed(tmp_path, capsys, monkeypatch, demo_checkpoint):
+    from edgepose.converters import parity
+
+    monkeypatch.setitem(parity.TOLERANCES, "fp32", parity.Tolerance(max_rel_err=0.0))
+    out = tmp_path / "out"
+    args = ["convert", "--checkpoint", str(demo_checkpoint), "--target", "onnx", "--precision", "fp32",
+            "--out", str(out), "--quiet"]  # fmt: skip
+    rc = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert err[0].startswith("edgepose: error: demo_coco_256x192_fp32.onnx: parity against PyTorch out of tolerance")
+    assert _files(out) == []
+    assert main(args + ["--allow-parity-failure"]) == 0
+    assert _files(out) == ["demo_coco_256x192_fp32.onnx", "demo_coco_256x192_fp32.onnx.json"]
+
+
+def test_unknown_target_and_missing_default_precision(capsys):
+    assert main(["convert", "--target", "coreml"]) == 2
+    assert "unknown target 'coreml'" in capsys.readouterr().err
+    assert main(["convert", "--target", "onnx", "--precision", "fp16"]) == 2
+    assert "nothing to convert: onnx: fp16 not offered" in capsys.readouterr().err
+
+
+def test_dynamic_batch_onnx_and_openvino(tmp_path, demo_checkpoint):
+    pytest.importorskip("openvino")
+    import torch
+    from edgepose.converters.api import convert
+
+    from edgepose.models import load_model
+    from edgepose.runtimes import load_runtime
+
+    res = convert(checkpoint=str(demo_checkpoint), targets="onnx,openvino", precisions="fp32", dynamic_batch=True,
+                  out=tmp_path, progress=False)  # fmt: skip
+    x = np.random.default_rng(0).standard_normal((3, 3, 256, 192)).astype(np.float32)
+    with torch.inference_mode():
+        ref = load_model("demo_coco_256x192", str(demo_checkpoint), progress=False)(torch.from_numpy(x)).numpy()
+    for a in res.artifacts:
+        rt = load_runtime(a.path)
+        assert rt.batch_size is None and a.metadata["batch"] is None
+        assert a.metadata["input"]["shape"][0] is None
+        out = rt(x)
+        assert out.shape == ref.shape
+        assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+@pytest.mark.slow
+def test_tflite_int8_io(tmp_path, demo_checkpoint):
+    """--int8-io: int8 tensors at both ends, their scale/zero point in the metadata, the runtime (de)quantises."""
+    pytest.importorskip("onnx2tf")
+    import torch
+    from edgepose.converters.api import convert
+
+    from edgepose.models import load_model
+    from edgepose.runtimes import load_runtime
+
+    res = convert(checkpoint=str(demo_checkpoint), targets="tflite", precisions="int8", int8_io=True, num_calib=8,
+                  out=tmp_path, progress=False)  # fmt: skip
+    [a] = res.artifacts
+    meta = a.metadata
+    for end in ("input", "output"):
+        assert meta[end]["dtype"] == "int8"
+        q = meta[end]["quantization"]
+        assert q["scale"] > 0 and -128 <= q["zero_point"] <= 127
+    # the input scale must cover the normalised pixel range seen in calibration (about -2.1 .. 2.7)
+    qi = meta["input"]["quantization"]
+    lo, hi = (-128 - qi["zero_point"]) * qi["scale"], (127 - qi["zero_point"]) * qi["scale"]
+    assert lo < -1.5 and hi > 2.0
+    rt = load_runtime(a.path)
+    x = rt_input = np.random.default_rng(1).uniform(-2, 2.5, (2, 3, 256, 192)).astype(np.float32)
+    with torch.inference_mode():
+        ref = load_model("demo_coco_256x192", str(demo_checkpoint), progress=False)(torch.from_numpy(x)).numpy()
+    out = rt(rt_input)
+    assert out.dtype == np.float32 and out.shape == ref.shape
+    snr = 10 * np.log10((ref.astype(np.float64) ** 2).sum() / ((out - ref).astype(np.float64) ** 2).sum())
+    assert snr >= 10, snr  # random inputs, not the calibration distribution: a looser bound

@@ -1,0 +1,735 @@
+#!/usr/bin/env python3
+"""The Raspberry Pi path, checked here: TFLite artifacts run on 64-bit ARM Linux and agree with x86.
+
+One command (run as root on an x86-64 Debian/Ubuntu host):
+
+    python tools/arm_check.py [--artifacts DIR] [--rootfs DIR] [--out report.json]
+
+1. installs ``qemu-user-static`` and ``debootstrap`` with apt-get when missing;
+2. builds (once, cached under ``~/.cache/edgepose/arm-rootfs`` with a version stamp) a Debian bookworm arm64
+   userland: ``debootstrap --foreign`` downloads and unpacks it, the remaining packages (Python 3.11, pip) are
+   unpacked with the host's ``dpkg-deb`` (no binfmt_misc here, so no second stage runs), and a venv is made
+   with the emulated Python;
+3. downloads aarch64 wheels of ``edgepose[lite]``'s dependencies on the host (clean pip settings), builds an
+   edgepose wheel from this checkout, and installs both offline inside (``pip install --no-index``): the
+   venv then holds nothing but numpy, OpenCV, ai-edge-litert and pycocotools (and their own dependencies);
+4. runs ``edgepose predict`` (sample COCO images and synthetic val images), ``edgepose eval`` and
+   ``edgepose bench`` on each artifact under ``qemu-aarch64-static`` in a chroot, and the same job on this
+   x86 host with the same code (``tools/arm_guest.py``);
+5. compares the keypoints (max abs difference in pixels per artifact), prints a table and writes a JSON report.
+
+Exit status: 0 all artifacts agree, 1 some disagree or a step failed, 2 bad input, 77 the check cannot run
+here (not root, no apt/Debian mirror/PyPI reachable). Timings under emulation are not ARM speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO.parent / "shared" / "data" / "mmpose_samples"
+CACHE = Path(os.environ.get("EDGEPOSE_CACHE") or Path.home() / ".cache" / "edgepose")
+DEMO_MODEL = "demo_coco_256x192"
+
+# Bump when the way the rootfs is built changes: a cached rootfs with another stamp is rebuilt.
+ROOTFS_VERSION = "edgepose-arm-rootfs/1 bookworm arm64 minbase python3 python3-pip venv"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+SUITE = "bookworm"
+ROOTFS_PACKAGES = ("python3", "python3-pip")
+GUEST_VENV = "/opt/edgepose-venv"
+GUEST_WHEELS = "/opt/edgepose-wheels"
+GUEST_WORK = "/tmp/edgepose-arm-check"
+# ai-edge-litert publishes manylinux_2_27 aarch64 wheels, numpy manylinux_2_27/2_28, OpenCV manylinux2014:
+# every tag a Debian bookworm (glibc 2.36) / Raspberry Pi OS 64-bit pip accepts, named explicitly.
+PLATFORMS = (
+    "manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64",
+)  # fmt: skip
+PY_VERSION = "3.11"  # Debian bookworm's Python, the one Raspberry Pi OS 64-bit (bookworm) ships
+
+# qemu 7.2 gives an aarch64 guest no /proc/cpuinfo nor /sys cpu lists; cpuinfo (XNNPACK) then fails to
+# initialise and LiteRT silently runs without XNNPACK. The chroot gets these files, describing the CPU model
+# that qemu emulates (-cpu), as a Raspberry Pi 5 (Cortex-A76) or 4 (Cortex-A72) shows them.
+CPUS = {
+    "cortex-a76": ("0x4", "0xd0b", "1", "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid "
+                   "asimdrdm lrcpc dcpop asimddp", "Raspberry Pi 5 Model B (emulated Cortex-A76)"),
+    "cortex-a72": ("0x0", "0xd08", "3", "fp asimd evtstrm crc32 cpuid", "Raspberry Pi 4 Model B (emulated Cortex-A72)"),
+}  # fmt: skip
+NUM_CPUS = 4
+
+# Largest accepted keypoint difference between x86 and ARM, in image pixels (scores: absolute). A trial gave
+# bit-identical INT8 (XNNPACK on both sides) and FP32 within 1e-5 px.
+TOL_PX = {"fp32": 1e-3, "fp16": 1e-2, "int8": 1e-3}
+TOL_SCORE = 1e-4
+TOL_METRIC = 1e-4
+SKIP = 77
+EMULATION_NOTE = (
+    "ARM timings come from qemu user-mode emulation (roughly 100-500x slower than a real board): they are NOT "
+    "ARM speed. Run `edgepose bench` on the device for speed."
+)
+
+
+class Unavailable(Exception):
+    """The check cannot run on this machine (exit 77): not root, tools or network missing."""
+
+
+class CheckError(Exception):
+    """Something failed that should not (exit 2 for bad input, or 1 from the caller)."""
+
+
+# --------------------------------------------------------------------------------------------- helpers
+_T0 = time.monotonic()
+
+
+def log(msg: str) -> None:
+    print(f"[arm-check {time.monotonic() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], what: str, env: dict[str, str] | None = None, timeout: float = 1800,
+        stream_prefix: str | None = None, unavailable_if: tuple[str, ...] = ()) -> str:  # fmt: skip
+    """Run ``cmd``; its output is returned (and echoed with ``stream_prefix`` when given)."""
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if stream_prefix is not None:
+            print(f"{stream_prefix}{line.rstrip()}", file=sys.stderr, flush=True)
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise CheckError(f"{what}: timed out after {timeout:.0f} s")
+    rc = proc.wait()
+    text = "".join(lines)
+    if rc != 0:
+        tail = "\n".join(text.strip().splitlines()[-15:])
+        if any(re.search(p, text, re.I) for p in unavailable_if):
+            raise Unavailable(f"{what} failed (network?): {tail.splitlines()[-1] if tail else rc}")
+        raise CheckError(f"{what} failed with exit status {rc}:\n{tail}")
+    return text
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """No PIP_* variables, no pip.conf, no virtualenv: host pip settings must not leak into either pip."""
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
+    env.update(extra)
+    return env
+
+
+def reachable(url: str, timeout: float = 20) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (fixed https/http URLs)
+            return r.status < 400
+    except Exception:
+        return False
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """One arm check per rootfs at a time (the rootfs and its venv are shared state)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another arm check holding {path} ...")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ host tools
+def ensure_host_tools() -> None:
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        raise Unavailable(f"the ARM check runs on an x86-64 Linux host (this is {platform.machine()})")
+    if os.geteuid() != 0:
+        raise Unavailable("the ARM check needs root (debootstrap and chroot)")
+    if shutil.which("qemu-aarch64-static") and shutil.which("debootstrap") and shutil.which("dpkg-deb"):
+        return
+    if not shutil.which("apt-get"):
+        raise Unavailable("qemu-aarch64-static/debootstrap missing and no apt-get to install them")
+    log("installing qemu-user-static and debootstrap with apt-get ...")
+    net = ("Could not resolve", "Failed to fetch", "Temporary failure", "Unable to locate", "Unable to fetch")
+    env = clean_env(DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "update", "-q"], "apt-get update", env=env, unavailable_if=net)
+    run(["apt-get", "install", "-y", "-q", "qemu-user-static", "debootstrap"], "apt-get install", env=env,
+        unavailable_if=net)  # fmt: skip
+    if not shutil.which("qemu-aarch64-static"):
+        raise Unavailable("apt-get installed qemu-user-static but qemu-aarch64-static is not on PATH")
+
+
+# ------------------------------------------------------------------------------------------------ rootfs
+def chroot_cmd(rootfs: Path, cpu: str, *args: str) -> list[str]:
+    return ["chroot", str(rootfs), "/usr/bin/qemu-aarch64-static", "-cpu", cpu, *args]
+
+
+def guest_env() -> dict[str, str]:
+    return clean_env(HOME="/root", EDGEPOSE_CACHE=f"{GUEST_WORK}/cache", PYTHONUNBUFFERED="1")
+
+
+def _extract_deb(deb: Path, root: Path) -> None:
+    """Unpack a .deb with the host's dpkg-deb, keeping the usr-merged /lib -> usr/lib symlinks."""
+    p1 = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    p2 = subprocess.run(["tar", "-x", "--keep-directory-symlink", "-C", str(root)], stdin=p1.stdout,
+                        capture_output=True, text=True)  # fmt: skip
+    assert p1.stdout is not None
+    p1.stdout.close()
+    if p1.wait() != 0 or p2.returncode != 0:
+        raise CheckError(f"{deb}: cannot unpack ({p2.stderr.strip()[-300:]})")
+
+
+def build_rootfs(rootfs: Path, mirror: str) -> None:
+    """debootstrap --foreign, unpack the rest with dpkg-deb, put qemu in, make the venv; atomically."""
+    if not reachable(f"{mirror}/dists/{SUITE}/Release"):
+        raise Unavailable(f"Debian mirror {mirror} is not reachable (needed once to build the ARM rootfs)")
+    tmp = rootfs.parent / f".{rootfs.name}.build-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        log(f"debootstrap --foreign --arch=arm64 {SUITE} (first build: about a minute) ...")
+        run(["debootstrap", "--foreign", "--arch=arm64", "--variant=minbase",
+             f"--include={','.join(ROOTFS_PACKAGES)}", SUITE, str(tmp), mirror], "debootstrap",
+            env=clean_env(), timeout=1800,
+            unavailable_if=("Failed getting release file", "Couldn't download"))  # fmt: skip
+        # The second stage would run arm64 maintainer scripts, which needs binfmt_misc; the packages a Python
+        # userland needs work unpacked, so unpack what the first stage only downloaded.
+        debpaths = dict(
+            line.split()[:2] for line in (tmp / "debootstrap" / "debpaths").read_text().splitlines() if line.strip()
+        )
+        base = (tmp / "debootstrap" / "base").read_text().split()
+        log(f"unpacking {len(base)} packages (python3, pip and their libraries) with dpkg-deb ...")
+        for pkg in base:
+            _extract_deb(tmp / debpaths[pkg].lstrip("/"), tmp)
+        shutil.copy2(shutil.which("qemu-aarch64-static") or "/usr/bin/qemu-aarch64-static", tmp / "usr/bin")
+        proc = tmp / "proc"
+        if proc.is_symlink() or proc.is_file():
+            proc.unlink()
+        proc.mkdir(exist_ok=True)
+        (tmp / "etc" / "resolv.conf").unlink(missing_ok=True)
+        log(f"making the venv {GUEST_VENV} with the emulated python3 ...")
+        write_cpu_files(tmp, "cortex-a76")
+        run(chroot_cmd(tmp, "cortex-a76", "/usr/bin/python3", "-m", "venv", "--without-pip",
+                       "--system-site-packages", GUEST_VENV), "venv in the rootfs", env=guest_env())  # fmt: skip
+        (tmp / ".edgepose-stamp").write_text(ROOTFS_VERSION + "\n")
+        if rootfs.exists():
+            shutil.rmtree(rootfs)
+        os.replace(tmp, rootfs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ensure_rootfs(rootfs: Path, mirror: str, rebuild: bool) -> None:
+    stamp = rootfs / ".edgepose-stamp"
+    if not rebuild and stamp.is_file() and stamp.read_text().strip() == ROOTFS_VERSION:
+        log(f"reusing the ARM rootfs {rootfs}")
+        return
+    if rootfs.exists():
+        log(f"rebuilding {rootfs} ({'--rebuild' if rebuild else 'old or unfinished build'})")
+    build_rootfs(rootfs, mirror)
+    log(f"ARM rootfs ready: {rootfs}")
+
+
+def write_cpu_files(rootfs: Path, cpu: str) -> None:
+    """/proc/cpuinfo and /sys/devices/system/cpu/{possible,present,online} as the emulated board shows them."""
+    variant, part, rev, features, model = CPUS[cpu]
+    blocks = [
+        f"processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: {features}\nCPU implementer\t: 0x41\n"
+        f"CPU architecture: 8\nCPU variant\t: {variant}\nCPU part\t: {part}\nCPU revision\t: {rev}\n"
+        for i in range(NUM_CPUS)
+    ]
+    (rootfs / "proc").mkdir(exist_ok=True)
+    (rootfs / "proc" / "cpuinfo").write_text("\n".join(blocks) + f"\nModel\t\t: {model}\n")
+    sysdir = rootfs / "sys" / "devices" / "system" / "cpu"
+    sysdir.mkdir(parents=True, exist_ok=True)
+    for name in ("possible", "present", "online"):
+        (sysdir / name).write_text(f"0-{NUM_CPUS - 1}\n")
+
+
+# ------------------------------------------------------------------------------------------------ wheels
+def lite_requirements() -> list[str]:
+    """edgepose's core dependencies plus its ``lite`` group, read from pyproject.toml."""
+    text = (REPO / "pyproject.toml").read_text()
+    try:
+        import tomllib
+
+        data = tomllib.loads(text)
+        return list(data["project"]["dependencies"]) + list(data["project"]["optional-dependencies"]["lite"])
+    except ImportError:  # Python < 3.11: the two lists are simple enough to read by pattern
+        reqs = []
+        for key in (r"^dependencies\s*=\s*\[", r"^lite\s*=\s*\["):
+            m = re.search(key + r"(.*?)^\]", text, re.S | re.M)
+            reqs += re.findall(r'"([^"]+)"', m.group(1)) if m else []
+        return reqs
+
+
+def build_edgepose_wheel(dest: Path) -> Path:
+    """A wheel of this checkout (working tree as it is), built from a clean copy so the repo stays untouched."""
+    with tempfile.TemporaryDirectory(prefix="edgepose-src-") as src:
+        ign = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+        for name in ("edgepose", "converters"):
+            shutil.copytree(REPO / name, Path(src) / name, ignore=ign)
+        for name in ("pyproject.toml", "README.md", "LICENSE", "MANIFEST.in"):
+            if (REPO / name).is_file():
+                shutil.copy2(REPO / name, Path(src) / name)
+        for old in dest.glob("edgepose-*.whl"):
+            old.unlink()
+        run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+             "-w", str(dest), src], "building the edgepose wheel", env=clean_env())  # fmt: skip
+    wheels = list(dest.glob("edgepose-*.whl"))
+    if len(wheels) != 1:
+        raise CheckError(f"expected one edgepose wheel in {dest}, found {wheels}")
+    return wheels[0]
+
+
+def ensure_wheels(refresh: bool) -> tuple[Path, list[str]]:
+    """aarch64 wheels of the lite requirements, downloaded once per requirement set (cached)."""
+    reqs = lite_requirements()
+    key = hashlib.sha256(json.dumps([reqs, PLATFORMS, PY_VERSION]).encode()).hexdigest()[:12]
+    wdir = CACHE / "arm-wheels" / key
+    stamp = wdir / ".complete"
+    if refresh or not stamp.is_file():
+        if not reachable("https://pypi.org/simple/ai-edge-litert/"):
+            raise Unavailable("PyPI is not reachable (needed once to download the aarch64 wheels)")
+        tmp = wdir.parent / f".{key}.{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        log(f"downloading aarch64 cp311 wheels of {', '.join(reqs)} ...")
+        cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--python-version", PY_VERSION,
+               "--implementation", "cp", "--abi", "cp" + PY_VERSION.replace(".", ""), "-d", str(tmp), "-q"]  # fmt: skip
+        for plat in PLATFORMS:
+            cmd += ["--platform", plat]
+        run(cmd + reqs, "pip download (aarch64)", env=clean_env(), unavailable_if=("Network is unreachable",
+            "Max retries exceeded", "Temporary failure in name resolution"))  # fmt: skip
+        (tmp / ".complete").write_text(json.dumps(reqs) + "\n")
+        shutil.rmtree(wdir, ignore_errors=True)
+        os.replace(tmp, wdir)
+    else:
+        log(f"reusing the aarch64 wheels in {wdir}")
+    return wdir, reqs
+
+
+def install_in_rootfs(rootfs: Path, cpu: str, wheel_dir: Path, edgepose_wheel: Path) -> str:
+    """``pip install --no-index "edgepose[lite]"`` with the emulated pip; returns ``pip check``'s verdict."""
+    gw = rootfs / GUEST_WHEELS.lstrip("/")
+    shutil.rmtree(gw, ignore_errors=True)
+    gw.mkdir(parents=True)
+    for whl in [*wheel_dir.glob("*.whl"), edgepose_wheel]:
+        os.link(whl, gw / whl.name) if whl.stat().st_dev == gw.stat().st_dev else shutil.copy2(whl, gw)
+    py = f"{GUEST_VENV}/bin/python"
+    pip = [py, "-m", "pip", "install", "--no-index", "--find-links", GUEST_WHEELS, "--no-compile", "-q"]
+    log("pip install --no-index 'edgepose[lite]' inside the emulated aarch64 venv ...")
+    # edgepose itself is reinstalled every run (the checkout changes); its dependencies only when missing.
+    run(chroot_cmd(rootfs, cpu, *pip, "--force-reinstall", "--no-deps", f"{GUEST_WHEELS}/{edgepose_wheel.name}"),
+        "pip install edgepose (aarch64)", env=guest_env())  # fmt: skip
+    run(chroot_cmd(rootfs, cpu, *pip, "edgepose[lite]"), "pip install edgepose[lite] (aarch64)", env=guest_env())
+    check = subprocess.run(chroot_cmd(rootfs, cpu, py, "-m", "pip", "check"), env=guest_env(),
+                           capture_output=True, text=True)  # fmt: skip
+    return (check.stdout + check.stderr).strip()
+
+
+# --------------------------------------------------------------------------------------------- artifacts
+def precision_of(path: Path) -> str:
+    """The artifact's precision from its JSON sidecar (``<name>.json``), else from its file name."""
+    side = path.with_suffix(".json")
+    if side.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            meta = json.loads(side.read_text())
+            p = meta.get("precision") or (meta.get("artifact") or {}).get("precision")
+            if isinstance(p, str):
+                return p.lower()
+    m = re.search(r"(fp32|fp16|int8)", path.stem.lower())
+    return m.group(1) if m else "fp32"
+
+
+def find_artifacts(arg: str | None) -> list[Path]:
+    """``--artifacts`` (a directory of .tflite files, or one file); default: the demo model's FP32 and INT8."""
+    if arg:
+        p = Path(arg)
+        files = sorted(p.glob("*.tflite")) if p.is_dir() else [p]
+        if not files or not all(f.is_file() and f.suffix == ".tflite" for f in files):
+            raise CheckError(f"{arg}: no .tflite artifacts there")
+        return files
+    for d in (REPO / "artifacts" / DEMO_MODEL,):
+        files = [d / f"{DEMO_MODEL}_{p}.tflite" for p in ("fp32", "int8")]
+        if all(f.is_file() for f in files):
+            log(f"using the demo artifacts in {d}")
+            return files
+    return convert_demo()
+
+
+def convert_demo() -> list[Path]:
+    """Convert the demo checkpoint to TFLite FP32 + INT8 once (cached by the checkpoint's sha256)."""
+    ckpt = REPO / "edgepose" / "assets" / f"{DEMO_MODEL}.pth"
+    if not ckpt.is_file():
+        raise CheckError(f"no --artifacts given and the demo checkpoint {ckpt} is missing")
+    out = CACHE / "arm-check" / f"artifacts-{sha256_file(ckpt)[:16]}"
+    files = [out / f"{DEMO_MODEL}_{p}.tflite" for p in ("fp32", "int8")]
+    if all(f.is_file() for f in files):
+        log(f"reusing the converted demo artifacts in {out}")
+        return files
+    tmp = out.parent / f".{out.name}.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    log(f"converting {DEMO_MODEL} to TFLite fp32,int8 on the host (once; cached in {out}) ...")
+    run([sys.executable, "-m", "edgepose", "convert", "--model", DEMO_MODEL, "--target", "tflite",
+         "--precision", "fp32,int8", "--out", str(tmp)], "edgepose convert", env=host_env(), timeout=3600,
+        stream_prefix="  convert| ")  # fmt: skip
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return files
+
+
+def host_env() -> dict[str, str]:
+    """The host run uses this checkout's edgepose, whatever is installed."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return env
+
+
+# --------------------------------------------------------------------------------------------------- job
+def cli_options() -> dict[str, set[str]]:
+    """Each ``edgepose`` command and its option strings (so the job only uses what this checkout has)."""
+    sys.path.insert(0, str(REPO))
+    from edgepose.cli import build_parser
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {name: set(p._option_string_actions) for name, p in subs.choices.items()}
+
+
+def coco_sample_images(limit: int) -> list[tuple[Path, list[list[float]]]]:
+    """The mmpose COCO sample images with (up to two of) their ground-truth person boxes."""
+    ann = SAMPLES / "coco" / "test_coco.json"
+    if not ann.is_file():
+        log(f"no COCO samples at {ann.parent}: predicting on synthetic images only")
+        return []
+    doc = json.loads(ann.read_text())
+    out = []
+    for img in doc["images"][:limit]:
+        boxes = [a["bbox"] for a in doc["annotations"] if a["image_id"] == img["id"] and not a.get("iscrowd")]
+        boxes = sorted(boxes, key=lambda b: -b[2] * b[3])[:2]
+        path = ann.parent / img["file_name"]
+        if path.is_file():
+            out.append((path, boxes))
+    return out
+
+
+def synthetic_subset(dest: Path, n: int) -> tuple[Path, Path, list[tuple[Path, list[list[float]]]]]:
+    """The first ``n`` images of the synthetic val split, as a COCO file of their own, plus their boxes."""
+    sys.path.insert(0, str(REPO))
+    from edgepose.synthetic import ensure_split
+
+    ann, images = ensure_split("val")
+    doc = json.loads(ann.read_text())
+    keep = doc["images"][:n]
+    ids = {i["id"] for i in keep}
+    doc["images"] = keep
+    doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] in ids]
+    (dest / "images").mkdir(parents=True, exist_ok=True)
+    for i in keep:
+        shutil.copy2(images / i["file_name"], dest / "images" / i["file_name"])
+    (dest / "annotations.json").write_text(json.dumps(doc))
+    samples = [
+        (dest / "images" / i["file_name"], [a["bbox"] for a in doc["annotations"] if a["image_id"] == i["id"]][:2])
+        for i in keep
+    ]
+    return dest / "annotations.json", dest / "images", samples
+
+
+def build_job(work: Path, artifacts: list[Path], args: argparse.Namespace) -> dict[str, Any]:
+    """Copy artifacts and images into ``work`` (inside the rootfs) and list the edgepose commands to run."""
+    opts = cli_options()
+    (work / "artifacts").mkdir(parents=True)
+    names = []
+    for a in artifacts:
+        shutil.copy2(a, work / "artifacts" / a.name)
+        if a.with_suffix(".json").is_file():
+            shutil.copy2(a.with_suffix(".json"), work / "artifacts" / a.with_suffix(".json").name)
+        names.append(a.name)
+    ann, images, synth = synthetic_subset(work / "data" / "synthetic_val", max(args.images, args.eval_images))
+    samples = []
+    for src, boxes in coco_sample_images(args.coco_images) + synth[: args.images]:
+        dst = work / "images" / src.name
+        dst.parent.mkdir(exist_ok=True)
+        shutil.copy2(src, dst)
+        samples.append((dst.name, boxes))
+    threads = ["--threads", str(args.threads)]
+    steps: list[dict[str, Any]] = []
+    for name in names:
+        art = f"{{base}}/artifacts/{name}"
+        for img, boxes in samples:
+            stem = f"{{out}}/predict/{name}/{img}"
+            argv = ["predict", f"{{base}}/images/{img}", "--artifact", art, "--out", f"{stem}.png",
+                    "--json", f"{stem}.json", *threads]  # fmt: skip
+            for b in boxes:
+                argv += ["--bbox", ",".join(f"{v:g}" for v in b)]
+            steps.append({"id": f"predict {name} {img}", "kind": "predict", "artifact": name, "argv": argv,
+                          "outputs": {"prediction": f"{stem}.json"}})  # fmt: skip
+        if "eval" in opts and args.eval_images > 0:
+            o = opts["eval"]
+            argv = ["eval", "--artifact", art, "--out", f"{{out}}/eval/{name}.json"]
+            rel_ann, rel_img = "{base}/data/synthetic_val/annotations.json", "{base}/data/synthetic_val/images"
+            argv += ["--ann", rel_ann] if "--ann" in o else []
+            argv += ["--images", rel_img] if "--images" in o else []
+            argv += ["--limit", str(args.eval_images)] if "--limit" in o else []
+            argv += threads if "--threads" in o else []
+            argv += ["--quiet"] if "--quiet" in o else []
+            steps.append({"id": f"eval {name}", "kind": "eval", "artifact": name, "argv": argv,
+                          "outputs": {"metrics": f"{{out}}/eval/{name}.json"}})  # fmt: skip
+    if "bench" in opts and args.bench:
+        argv = ["bench", "--artifacts", *[f"{{base}}/artifacts/{n}" for n in names], "--no-reference",
+                "--no-accuracy", "--runs", str(args.bench_runs), "--warmup", "1", *threads,
+                "--json", "{out}/bench.json", "--quiet"]  # fmt: skip
+        steps.append({"id": "bench", "kind": "bench", "artifact": None, "argv": argv,
+                      "outputs": {"bench": "{out}/bench.json"}})  # fmt: skip
+    job = {"artifacts": names, "precisions": {n: precision_of(a) for n, a in zip(names, artifacts)},
+           "steps": steps, "commands": sorted(opts)}  # fmt: skip
+    shutil.copy2(REPO / "tools" / "arm_guest.py", work / "arm_guest.py")
+    (work / "job.json").write_text(json.dumps(job, indent=1))
+    return job
+
+
+# ----------------------------------------------------------------------------------------------- compare
+def _persons(rec: dict[str, Any]) -> list[list[list[float]]]:
+    pred = rec.get("outputs", {}).get("prediction") or {}
+    return [p["keypoints"] for p in pred.get("persons", [])]
+
+
+def _failed(rec: dict[str, Any] | None) -> str | None:
+    if rec is None:
+        return "did not run"
+    if rec["rc"] != 0 or rec.get("error"):
+        return f"rc={rec['rc']} {rec.get('error') or ''}".strip()
+    return None
+
+
+def compare(job: dict[str, Any], host: dict[str, Any], arm: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per artifact: max |x,y| and |score| difference over every keypoint, eval metric differences, pass/fail."""
+    hs = {s["id"]: s for s in host["steps"]}
+    gs = {s["id"]: s for s in arm["steps"]}
+    rows = []
+    for name in job["artifacts"]:
+        prec = job["precisions"][name]
+        row: dict[str, Any] = {"artifact": name, "precision": prec, "tolerance_px": TOL_PX.get(prec, 1e-2),
+                               "images": 0, "keypoints": 0, "max_abs_diff_px": 0.0, "max_abs_diff_score": 0.0,
+                               "identical": True, "metrics": {}, "errors": []}  # fmt: skip
+        for step in job["steps"]:
+            if step["artifact"] != name:
+                continue
+            h, g = hs.get(step["id"]), gs.get(step["id"])
+            for side, rec in (("x86", h), ("arm", g)):
+                if _failed(rec):
+                    row["errors"].append(f"{step['id']} on {side}: {_failed(rec)}")
+            if _failed(h) or _failed(g):
+                continue
+            if step["kind"] == "predict":
+                hk, gk = _persons(h), _persons(g)
+                if len(hk) != len(gk) or any(len(a) != len(b) for a, b in zip(hk, gk)):
+                    row["errors"].append(f"{step['id']}: different numbers of persons/keypoints")
+                    continue
+                row["images"] += 1
+                for hp, gp in zip(hk, gk):
+                    for (hx, hy, hsc), (gx, gy, gsc) in zip(hp, gp):
+                        row["keypoints"] += 1
+                        row["max_abs_diff_px"] = max(row["max_abs_diff_px"], abs(hx - gx), abs(hy - gy))
+                        row["max_abs_diff_score"] = max(row["max_abs_diff_score"], abs(hsc - gsc))
+                        row["identical"] &= (hx, hy, hsc) == (gx, gy, gsc)
+            elif step["kind"] == "eval":
+                hm = (h["outputs"].get("metrics") or {}).get("metrics") or {}
+                gm = (g["outputs"].get("metrics") or {}).get("metrics") or {}
+                for k in sorted(set(hm) & set(gm)):
+                    if isinstance(hm[k], (int, float)) and isinstance(gm[k], (int, float)):
+                        row["metrics"][k] = {"x86": hm[k], "arm": gm[k], "abs_diff": abs(hm[k] - gm[k])}
+                if not row["metrics"]:
+                    row["errors"].append(f"{step['id']}: no metrics to compare")
+        if row["keypoints"] == 0:
+            row["errors"].append("no keypoints compared")
+        row["pass"] = (
+            not row["errors"]
+            and row["max_abs_diff_px"] <= row["tolerance_px"]
+            and row["max_abs_diff_score"] <= TOL_SCORE
+            and all(m["abs_diff"] <= TOL_METRIC for m in row["metrics"].values())
+        )
+        rows.append(row)
+    return rows
+
+
+def xnnpack_used(log_text: str) -> bool:
+    return "XNNPACK delegate" in log_text
+
+
+def lite_only(arm: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+    """Did predict, eval and bench run in the venv that holds only the lite group (no heavy stack)?"""
+    m = arm["machine"]
+    ran = {}
+    for kind in ("predict", "eval", "bench"):
+        recs = [s for s in arm["steps"] if s["id"].split()[0] == kind]
+        ran[kind] = None if not recs else all(_failed(s) is None for s in recs)
+    return {
+        "heavy_importable": m["heavy_importable"],
+        "heavy_imported": arm.get("heavy_imported", []),
+        "commands_ok": ran,
+        "distributions": m["distributions"],
+        "pass": not m["heavy_importable"] and all(v is not False for v in ran.values()),
+    }
+
+
+def step_seconds(res: dict[str, Any]) -> dict[str, float]:
+    return {s["id"]: round(s["seconds"], 3) for s in res["steps"]}
+
+
+def print_table(rows: list[dict[str, Any]], lite: dict[str, Any], xnn: dict[str, bool]) -> None:
+    w = max([len(r["artifact"]) for r in rows] + [8])
+    print(f"\nx86-64 (host) vs aarch64 (qemu user-mode, {SUITE}): keypoints from `edgepose predict`\n")
+    print(f"{'artifact':<{w}}  {'prec':<5} {'images':>6} {'kpts':>5} {'max|dxy| px':>12} {'max|dscore|':>11} "
+          f"{'tol px':>7}  {'eval (x86 / arm)':<24} result")  # fmt: skip
+    for r in rows:
+        metric = next(iter(r["metrics"]), None)
+        ev = f"{metric} {r['metrics'][metric]['x86']:.4f} / {r['metrics'][metric]['arm']:.4f}" if metric else "-"
+        verdict = ("PASS" + (" (bit-identical)" if r["identical"] else "")) if r["pass"] else "FAIL"
+        print(f"{r['artifact']:<{w}}  {r['precision']:<5} {r['images']:>6} {r['keypoints']:>5} "
+              f"{r['max_abs_diff_px']:>12.3g} {r['max_abs_diff_score']:>11.3g} {r['tolerance_px']:>7.0e}  "
+              f"{ev:<24} {verdict}")  # fmt: skip
+        for e in r["errors"]:
+            print(f"    ! {e}")
+    ok = lite["commands_ok"]
+    print(f"\nlite group alone on aarch64: predict={ok['predict']} eval={ok['eval']} bench={ok['bench']}; "
+          f"heavy stacks importable there: {lite['heavy_importable'] or 'none'}")  # fmt: skip
+    print(f"XNNPACK delegate: x86={xnn['x86']} arm={xnn['arm']}")
+    print(f"note: {EMULATION_NOTE}\n")
+
+
+# -------------------------------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="Exit 0: agreement; 1: "
+                                 "disagreement or a failed step; 2: bad input; 77: cannot run here.")  # fmt: skip
+    ap.add_argument("--artifacts", help="directory of .tflite artifacts (with their .json sidecars), or one "
+                    "file; default: artifacts/demo_coco_256x192/, else the demo model converted once into the cache")
+    ap.add_argument("--rootfs", type=Path, default=CACHE / "arm-rootfs", help="the cached arm64 userland")
+    ap.add_argument("--out", type=Path, default=CACHE / "arm-check" / "report.json", help="JSON report path")
+    ap.add_argument("--rebuild", action="store_true", help="rebuild the rootfs even if cached")
+    ap.add_argument("--refresh-wheels", action="store_true", help="download the aarch64 wheels again")
+    ap.add_argument("--mirror", default=DEBIAN_MIRROR, help="Debian mirror for debootstrap")
+    ap.add_argument("--cpu", choices=sorted(CPUS), default="cortex-a76",
+                    help="CPU model qemu emulates: cortex-a76 (Raspberry Pi 5) or cortex-a72 (Pi 4)")  # fmt: skip
+    ap.add_argument("--coco-images", type=int, default=4, help="mmpose COCO sample images to predict on")
+    ap.add_argument("--images", type=int, default=4, help="synthetic val images to predict on")
+    ap.add_argument("--eval-images", type=int, default=4, help="synthetic val images for `edgepose eval` (0: none)")
+    ap.add_argument("--no-bench", dest="bench", action="store_false", help="skip `edgepose bench`")
+    ap.add_argument("--bench-runs", type=int, default=3, help="timed runs in the bench (emulation is slow)")
+    ap.add_argument("--threads", type=int, default=1, help="inference threads, the same on both sides")
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed for the emulated run")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return check(args)
+    except Unavailable as e:
+        print(f"arm-check: SKIP: {e}", file=sys.stderr)
+        return SKIP
+    except CheckError as e:
+        print(f"arm-check: error: {e}", file=sys.stderr)
+        return 2
+
+
+def check(args: argparse.Namespace) -> int:
+    ensure_host_tools()
+    if not importlib_available("ai_edge_litert"):
+        raise CheckError("the host Python needs edgepose's lite group (ai-edge-litert) for the x86 side")
+    rootfs: Path = args.rootfs.resolve()
+    artifacts = find_artifacts(args.artifacts)
+    log(f"artifacts: {', '.join(str(a) for a in artifacts)}")
+    with file_lock(rootfs.parent / f".{rootfs.name}.lock"):
+        log("step 1/5: the arm64 rootfs")
+        ensure_rootfs(rootfs, args.mirror, args.rebuild)
+        write_cpu_files(rootfs, args.cpu)
+        log("step 2/5: aarch64 wheels and the edgepose wheel")
+        wheel_dir, reqs = ensure_wheels(args.refresh_wheels)
+        edgepose_whl = build_edgepose_wheel(CACHE / "arm-check" / "dist")
+        log("step 3/5: installing edgepose[lite] in the rootfs (offline)")
+        pip_check = install_in_rootfs(rootfs, args.cpu, wheel_dir, edgepose_whl)
+        work = rootfs / GUEST_WORK.lstrip("/")
+        shutil.rmtree(work, ignore_errors=True)
+        job = build_job(work, artifacts, args)
+        n = len(job["steps"])
+        log(f"step 4/5: the job on x86-64 (host): {n} edgepose commands")
+        host_log = run([sys.executable, str(work / "arm_guest.py"), str(work / "job.json"), str(work / "host")],
+                       "the x86 run", env=host_env(), stream_prefix="  x86| ")  # fmt: skip
+        log(f"step 5/5: the same job on aarch64 under qemu-aarch64-static -cpu {args.cpu} (slow: emulated)")
+        arm_log = run(chroot_cmd(rootfs, args.cpu, f"{GUEST_VENV}/bin/python", f"{GUEST_WORK}/arm_guest.py",
+                                 f"{GUEST_WORK}/job.json", f"{GUEST_WORK}/arm"),
+                      "the aarch64 run", env=guest_env(), timeout=args.timeout, stream_prefix="  arm| ")  # fmt: skip
+        host = json.loads((work / "host" / "results.json").read_text())
+        arm = json.loads((work / "arm" / "results.json").read_text())
+    rows = compare(job, host, arm)
+    lite = lite_only(arm, job)
+    xnn = {"x86": xnnpack_used(host_log), "arm": xnnpack_used(arm_log)}
+    ok = all(r["pass"] for r in rows) and lite["pass"]
+    qemu = subprocess.run(["qemu-aarch64-static", "--version"], capture_output=True, text=True).stdout
+    report = {
+        "schema": "edgepose.arm_check/1",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "pass": ok,
+        "artifacts": rows,
+        "lite_only": lite,
+        "xnnpack": xnn,
+        "host": host["machine"],
+        "arm": {**arm["machine"], "emulator": qemu.splitlines()[0] if qemu else None, "cpu": args.cpu,
+                "rootfs": str(rootfs), "rootfs_version": ROOTFS_VERSION, "pip_check": pip_check,
+                "requirements": reqs},  # fmt: skip
+        "tolerances": {"px": TOL_PX, "score": TOL_SCORE, "metric": TOL_METRIC},
+        "timings_s": {"note": EMULATION_NOTE, "x86": step_seconds(host), "arm_emulated": step_seconds(arm),
+                      "import_x86": host["import_seconds"], "import_arm_emulated": arm["import_seconds"]},  # fmt: skip
+        "outputs": {"x86": str(work / "host"), "arm": str(work / "arm")},
+        "notes": [
+            "Not run on a real Raspberry Pi: aarch64 Debian bookworm userland under qemu user-mode emulation.",
+            "onnxruntime (not in the lite group) crashes on import under qemu 7.2 unless /proc/cpuinfo looks like an "
+            "ARM CPU; the chroot's /proc/cpuinfo is a static ARM one, which XNNPACK also needs.",
+        ],
+    }
+    print_table(rows, lite, xnn)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.part")
+    tmp.write_text(json.dumps(report, indent=1) + "\n")
+    os.replace(tmp, args.out)
+    print(f"report: {args.out}  ->  {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+def importlib_available(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
