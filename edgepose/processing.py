@@ -35,19 +35,20 @@ def box_to_center_scale(
     taller = w < aspect_ratio * h
     h[wider] = w[wider] / aspect_ratio
     w[taller] = h[taller] * aspect_ratio
-    scale = np.stack([w, h], axis=1) / PIXEL_STD * padding
-    return center.astype(np.float32), scale.astype(np.float32)
+    # mmpose's order of float32 rounding: scale = float32([w/200, h/200]) * padding, in float32
+    scale = (np.stack([w, h], axis=1) / PIXEL_STD).astype(np.float32) * np.float32(padding)
+    return center.astype(np.float32), scale
 
 
 def mpii_center_scale(center: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """MPII's rule (TopDownMpiiDataset): move the centre down 15*s, pad 1.25, then 1-based -> 0-based."""
-    c = np.asarray(center, dtype=np.float64).reshape(-1, 2).copy()
-    s = np.repeat(np.asarray(scale, dtype=np.float64).reshape(-1, 1), 2, axis=1)
+    # float32 throughout, as TopDownMpiiDataset
+    c = np.array(center, dtype=np.float32).reshape(-1, 2)
+    s = np.repeat(np.asarray(scale, dtype=np.float32).reshape(-1, 1), 2, axis=1)
     has = c[:, 0] != -1
-    c[has, 1] += 15 * s[has, 1]
-    s[has] *= 1.25
-    c -= 1
-    return c.astype(np.float32), s.astype(np.float32)
+    c[has, 1] = c[has, 1] + np.float32(15) * s[has, 1]
+    s[has] = s[has] * np.float32(1.25)
+    return c - np.float32(1), s
 
 
 def clean_coco_box(box: Sequence[float], width: int, height: int) -> np.ndarray | None:

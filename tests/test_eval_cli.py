@@ -75,13 +75,13 @@ def test_eval_end_to_end(name, random_checkpoints, tmp_path, capsys):
 
 def test_eval_with_detection_boxes(random_checkpoints, tmp_path):
     det = require(SAMPLES / "coco" / "test_coco_det_AP_H_56.json")
-    n = sum(d["score"] >= 0.5 for d in json.loads(det.read_text()))
+    n = sum(d["score"] >= 0.8 for d in json.loads(det.read_text()))
     args = _args(
-        "coco", random_checkpoints[17], tmp_path, "--bbox-file", str(det), "--det-bbox-thr", "0.5", "--no-flip"
+        "coco", random_checkpoints[17], tmp_path, "--bbox-file", str(det), "--det-bbox-thr", "0.8", "--no-flip"
     )
     assert main(args) == 0
     doc = json.loads((tmp_path / "metrics.json").read_text())
-    assert doc["num_samples"] == n and doc["boxes"] == "detections" and doc["det_bbox_thr"] == 0.5
+    assert doc["num_samples"] == n and doc["boxes"] == "detections" and doc["det_bbox_thr"] == 0.8
     preds = json.loads((tmp_path / "preds.json").read_text())
     assert len(preds) == n and all("annotation_id" not in p for p in preds)
 
