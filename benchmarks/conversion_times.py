@@ -108,7 +108,8 @@ Written by `python benchmarks/conversion_times.py`; the full record of the last 
 
 def artifact_record(a) -> dict:
     return {"file": a.path.name, "convert_s": round(a.seconds, 2), "size_mb": round(a.size_bytes / 1e6, 2),
-            "snr_db": a.parity["snr_db"], "rel_max_err": a.parity["rel_max_err"]}  # fmt: skip
+            "snr_db": a.parity["snr_db"], "rel_max_err": a.parity["rel_max_err"], "kp_within": a.parity["kp_within"],
+            "kp_count": a.parity["kp_count"]}  # fmt: skip
 
 
 def saved_model_seconds(res) -> float | None:

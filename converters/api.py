@@ -32,6 +32,7 @@ from edgepose.spec import DEFAULT_MODEL, ModelSpec, get_spec
 from . import onnx_export, openvino, tflite  # noqa: F401  (registers the targets)
 from .base import PRECISIONS, TARGETS, Context, Converted, Timer, quiet, require, version_of
 from .parity import TOLERANCES, check, compare, format_table, tolerance_dict
+from .tflite import TF_LOG_ENV
 
 NUM_CALIB = 100
 NUM_PARITY = 16
@@ -108,9 +109,7 @@ def synthetic_parity_crops(spec: ModelSpec, n: int, seed: int = PARITY_SEED) -> 
     return out
 
 
-def _calibration(
-    spec: ModelSpec, calib: str | Path | None, need_int8: bool, log: Callable[[str], None], notes: list[str]
-) -> CalibrationSet | None:
+def _calibration(spec: ModelSpec, calib: str | Path | None, need_int8: bool) -> CalibrationSet | None:
     if calib is not None:
         return read_calibration(calib, spec)
     try:  # without INT8 the set only gives the parity crops: never make one just for that
@@ -125,7 +124,6 @@ def _calibration(
             f"better: edgepose calibrate --model {spec.name} --images DIR --out FILE.npz, then --calib FILE.npz"
         )
         print(f"edgepose: warning: {msg}", file=sys.stderr)
-        notes.append(msg)
     return read_calibration(path, spec)
 
 
@@ -137,7 +135,7 @@ def _base_metadata(spec: ModelSpec, c: Converted, source: dict, dynamic_batch: b
         "format": c.target,
         "precision": c.precision,
         "model": spec.to_dict(),
-        "batch": None if dynamic_batch else 1,
+        "batch": c.input["shape"][0] if c.input.get("shape") else (None if dynamic_batch else 1),
         "decode": "default",
         "layout": c.layout,
         "input": c.input,
@@ -171,6 +169,8 @@ def convert(
 ) -> ConversionResult:
     """Convert ``model`` (default: the demo model) to ``targets`` x ``precisions``; see the module doc."""
     log = _logger(progress)
+    for k, v in TF_LOG_ENV.items():  # before anything imports TensorFlow (NNCF does, too)
+        os.environ.setdefault(k, v)
     target_names = parse_list(targets, list(TARGETS), "target", all_ok=True)
     precs = parse_list(precisions, PRECISIONS, "precision")
     plan: dict[str, list[str]] = {}
@@ -198,7 +198,7 @@ def convert(
     except KeyError as e:
         raise EdgeposeError(str(e.args[0])) from None
     need_int8 = any("int8" in p for p in plan.values())
-    cset = _calibration(spec, calib, need_int8, log, notes)
+    cset = _calibration(spec, calib, need_int8)
     if int8_io and "tflite" not in plan:
         notes.append("--int8-io applies to TFLite only; ONNX and OpenVINO keep float input/output")
 
@@ -268,6 +268,7 @@ def convert(
             status = "ok" if not failed else "OUT OF TOLERANCE: " + "; ".join(failed)
             log(f"{c.path.name}: parity SNR {figures['snr_db']:.1f} dB, rel {figures['rel_max_err']:.1e} ({status})")
 
+        result.notes += ctx.notes
         bad = [a for a in result.artifacts if a.failed]
         if bad and not allow_parity_failure:
             first = bad[0]

@@ -39,6 +39,7 @@ class Context:
     int8_io: bool = False
     stem: str = ""  # file name stem: "<model>" -> "<model>_<precision>.<suffix>"
     log: Callable[[str], None] = print
+    notes: list[str] = field(default_factory=list)  # said to the user at the end
 
     def artifact_path(self, precision: str, suffix: str) -> Path:
         return self.workdir / f"{self.stem or self.spec.name}_{precision}{suffix}"
@@ -87,7 +88,11 @@ def require(*modules: str, target: str = "") -> None:
     import importlib.util
 
     for m in modules:
-        if importlib.util.find_spec(m) is None:
+        try:
+            missing = importlib.util.find_spec(m) is None
+        except (ImportError, ValueError):
+            missing = True
+        if missing:
             what = f" for {target}" if target else ""
             raise EdgeposeError(f"conversion{what} needs the '{m}' package: {INSTALL_HINT}")
 

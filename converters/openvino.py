@@ -24,7 +24,8 @@ def _io(model: Any) -> tuple[dict, dict]:
 
 def quantize_nncf(model: Any, calib: Any, dynamic_batch: bool) -> tuple[Any, dict[str, Any]]:
     require("nncf", target="OpenVINO INT8")
-    import nncf
+    with quiet("importing NNCF"):  # it imports TensorFlow and torch when present, with their start-up chatter
+        import nncf
 
     logging.getLogger("nncf").setLevel(logging.ERROR)
     items = [calib[i : i + 1] for i in range(len(calib))]

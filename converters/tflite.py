@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from .base import Context, Converted, Timer, io_spec, quiet, register_target, require, version_of
+from .onnx_export import export_onnx
 
-TF_LOG_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+TF_LOG_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def _import_tf():
@@ -126,8 +127,14 @@ def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
     saved_model = ctx.workdir / "tflite_work" / "saved_model"
     saved_model.parent.mkdir(parents=True, exist_ok=True)
     with Timer() as t0:
+        onnx_path = ctx.onnx_path
+        if ctx.dynamic_batch:  # onnx2tf cannot build ConvTranspose with an unknown batch: convert batch 1
+            ctx.notes.append("tflite: dynamic batch is not supported (onnx2tf, ConvTranspose); TFLite files have "
+                             "batch 1 and the runtime splits larger batches")  # fmt: skip
+            onnx_path = saved_model.parent / "static_batch.onnx"
+            export_onnx(ctx.model, ctx.spec, onnx_path, dynamic_batch=False)
         ctx.log("tflite: onnx2tf -> SavedModel (NHWC)")
-        onnx_to_saved_model(ctx.onnx_path, saved_model, _sample_images(ctx.calib, ctx.spec.mean, ctx.spec.std))
+        onnx_to_saved_model(onnx_path, saved_model, _sample_images(ctx.calib, ctx.spec.mean, ctx.spec.std))
     ctx.log(f"tflite: SavedModel ready in {t0.seconds:.1f} s")
     out = []
     calib_nhwc = np.ascontiguousarray(ctx.calib.transpose(0, 2, 3, 1)) if len(ctx.calib) else None

@@ -90,7 +90,6 @@ def test_dynamic_batch_onnx_and_openvino(tmp_path, demo_checkpoint):
         assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
-@pytest.mark.slow
 def test_tflite_int8_io(tmp_path, demo_checkpoint):
     """--int8-io: int8 tensors at both ends, their scale/zero point in the metadata, the runtime (de)quantises."""
     pytest.importorskip("onnx2tf")
@@ -120,3 +119,30 @@ def test_tflite_int8_io(tmp_path, demo_checkpoint):
     assert out.dtype == np.float32 and out.shape == ref.shape
     snr = 10 * np.log10((ref.astype(np.float64) ** 2).sum() / ((out - ref).astype(np.float64) ** 2).sum())
     assert snr >= 10, snr  # random inputs, not the calibration distribution: a looser bound
+
+
+def test_missing_converter_dependency_names_the_install_command(tmp_path):
+    """With onnx2tf unimportable (a meta-path blocker in a subprocess), the error says what to install."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        f"""
+        import sys, importlib.abc
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "onnx2tf":
+                    raise ImportError("blocked for this test")
+        sys.meta_path.insert(0, Block())
+        from edgepose.cli import main
+        raise SystemExit(main(["convert", "--target", "tflite", "--checkpoint", "{tmp_path}/x.pth",
+                               "--out", "{tmp_path}/out"]))
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == (
+        "edgepose: error: conversion for tflite needs the 'onnx2tf' package: pip install 'edgepose[convert]'"
+    )
+    assert not (tmp_path / "out").exists()

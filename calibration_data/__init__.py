@@ -1,0 +1,1 @@
+"""Bundled INT8 calibration sets (installed as edgepose.calibration_data)."""
