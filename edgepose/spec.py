@@ -271,6 +271,7 @@ def rhd_256x256() -> ModelSpec:
 def demo_coco_256x192() -> ModelSpec:
     return ModelSpec(
         "demo_coco_256x192", "coco", (192, 256), "package:demo_coco_256x192.pth",
+        checkpoint_sha256="9e38b63e695afc0ea243949a8e139181519ca4524ace82e7c5ef0544edf31227",
         description="coco_256x192 architecture trained by edgepose on synthetic figures (demo only)",
     )  # fmt: skip
 

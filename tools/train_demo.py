@@ -331,7 +331,7 @@ def report(args) -> None:
         "hardware": {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch_threads": args.threads,
                      "precision": "bf16 autocast, channels_last", "torch": torch.__version__},
         "batch_size": args.batch,
-        "iterations": train_recs[-1]["it"] if train_recs else 0,
+        "iterations": max(r["it"] for r in recs),
         "wall_minutes": max(r["min"] for r in recs),
         "mean_train_img_per_s": float(np.mean([r["img_s"] for r in train_recs[1:]] or [0])),
         "final_val": evals[-1]["val"],
@@ -341,6 +341,13 @@ def report(args) -> None:
         "val_metric": "COCO keypoint AP (pycocotools, COCO sigmas), ground-truth boxes, flip test on",
         "evals": [{"it": r["it"], "min": r["min"], "AP": r["val"]["AP"]} for r in evals],
     }  # fmt: skip
+    if args.official_eval:
+        doc["official_eval"] = {
+            "command": "edgepose eval --model demo_coco_256x192 --out <file>  (shipped fp16 weights, fp32 inference)",
+            "metrics": json.loads(Path(args.official_eval).read_text()).get("metrics"),
+        }
+    if args.notes:
+        doc["notes"] = args.notes
     (res / "demo_training.json").write_text(json.dumps(doc, indent=2) + "\n")
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot([r["min"] for r in train_recs], [r["loss"] for r in train_recs], "b-", lw=1)
@@ -372,6 +379,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-images", type=int, default=None, help="evaluate on the first N val images only")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--report", action="store_true", help="only write the results json + png from the log")
+    p.add_argument("--official-eval", help="report: metrics JSON written by `edgepose eval` for the shipped weights")
+    p.add_argument("--notes", help="report: free-text notes")
     p.add_argument("--train-command", default="python tools/train_demo.py --out runs/demo --minutes 55")
     args = p.parse_args(argv)
     report(args) if args.report else train(args)
