@@ -254,7 +254,7 @@ def _evaluate(cfg: BenchConfig, spec: ModelSpec, rt: Any, data: EvalData, path: 
 # ------------------------------------------------------------------------------------------------ run
 def run_bench(cfg: BenchConfig) -> BenchReport:
     """Bench every artifact (and the PyTorch original) for one model; see the module docstring."""
-    spec = get_spec(cfg.model or DEFAULT_MODEL)
+    spec = get_spec(cfg.model or _model_of(cfg.artifacts) or DEFAULT_MODEL)
     if cfg.runs < 1 or cfg.warmup < 0 or cfg.batch < 1:
         raise EdgeposeError("--runs and --batch must be at least 1 and --warmup at least 0")
     cfg.threads = cfg.threads or sysinfo.usable_cpus()
@@ -290,9 +290,23 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
                 row = bench_row(cfg, spec, path, data, (image, boxes))
             _log(cfg, f"[{i}/{len(jobs)}] {path.name}: " + (row["error"] or _row_summary(row, metric)))
             report.rows.append(row)
+    report.machine["load_average_end"] = sysinfo.load_average()
     report.rows.sort(key=lambda r: not r["reference"])  # the reference first
     finish(report, cfg)
     return report
+
+
+def _model_of(artifacts: Sequence[str | Path]) -> str | None:
+    """The registered model that the first given artifact's metadata names (so --model may be left out)."""
+    from .spec import MODELS
+
+    try:
+        first = next(iter(discover_artifacts(artifacts)), None) if artifacts else None
+        model = read_artifact_metadata(first).get("model") if first else None
+    except EdgeposeError:
+        return None
+    name = model.get("name") if isinstance(model, dict) else None
+    return name if name in MODELS else None
 
 
 def _reference_row(cfg: BenchConfig, spec: ModelSpec, source: str, data, sample) -> dict[str, Any]:

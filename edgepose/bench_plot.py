@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .bench_report import FORMAT_NAMES, label
+from .bench_report import FORMAT_NAMES, fix_mode, label
 
 COLORS = {"pth": "#222222", "pt": "#222222", "onnx": "#1f77b4", "tflite": "#ff7f0e", "xml": "#2ca02c"}
 MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
@@ -30,20 +30,20 @@ def write_plot(report: dict[str, Any], path: str | Path) -> str | None:
     m, cfg = report["machine"], report["config"]
     fig, ax = plt.subplots(figsize=(9, 6), dpi=130)
     try:
-        if with_acc:
-            _scatter(ax, with_acc, report)
-            ds = cfg.get("dataset") or {}
-            ax.set_ylabel(f"{metric} on {ds.get('name', '?')} ({ds.get('num_images', '?')} images)  - higher is better")
-            ax.set_xlabel("model latency, ms (marker: p50, whisker to p90)  - lower is better")
-        else:
-            _bars(ax, rows)
         ax.set_title(
             f"{report['model']}: accuracy vs latency\n{m['cpu']} ({m['arch']}), {cfg.get('threads')} threads, "
             f"batch {cfg.get('batch')}",
             fontsize=11,
         )
         ax.grid(True, alpha=0.3)
-        fig.tight_layout()
+        if with_acc:
+            ds = cfg.get("dataset") or {}
+            ax.set_ylabel(f"{metric} on {ds.get('name', '?')} ({ds.get('num_images', '?')} images)  - higher is better")
+            ax.set_xlabel("model latency, ms (marker: p50, whisker to p90)  - lower is better")
+            _scatter(ax, with_acc, report)  # lays out the axes before placing the labels
+        else:
+            _bars(ax, rows)
+            fig.tight_layout()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
@@ -51,6 +51,7 @@ def write_plot(report: dict[str, Any], path: str | Path) -> str | None:
         try:
             fig.savefig(tmp)
             os.replace(tmp, path)
+            fix_mode(path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -80,6 +81,7 @@ def _scatter(ax, rows: list[dict[str, Any]], report: dict[str, Any]) -> None:
     span = max(ys + ([ref] if ref is not None else [])) - min(ys + ([ref] if ref is not None else []))
     pad = max(span * 0.25, 0.01)
     ax.set_ylim(min(ys + [ref or ys[0]]) - pad, max(ys + [ref or ys[0]]) + pad)
+    ax.figure.tight_layout()  # final axes geometry first: the labels are placed in display coordinates
     _labels(ax, rows, xs, ys)
 
 
@@ -91,7 +93,8 @@ def _legend(ax, rows: list[dict[str, Any]], with_ref: bool) -> None:
     for fmt in dict.fromkeys(r.get("format", "") for r in rows):
         name = FORMAT_NAMES.get(fmt, fmt or "?")
         handles.append(Line2D([], [], ls="", marker="o", ms=8, color=COLORS.get(fmt, "#9467bd"), label=name))
-    for prec in dict.fromkeys(r.get("precision", "") for r in rows):
+    precs = dict.fromkeys(r.get("precision", "") for r in rows)
+    for prec in sorted(precs, key=lambda p: list(MARKERS).index(p) if p in MARKERS else len(MARKERS)):
         handles.append(Line2D([], [], ls="", marker=MARKERS.get(prec, "D"), ms=8, color="#777777",
                               label=str(prec).upper()))  # fmt: skip
     if with_ref:
@@ -100,24 +103,52 @@ def _legend(ax, rows: list[dict[str, Any]], with_ref: bool) -> None:
 
 
 def _labels(ax, rows: list[dict[str, Any]], xs: list[float], ys: list[float]) -> None:
-    """Label each point beside it; a label that would overlap one already placed is moved down, then up."""
+    """Label each point near it, choosing among candidate spots the first that overlaps no label placed
+    before, no other marker and stays inside the axes (else the least overlapping one)."""
+    from matplotlib.text import Text
+
     fig = ax.figure
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    points = [ax.transData.transform((x, y)) for x, y in zip(xs, ys)]
+    candidates = [(9, 0, "left"), (-9, 0, "right")]
+    for k in range(1, 8):
+        for dy in (-24 * k, 24 * k):
+            candidates += [(9, dy, "left"), (-9, dy, "right")]
     placed = []
-    order = sorted(range(len(rows)), key=lambda i: (-ys[i], xs[i]))
+    order = sorted(range(len(rows)), key=lambda i: (xs[i], -ys[i]))
     for i in order:
-        r = rows[i]
-        text = f"{label(r)}\n{xs[i]:.1f} ms, {ys[i]:.3f}"
-        for dy in (0, -26, 26, -52, 52, -78, 78, -104):
-            t = ax.annotate(text, (xs[i], ys[i]), xytext=(9, dy), textcoords="offset points", fontsize=8,
-                            va="center", ha="left", zorder=4,
+        text = f"{label(rows[i])}\n{xs[i]:.2f} ms, {ys[i]:.4f}"
+        best = None
+        for dx, dy, ha in candidates:
+            t = ax.annotate(text, (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points", fontsize=8,
+                            va="center", ha=ha, zorder=4, bbox={"boxstyle": "round,pad=0.2", "fc": "white",
+                            "ec": "none", "alpha": 0.8},
                             arrowprops={"arrowstyle": "-", "color": "#999999", "lw": 0.6} if dy else None)  # fmt: skip
-            bb = t.get_window_extent(renderer).expanded(1.04, 1.1)
-            if not any(bb.overlaps(p) for p in placed) or dy == -104:
-                placed.append(bb)
+            t.update_positions(renderer)
+            bb = Text.get_window_extent(t, renderer).expanded(1.05, 1.15)  # the text alone, not its arrow
+            cost = sum(_overlap(bb, p) for p in placed)
+            cost += sum(20.0 for j, pt in enumerate(points) if j != i and bb.contains(*pt))
+            cost += (
+                0.0 if (frame.x0 <= bb.x0 and bb.x1 <= frame.x1 and frame.y0 <= bb.y0 and bb.y1 <= frame.y1) else 1e6
+            )
+            cost += abs(dy) * 1e-3  # prefer the closest spot
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, t, bb)
+            else:
+                t.remove()
+            if cost < 1.0:
                 break
-            t.remove()
+        placed.append(best[2])
+
+
+def _overlap(a, b) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0.0
 
 
 def _bars(ax, rows: list[dict[str, Any]]) -> None:

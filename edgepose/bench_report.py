@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -69,12 +70,12 @@ def machine_lines(report: dict[str, Any]) -> list[str]:
     mem = f"{m['memory_bytes'] / 2**30:.1f} GiB RAM" if m.get("memory_bytes") else "RAM unknown"
     ds = cfg.get("dataset") or {}
     data = f"{ds.get('name')} `{Path(ds['ann']).name}`, {ds.get('num_images')} images" if ds else "none"
-    load = m.get("load_average")
+    load = f"{m.get('load_average')} at the start, {m.get('load_average_end')} at the end"
     return [
         f"CPU: {m['cpu']} ({m['arch']}), {m.get('physical_cores') or '?'} cores / {m['logical_cpus']} logical, "
         f"{mem}; features: {flags}",
         f"Threads used: {cfg.get('threads')}; batch {cfg.get('batch')}; {cfg.get('warmup')} warm-up + "
-        f"{cfg.get('runs')} timed runs per measurement; load average at start: {load}",
+        f"{cfg.get('runs')} timed runs per measurement; load average (1/5/15 min): {load}",
         f"OS: {m['os']}; Python {m['python']}; numpy {v.get('numpy')}, OpenCV {v.get('opencv')}",
         f"Engines: {engines or '-'}",
         f"Accuracy data: {data}; flip test {'on' if cfg.get('flip_test') else 'off'}; reference: "
@@ -88,7 +89,8 @@ def flag_lines(report: dict[str, Any]) -> list[str]:
     out += [
         f"{r['name']}: precision used by the engine: {r['precision_used']}"
         for r in report["rows"]
-        if r["status"] == "ok" and r.get("precision_used") and r["precision_used"] != r.get("precision")
+        if r["status"] == "ok" and r.get("precision") in ("fp32", "fp16")  # int8 graphs keep float parts in float
+        and r.get("precision_used") and r["precision_used"] != r.get("precision")
         and not any("ran in" in f for f in r.get("flags", []))
     ]  # fmt: skip
     return out + list(report.get("notes", []))
@@ -171,12 +173,24 @@ def summary_markdown(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def write_file(path: str | Path, data: bytes) -> None:
+    """Atomically, with the permissions a plain ``open()`` would give (a temp file is private, 0600)."""
+    write_atomic(path, data)
+    fix_mode(path)
+
+
+def fix_mode(path: str | Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def write_json(report: dict[str, Any], path: str | Path) -> None:
-    write_atomic(path, (json.dumps(report, indent=2, default=str) + "\n").encode())
+    write_file(path, (json.dumps(report, indent=2, default=str) + "\n").encode())
 
 
 def write_markdown(report: dict[str, Any], path: str | Path) -> None:
-    write_atomic(path, markdown(report).encode())
+    write_file(path, markdown(report).encode())
 
 
 def replace_between_markers(text: str, body: str, start: str = README_START, end: str = README_END) -> str | None:

@@ -134,12 +134,12 @@ def machine_info(threads: int | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "python_impl": platform.python_implementation(),
         "versions": engine_versions(),
-        "load_average": _loadavg(),
+        "load_average": load_average(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def _loadavg() -> list[float] | None:
+def load_average() -> list[float] | None:
     try:
         return [round(v, 2) for v in os.getloadavg()]
     except (AttributeError, OSError):

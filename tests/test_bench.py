@@ -155,6 +155,9 @@ def _check_report(rep: dict, out: dict, artifacts: list[Path], threads: int = 1)
     assert all(Path(r["path"]).name in md for r in rows[1:]) and "Machine:" in md
     png = cv2.imread(str(out["png"]))
     assert png is not None and png.shape[0] > 400 and png.shape[1] > 600
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all(os.stat(p).st_mode & 0o777 == 0o666 & ~umask for p in out.values())  # not a temp file's 0600
 
 
 def test_bench_writes_json_markdown_plot(bench_env, tmp_path):
@@ -165,10 +168,10 @@ def test_bench_writes_json_markdown_plot(bench_env, tmp_path):
 
 @pytest.mark.slow
 def test_bench_every_converted_artifact(bench_env, demo_artifacts, demo_checkpoint, tmp_path):
-    """All nine artifacts of ``edgepose convert --target all`` (the conftest's one shared conversion)."""
+    """All eight artifacts of ``edgepose convert --target all`` (the conftest's one shared conversion)."""
     env = dict(bench_env, ckpt=demo_checkpoint)
     arts = discover_artifacts([demo_artifacts])
-    assert len(arts) == 9
+    assert len(arts) == 8  # ONNX fp32/int8, TFLite and OpenVINO fp32/fp16/int8
     rc, rep, out = _bench(env, tmp_path, files=[demo_artifacts])
     assert rc == 0
     _check_report(rep, out, arts)
@@ -257,3 +260,21 @@ def test_without_torch_the_reference_comes_from_metadata(bench_env, tmp_path, mo
     assert acc["reference"] == 0.75 and acc["delta"] == pytest.approx(acc["value"] - 0.75)
     assert acc["pass"] is (0.75 - acc["value"] <= 0.01)
     assert rep["config"]["reference_accuracy"]["source"].startswith("artifact metadata")
+
+
+def test_model_comes_from_the_artifacts_metadata(bench_env, tmp_path):
+    """Without --model, the model is the one the artifact's metadata names (here the real COCO model)."""
+    if "onnxruntime" not in RUNTIMES:
+        pytest.skip("needs the onnxruntime runtime")
+    from edgepose.artifact import read_metadata
+    from edgepose.spec import get_spec
+
+    onnx = tmp_path / "coco_256x192_fp32.onnx"
+    shutil.copyfile(bench_env["files"][-1], onnx)
+    write_sidecar(onnx, dict(read_metadata(bench_env["files"][-1]), model=get_spec("coco_256x192").to_dict()))
+    js = tmp_path / "r.json"
+    argv = ["bench", "--artifacts", str(onnx), "--no-reference", "--no-accuracy", "--json", str(js), *FAST]
+    assert main(argv) == 0
+    rep = json.loads(js.read_text())
+    assert rep["model"] == "coco_256x192" and rep["rows"][0]["status"] == "ok"
+    assert any("no dataset" in n or "not measured" in n for n in rep["notes"])

@@ -26,50 +26,43 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from arm_rootfs import (
+    CACHE,
+    CPUS,
+    DEBIAN_MIRROR,
+    GUEST_VENV,
+    GUEST_WORK,
+    REPO,
+    ROOTFS_VERSION,
+    SUITE,
+    CheckError,
+    Unavailable,
+    build_edgepose_wheel,
+    chroot_cmd,
+    ensure_host_tools,
+    ensure_rootfs,
+    ensure_wheels,
+    file_lock,
+    guest_env,
+    install_in_rootfs,
+    log,
+    run,
+    sha256_file,
+    write_cpu_files,
+)
+
 SAMPLES = REPO.parent / "shared" / "data" / "mmpose_samples"
-CACHE = Path(os.environ.get("EDGEPOSE_CACHE") or Path.home() / ".cache" / "edgepose")
 DEMO_MODEL = "demo_coco_256x192"
-
-# Bump when the way the rootfs is built changes: a cached rootfs with another stamp is rebuilt.
-ROOTFS_VERSION = "edgepose-arm-rootfs/1 bookworm arm64 minbase python3 python3-pip venv"
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
-SUITE = "bookworm"
-ROOTFS_PACKAGES = ("python3", "python3-pip")
-GUEST_VENV = "/opt/edgepose-venv"
-GUEST_WHEELS = "/opt/edgepose-wheels"
-GUEST_WORK = "/tmp/edgepose-arm-check"
-# ai-edge-litert publishes manylinux_2_27 aarch64 wheels, numpy manylinux_2_27/2_28, OpenCV manylinux2014:
-# every tag a Debian bookworm (glibc 2.36) / Raspberry Pi OS 64-bit pip accepts, named explicitly.
-PLATFORMS = (
-    "manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64",
-)  # fmt: skip
-PY_VERSION = "3.11"  # Debian bookworm's Python, the one Raspberry Pi OS 64-bit (bookworm) ships
-
-# qemu 7.2 gives an aarch64 guest no /proc/cpuinfo nor /sys cpu lists; cpuinfo (XNNPACK) then fails to
-# initialise and LiteRT silently runs without XNNPACK. The chroot gets these files, describing the CPU model
-# that qemu emulates (-cpu), as a Raspberry Pi 5 (Cortex-A76) or 4 (Cortex-A72) shows them.
-CPUS = {
-    "cortex-a76": ("0x4", "0xd0b", "1", "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid "
-                   "asimdrdm lrcpc dcpop asimddp", "Raspberry Pi 5 Model B (emulated Cortex-A76)"),
-    "cortex-a72": ("0x0", "0xd08", "3", "fp asimd evtstrm crc32 cpuid", "Raspberry Pi 4 Model B (emulated Cortex-A72)"),
-}  # fmt: skip
-NUM_CPUS = 4
 
 # Largest accepted keypoint difference between x86 and ARM, in image pixels (scores: absolute). A trial gave
 # bit-identical INT8 (XNNPACK on both sides) and FP32 within 1e-5 px.
@@ -83,283 +76,15 @@ EMULATION_NOTE = (
 )
 
 
-class Unavailable(Exception):
-    """The check cannot run on this machine (exit 77): not root, tools or network missing."""
-
-
-class CheckError(Exception):
-    """Something failed that should not (exit 2 for bad input, or 1 from the caller)."""
-
-
-# --------------------------------------------------------------------------------------------- helpers
-_T0 = time.monotonic()
-
-
-def log(msg: str) -> None:
-    print(f"[arm-check {time.monotonic() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def run(cmd: list[str], what: str, env: dict[str, str] | None = None, timeout: float = 1800,
-        stream_prefix: str | None = None, unavailable_if: tuple[str, ...] = ()) -> str:  # fmt: skip
-    """Run ``cmd``; its output is returned (and echoed with ``stream_prefix`` when given)."""
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1
-    )
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        if stream_prefix is not None:
-            print(f"{stream_prefix}{line.rstrip()}", file=sys.stderr, flush=True)
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise CheckError(f"{what}: timed out after {timeout:.0f} s")
-    rc = proc.wait()
-    text = "".join(lines)
-    if rc != 0:
-        tail = "\n".join(text.strip().splitlines()[-15:])
-        if any(re.search(p, text, re.I) for p in unavailable_if):
-            raise Unavailable(f"{what} failed (network?): {tail.splitlines()[-1] if tail else rc}")
-        raise CheckError(f"{what} failed with exit status {rc}:\n{tail}")
-    return text
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """No PIP_* variables, no pip.conf, no virtualenv: host pip settings must not leak into either pip."""
-    env = {
-        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": os.environ.get("HOME", "/root"),
-        "LANG": "C.UTF-8",
-        "PIP_CONFIG_FILE": os.devnull,
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-    }
-    env.update(extra)
-    return env
-
-
-def reachable(url: str, timeout: float = 20) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (fixed https/http URLs)
-            return r.status < 400
-    except Exception:
-        return False
-
-
-@contextlib.contextmanager
-def file_lock(path: Path):
-    """One arm check per rootfs at a time (the rootfs and its venv are shared state)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"waiting for another arm check holding {path} ...")
-            fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-# ------------------------------------------------------------------------------------------ host tools
-def ensure_host_tools() -> None:
-    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
-        raise Unavailable(f"the ARM check runs on an x86-64 Linux host (this is {platform.machine()})")
-    if os.geteuid() != 0:
-        raise Unavailable("the ARM check needs root (debootstrap and chroot)")
-    if shutil.which("qemu-aarch64-static") and shutil.which("debootstrap") and shutil.which("dpkg-deb"):
-        return
-    if not shutil.which("apt-get"):
-        raise Unavailable("qemu-aarch64-static/debootstrap missing and no apt-get to install them")
-    log("installing qemu-user-static and debootstrap with apt-get ...")
-    net = ("Could not resolve", "Failed to fetch", "Temporary failure", "Unable to locate", "Unable to fetch")
-    env = clean_env(DEBIAN_FRONTEND="noninteractive")
-    run(["apt-get", "update", "-q"], "apt-get update", env=env, unavailable_if=net)
-    run(["apt-get", "install", "-y", "-q", "qemu-user-static", "debootstrap"], "apt-get install", env=env,
-        unavailable_if=net)  # fmt: skip
-    if not shutil.which("qemu-aarch64-static"):
-        raise Unavailable("apt-get installed qemu-user-static but qemu-aarch64-static is not on PATH")
-
-
-# ------------------------------------------------------------------------------------------------ rootfs
-def chroot_cmd(rootfs: Path, cpu: str, *args: str) -> list[str]:
-    return ["chroot", str(rootfs), "/usr/bin/qemu-aarch64-static", "-cpu", cpu, *args]
-
-
-def guest_env() -> dict[str, str]:
-    return clean_env(HOME="/root", EDGEPOSE_CACHE=f"{GUEST_WORK}/cache", PYTHONUNBUFFERED="1")
-
-
-def _extract_deb(deb: Path, root: Path) -> None:
-    """Unpack a .deb with the host's dpkg-deb, keeping the usr-merged /lib -> usr/lib symlinks."""
-    p1 = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
-    p2 = subprocess.run(["tar", "-x", "--keep-directory-symlink", "-C", str(root)], stdin=p1.stdout,
-                        capture_output=True, text=True)  # fmt: skip
-    assert p1.stdout is not None
-    p1.stdout.close()
-    if p1.wait() != 0 or p2.returncode != 0:
-        raise CheckError(f"{deb}: cannot unpack ({p2.stderr.strip()[-300:]})")
-
-
-def build_rootfs(rootfs: Path, mirror: str) -> None:
-    """debootstrap --foreign, unpack the rest with dpkg-deb, put qemu in, make the venv; atomically."""
-    if not reachable(f"{mirror}/dists/{SUITE}/Release"):
-        raise Unavailable(f"Debian mirror {mirror} is not reachable (needed once to build the ARM rootfs)")
-    tmp = rootfs.parent / f".{rootfs.name}.build-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        log(f"debootstrap --foreign --arch=arm64 {SUITE} (first build: about a minute) ...")
-        run(["debootstrap", "--foreign", "--arch=arm64", "--variant=minbase",
-             f"--include={','.join(ROOTFS_PACKAGES)}", SUITE, str(tmp), mirror], "debootstrap",
-            env=clean_env(), timeout=1800,
-            unavailable_if=("Failed getting release file", "Couldn't download"))  # fmt: skip
-        # The second stage would run arm64 maintainer scripts, which needs binfmt_misc; the packages a Python
-        # userland needs work unpacked, so unpack what the first stage only downloaded.
-        debpaths = dict(
-            line.split()[:2] for line in (tmp / "debootstrap" / "debpaths").read_text().splitlines() if line.strip()
-        )
-        base = (tmp / "debootstrap" / "base").read_text().split()
-        log(f"unpacking {len(base)} packages (python3, pip and their libraries) with dpkg-deb ...")
-        for pkg in base:
-            _extract_deb(tmp / debpaths[pkg].lstrip("/"), tmp)
-        shutil.copy2(shutil.which("qemu-aarch64-static") or "/usr/bin/qemu-aarch64-static", tmp / "usr/bin")
-        proc = tmp / "proc"
-        if proc.is_symlink() or proc.is_file():
-            proc.unlink()
-        proc.mkdir(exist_ok=True)
-        (tmp / "etc" / "resolv.conf").unlink(missing_ok=True)
-        log(f"making the venv {GUEST_VENV} with the emulated python3 ...")
-        write_cpu_files(tmp, "cortex-a76")
-        run(chroot_cmd(tmp, "cortex-a76", "/usr/bin/python3", "-m", "venv", "--without-pip",
-                       "--system-site-packages", GUEST_VENV), "venv in the rootfs", env=guest_env())  # fmt: skip
-        (tmp / ".edgepose-stamp").write_text(ROOTFS_VERSION + "\n")
-        if rootfs.exists():
-            shutil.rmtree(rootfs)
-        os.replace(tmp, rootfs)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def ensure_rootfs(rootfs: Path, mirror: str, rebuild: bool) -> None:
-    stamp = rootfs / ".edgepose-stamp"
-    if not rebuild and stamp.is_file() and stamp.read_text().strip() == ROOTFS_VERSION:
-        log(f"reusing the ARM rootfs {rootfs}")
-        return
-    if rootfs.exists():
-        log(f"rebuilding {rootfs} ({'--rebuild' if rebuild else 'old or unfinished build'})")
-    build_rootfs(rootfs, mirror)
-    log(f"ARM rootfs ready: {rootfs}")
-
-
-def write_cpu_files(rootfs: Path, cpu: str) -> None:
-    """/proc/cpuinfo and /sys/devices/system/cpu/{possible,present,online} as the emulated board shows them."""
-    variant, part, rev, features, model = CPUS[cpu]
-    blocks = [
-        f"processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: {features}\nCPU implementer\t: 0x41\n"
-        f"CPU architecture: 8\nCPU variant\t: {variant}\nCPU part\t: {part}\nCPU revision\t: {rev}\n"
-        for i in range(NUM_CPUS)
-    ]
-    (rootfs / "proc").mkdir(exist_ok=True)
-    (rootfs / "proc" / "cpuinfo").write_text("\n".join(blocks) + f"\nModel\t\t: {model}\n")
-    sysdir = rootfs / "sys" / "devices" / "system" / "cpu"
-    sysdir.mkdir(parents=True, exist_ok=True)
-    for name in ("possible", "present", "online"):
-        (sysdir / name).write_text(f"0-{NUM_CPUS - 1}\n")
-
-
-# ------------------------------------------------------------------------------------------------ wheels
-def lite_requirements() -> list[str]:
-    """edgepose's core dependencies plus its ``lite`` group, read from pyproject.toml."""
-    text = (REPO / "pyproject.toml").read_text()
-    try:
-        import tomllib
-
-        data = tomllib.loads(text)
-        return list(data["project"]["dependencies"]) + list(data["project"]["optional-dependencies"]["lite"])
-    except ImportError:  # Python < 3.11: the two lists are simple enough to read by pattern
-        reqs = []
-        for key in (r"^dependencies\s*=\s*\[", r"^lite\s*=\s*\["):
-            m = re.search(key + r"(.*?)^\]", text, re.S | re.M)
-            reqs += re.findall(r'"([^"]+)"', m.group(1)) if m else []
-        return reqs
-
-
-def build_edgepose_wheel(dest: Path) -> Path:
-    """A wheel of this checkout (working tree as it is), built from a clean copy so the repo stays untouched."""
-    with tempfile.TemporaryDirectory(prefix="edgepose-src-") as src:
-        ign = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-        for name in ("edgepose", "converters"):
-            shutil.copytree(REPO / name, Path(src) / name, ignore=ign)
-        for name in ("pyproject.toml", "README.md", "LICENSE", "MANIFEST.in"):
-            if (REPO / name).is_file():
-                shutil.copy2(REPO / name, Path(src) / name)
-        for old in dest.glob("edgepose-*.whl"):
-            old.unlink()
-        run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-             "-w", str(dest), src], "building the edgepose wheel", env=clean_env())  # fmt: skip
-    wheels = list(dest.glob("edgepose-*.whl"))
-    if len(wheels) != 1:
-        raise CheckError(f"expected one edgepose wheel in {dest}, found {wheels}")
-    return wheels[0]
-
-
-def ensure_wheels(refresh: bool) -> tuple[Path, list[str]]:
-    """aarch64 wheels of the lite requirements, downloaded once per requirement set (cached)."""
-    reqs = lite_requirements()
-    key = hashlib.sha256(json.dumps([reqs, PLATFORMS, PY_VERSION]).encode()).hexdigest()[:12]
-    wdir = CACHE / "arm-wheels" / key
-    stamp = wdir / ".complete"
-    if refresh or not stamp.is_file():
-        if not reachable("https://pypi.org/simple/ai-edge-litert/"):
-            raise Unavailable("PyPI is not reachable (needed once to download the aarch64 wheels)")
-        tmp = wdir.parent / f".{key}.{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        log(f"downloading aarch64 cp311 wheels of {', '.join(reqs)} ...")
-        cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--python-version", PY_VERSION,
-               "--implementation", "cp", "--abi", "cp" + PY_VERSION.replace(".", ""), "-d", str(tmp), "-q"]  # fmt: skip
-        for plat in PLATFORMS:
-            cmd += ["--platform", plat]
-        run(cmd + reqs, "pip download (aarch64)", env=clean_env(), unavailable_if=("Network is unreachable",
-            "Max retries exceeded", "Temporary failure in name resolution"))  # fmt: skip
-        (tmp / ".complete").write_text(json.dumps(reqs) + "\n")
-        shutil.rmtree(wdir, ignore_errors=True)
-        os.replace(tmp, wdir)
-    else:
-        log(f"reusing the aarch64 wheels in {wdir}")
-    return wdir, reqs
-
-
-def install_in_rootfs(rootfs: Path, cpu: str, wheel_dir: Path, edgepose_wheel: Path) -> str:
-    """``pip install --no-index "edgepose[lite]"`` with the emulated pip; returns ``pip check``'s verdict."""
-    gw = rootfs / GUEST_WHEELS.lstrip("/")
-    shutil.rmtree(gw, ignore_errors=True)
-    gw.mkdir(parents=True)
-    for whl in [*wheel_dir.glob("*.whl"), edgepose_wheel]:
-        os.link(whl, gw / whl.name) if whl.stat().st_dev == gw.stat().st_dev else shutil.copy2(whl, gw)
-    py = f"{GUEST_VENV}/bin/python"
-    pip = [py, "-m", "pip", "install", "--no-index", "--find-links", GUEST_WHEELS, "--no-compile", "-q"]
-    log("pip install --no-index 'edgepose[lite]' inside the emulated aarch64 venv ...")
-    # edgepose itself is reinstalled every run (the checkout changes); its dependencies only when missing.
-    run(chroot_cmd(rootfs, cpu, *pip, "--force-reinstall", "--no-deps", f"{GUEST_WHEELS}/{edgepose_wheel.name}"),
-        "pip install edgepose (aarch64)", env=guest_env())  # fmt: skip
-    run(chroot_cmd(rootfs, cpu, *pip, "edgepose[lite]"), "pip install edgepose[lite] (aarch64)", env=guest_env())
-    check = subprocess.run(chroot_cmd(rootfs, cpu, py, "-m", "pip", "check"), env=guest_env(),
-                           capture_output=True, text=True)  # fmt: skip
-    return (check.stdout + check.stderr).strip()
-
-
 # --------------------------------------------------------------------------------------------- artifacts
+def sidecars(path: Path) -> list[Path]:
+    """The artifact's JSON sidecar(s): ``model.tflite.json`` (edgepose.artifact), or ``model.json``."""
+    return [p for p in (path.with_name(path.name + ".json"), path.with_suffix(".json")) if p.is_file()]
+
+
 def precision_of(path: Path) -> str:
-    """The artifact's precision from its JSON sidecar (``<name>.json``), else from its file name."""
-    side = path.with_suffix(".json")
-    if side.is_file():
+    """The artifact's precision from its JSON sidecar, else from its file name."""
+    for side in sidecars(path):
         with contextlib.suppress(ValueError, OSError):
             meta = json.loads(side.read_text())
             p = meta.get("precision") or (meta.get("artifact") or {}).get("precision")
@@ -469,9 +194,8 @@ def build_job(work: Path, artifacts: list[Path], args: argparse.Namespace) -> di
     (work / "artifacts").mkdir(parents=True)
     names = []
     for a in artifacts:
-        shutil.copy2(a, work / "artifacts" / a.name)
-        if a.with_suffix(".json").is_file():
-            shutil.copy2(a.with_suffix(".json"), work / "artifacts" / a.with_suffix(".json").name)
+        for f in (a, *sidecars(a)):
+            shutil.copy2(f, work / "artifacts" / f.name)
         names.append(a.name)
     ann, images, synth = synthetic_subset(work / "data" / "synthetic_val", max(args.images, args.eval_images))
     samples = []
@@ -500,12 +224,13 @@ def build_job(work: Path, artifacts: list[Path], args: argparse.Namespace) -> di
             argv += ["--images", rel_img] if "--images" in o else []
             argv += ["--limit", str(args.eval_images)] if "--limit" in o else []
             argv += threads if "--threads" in o else []
-            argv += ["--quiet"] if "--quiet" in o else []
+            argv += ["--quiet"] if "--quiet" in o else ["--no-progress"] if "--no-progress" in o else []
             steps.append({"id": f"eval {name}", "kind": "eval", "artifact": name, "argv": argv,
                           "outputs": {"metrics": f"{{out}}/eval/{name}.json"}})  # fmt: skip
-    if "bench" in opts and args.bench:
-        argv = ["bench", "--artifacts", *[f"{{base}}/artifacts/{n}" for n in names], "--no-reference",
-                "--no-accuracy", "--runs", str(args.bench_runs), "--warmup", "1", *threads,
+    bench = [n for n, a in zip(names, artifacts) if args.bench == "all" or precision_of(a) == args.bench]
+    if "bench" in opts and bench:
+        argv = ["bench", "--artifacts", *[f"{{base}}/artifacts/{n}" for n in bench], "--no-reference",
+                "--no-accuracy", "--runs", str(args.bench_runs), "--warmup", "0", *threads,
                 "--json", "{out}/bench.json", "--quiet"]  # fmt: skip
         steps.append({"id": "bench", "kind": "bench", "artifact": None, "argv": argv,
                       "outputs": {"bench": "{out}/bench.json"}})  # fmt: skip
@@ -634,17 +359,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "file; default: artifacts/demo_coco_256x192/, else the demo model converted once into the cache")
     ap.add_argument("--rootfs", type=Path, default=CACHE / "arm-rootfs", help="the cached arm64 userland")
     ap.add_argument("--out", type=Path, default=CACHE / "arm-check" / "report.json", help="JSON report path")
+    ap.add_argument("--versions", choices=["host", "latest"], default="host",
+                    help="host (default): the ARM venv gets the host's numpy/OpenCV/LiteRT/pycocotools versions, "
+                    "so that only the architecture differs; latest: what `pip install edgepose[lite]` gets today "
+                    "(OpenCV 5's warpAffine rounds differently from 4.x: expect small keypoint differences)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the rootfs even if cached")
     ap.add_argument("--refresh-wheels", action="store_true", help="download the aarch64 wheels again")
     ap.add_argument("--mirror", default=DEBIAN_MIRROR, help="Debian mirror for debootstrap")
     ap.add_argument("--cpu", choices=sorted(CPUS), default="cortex-a76",
                     help="CPU model qemu emulates: cortex-a76 (Raspberry Pi 5) or cortex-a72 (Pi 4)")  # fmt: skip
-    ap.add_argument("--coco-images", type=int, default=4, help="mmpose COCO sample images to predict on")
-    ap.add_argument("--images", type=int, default=4, help="synthetic val images to predict on")
-    ap.add_argument("--eval-images", type=int, default=4, help="synthetic val images for `edgepose eval` (0: none)")
-    ap.add_argument("--no-bench", dest="bench", action="store_false", help="skip `edgepose bench`")
-    ap.add_argument("--bench-runs", type=int, default=3, help="timed runs in the bench (emulation is slow)")
-    ap.add_argument("--threads", type=int, default=1, help="inference threads, the same on both sides")
+    # FP32 costs ~10 s per inference under emulation (INT8 ~1 s): the defaults keep a run near 5 minutes.
+    ap.add_argument("--coco-images", type=int, default=2, help="mmpose COCO sample images to predict on (default 2)")
+    ap.add_argument("--images", type=int, default=2, help="synthetic val images to predict on (default 2)")
+    ap.add_argument("--eval-images", type=int, default=2, help="synthetic val images for `edgepose eval` (0: none)")
+    ap.add_argument("--bench", default="int8", choices=["int8", "fp32", "fp16", "all", "none"],
+                    help="which artifacts `edgepose bench` runs on (default int8: it proves the command; "
+                    "emulated timings mean nothing)")  # fmt: skip
+    ap.add_argument("--bench-runs", type=int, default=2, help="timed runs per bench measurement (default 2)")
+    ap.add_argument("--threads", type=int, default=2, help="inference threads, the same on both sides")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed for the emulated run")
     return ap.parse_args(argv)
 
@@ -673,10 +405,10 @@ def check(args: argparse.Namespace) -> int:
         ensure_rootfs(rootfs, args.mirror, args.rebuild)
         write_cpu_files(rootfs, args.cpu)
         log("step 2/5: aarch64 wheels and the edgepose wheel")
-        wheel_dir, reqs = ensure_wheels(args.refresh_wheels)
+        wheel_dir, reqs = ensure_wheels(args.refresh_wheels, args.versions)
         edgepose_whl = build_edgepose_wheel(CACHE / "arm-check" / "dist")
         log("step 3/5: installing edgepose[lite] in the rootfs (offline)")
-        pip_check = install_in_rootfs(rootfs, args.cpu, wheel_dir, edgepose_whl)
+        pip_check = install_in_rootfs(rootfs, args.cpu, wheel_dir, edgepose_whl, reqs)
         work = rootfs / GUEST_WORK.lstrip("/")
         shutil.rmtree(work, ignore_errors=True)
         job = build_job(work, artifacts, args)
@@ -716,7 +448,17 @@ def check(args: argparse.Namespace) -> int:
             "ARM CPU; the chroot's /proc/cpuinfo is a static ARM one, which XNNPACK also needs.",
         ],
     }
+    hv, av = host["machine"]["versions"], arm["machine"]["versions"]
+    hv["opencv-python-headless"] = hv.get("opencv-python-headless") or hv.get("opencv-python")
+    differ = {k: [hv.get(k), av.get(k)] for k in ("numpy", "opencv-python-headless", "ai-edge-litert", "pycocotools")
+              if hv.get(k) != av.get(k)}  # fmt: skip
+    report["versions"] = {"mode": args.versions, "x86": hv, "arm": av, "differ": differ}
+    if differ:
+        report["notes"].append("library versions differ between the sides (x86, arm): " + json.dumps(differ)
+                               + "; differences may come from them, not from the architecture")  # fmt: skip
     print_table(rows, lite, xnn)
+    print(f"library versions ({args.versions}): " + ("identical on both sides" if not differ else
+          "DIFFER " + ", ".join(f"{k} x86 {a} / arm {b}" for k, (a, b) in differ.items())))  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.part")
     tmp.write_text(json.dumps(report, indent=1) + "\n")

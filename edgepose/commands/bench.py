@@ -14,7 +14,7 @@ def register(sub) -> None:
         "and of the per-person pipeline (with and without flip test), file size and peak memory. "
         "Exit status 0 when at least one artifact ran, 1 when every artifact failed, 2 for bad input.",
     )
-    p.add_argument("--model", help="zoo model name (default: the demo model)")
+    p.add_argument("--model", help="zoo model name (default: the one the artifacts name, else the demo model)")
     p.add_argument(
         "--artifacts",
         nargs="+",
