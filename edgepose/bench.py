@@ -78,6 +78,9 @@ class BenchConfig:
     warmup: int = 10
     batch: int = 1
     max_drop: float | None = None  # None: DEFAULT_MAX_DROP by precision
+    device: str = "cpu"  # cpu, cuda, cuda:N, tensorrt, gpu (see edgepose.runtimes.devices)
+    allow_fallback: bool = False  # run on CPU (and say so in the row) when the device is missing
+    batch_sizes: Sequence[int] = ()  # batched sweep (edgepose.bench_batch); empty: none
     eval_batch: int = 16
     progress: bool = True
 
@@ -150,7 +153,8 @@ def bench_row(
         boxes = np.repeat(boxes[:1], cfg.batch, axis=0)
         with sysinfo.PeakMemory() as mem:
             t0 = time.perf_counter_ns()
-            rt = load_runtime(path, engine=engine, threads=cfg.threads, **runtime_options)
+            rt = load_runtime(path, engine=engine, threads=cfg.threads, device=cfg.device,
+                              allow_fallback=cfg.allow_fallback, **runtime_options)  # fmt: skip
             row["load_s"] = (time.perf_counter_ns() - t0) / 1e9
             meta = meta or dict(rt.metadata or {})
             if not meta and not reference:
@@ -176,6 +180,14 @@ def bench_row(
         row["pipeline"]["flip_cost_ms"] = row["pipeline"]["flip"]["p50_ms"] - row["pipeline"]["no_flip"]["p50_ms"]
         info = _safe_info(rt)
         row["runtime_info"] = info
+        row["device"], row["fallback"] = info.get("device", "cpu"), info.get("fallback")
+        if row["fallback"]:
+            row["flags"].append(f"ran on {row['device']}, not {cfg.device}: {row['fallback']}")
+        if cfg.batch_sizes:
+            from .bench_batch import batch_sweep
+
+            row["batch_sweep"] = batch_sweep(spec, rt, image, boxes[:1], cfg.batch_sizes, cfg.runs, cfg.warmup,
+                                             progress=cfg.progress)  # fmt: skip
         row["precision_used"] = _precision_used(info, row["precision"])
         row["metadata_reference"] = _metadata_reference(meta)
         if data is not None:
@@ -257,6 +269,11 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
     spec = get_spec(cfg.model or _model_of(cfg.artifacts) or DEFAULT_MODEL)
     if cfg.runs < 1 or cfg.warmup < 0 or cfg.batch < 1:
         raise EdgeposeError("--runs and --batch must be at least 1 and --warmup at least 0")
+    from .runtimes.devices import normalize_device
+
+    cfg.device = normalize_device(cfg.device)
+    if any(int(b) < 1 for b in cfg.batch_sizes):
+        raise EdgeposeError("--batch-sizes: every batch size must be at least 1")
     cfg.threads = cfg.threads or sysinfo.usable_cpus()
     dirs = list(cfg.artifacts) or [Path("artifacts") / spec.name]
     paths = discover_artifacts(dirs)

@@ -111,9 +111,20 @@ def crop_batch(image: np.ndarray, centers: np.ndarray, scales: np.ndarray, input
 
 def normalize(crops: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """uint8 NHWC RGB -> float32 NCHW, as mmpose's ToTensor (/255) then NormalizeTensor."""
-    x = np.asarray(crops, dtype=np.float32) / np.float32(255.0)
     m = (np.asarray(mean, dtype=np.float64) / 255.0).astype(np.float32)
     s = (np.asarray(std, dtype=np.float64) / 255.0).astype(np.float32)
+    crops = np.asarray(crops)
+    if crops.dtype == np.uint8 and crops.ndim == 4 and crops.shape[3] == m.size and crops.size:
+        # uint8 has 256 values: the same float32 arithmetic on each value once (a per-channel table), then a
+        # uint8 transpose and one cv2.LUT per channel into NCHW; bit-identical to the formula below, ~3x faster
+        lut = (np.arange(256, dtype=np.float32) / np.float32(255.0) - m[:, None]) / s[:, None]
+        planes = np.ascontiguousarray(crops.transpose(0, 3, 1, 2))
+        n, c, h, w = planes.shape
+        out = np.empty((n, c, h, w), dtype=np.float32)
+        for ch in range(c):
+            out[:, ch] = cv2.LUT(planes[:, ch].reshape(n * h, w), lut[ch].reshape(1, 256)).reshape(n, h, w)
+        return out
+    x = np.asarray(crops, dtype=np.float32) / np.float32(255.0)
     x = (x - m) / s
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
@@ -131,10 +142,11 @@ def read_image(path: str | Path) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ flip test
 def flip_back(heatmaps: np.ndarray, flip_pairs: Sequence[Sequence[int]]) -> np.ndarray:
     """Undo a horizontal input flip on heatmaps: swap left/right channels, then mirror W."""
-    out = np.array(heatmaps, copy=True)
-    for a, b in flip_pairs:
-        out[:, [a, b]] = out[:, [b, a]]
-    return out[..., ::-1]
+    hm = np.asarray(heatmaps)
+    perm = np.arange(hm.shape[1])
+    for a, b in flip_pairs:  # sequential swaps, as mmpose applies them
+        perm[[a, b]] = perm[[b, a]]
+    return hm[:, perm][..., ::-1]  # one gather (a copy) instead of a copy plus one swap per pair
 
 
 def merge_flip(
@@ -143,8 +155,10 @@ def merge_flip(
     """mmpose's flip-test average; ``shift`` moves the flipped-back map one column right (column 0 kept)."""
     back = flip_back(heatmaps_flipped, flip_pairs)
     if shift:
-        back = np.array(back, copy=True)
-        back[..., 1:] = back[..., :-1].copy()
+        shifted = np.empty_like(back)
+        shifted[..., 1:] = back[..., :-1]
+        shifted[..., 0] = back[..., 0]
+        back = shifted
     return (heatmaps + back) * 0.5
 
 

@@ -166,26 +166,24 @@ def coco_sample_images(limit: int) -> list[tuple[Path, list[list[float]]]]:
     return out
 
 
-def synthetic_subset(dest: Path, n: int) -> tuple[Path, Path, list[tuple[Path, list[list[float]]]]]:
-    """The first ``n`` images of the synthetic val split, as a COCO file of their own, plus their boxes."""
+def synthetic_subset(dest: Path, n_eval: int, n_predict: int) -> list[tuple[Path, list[list[float]]]]:
+    """The first ``n_eval`` synthetic val images as a COCO set of their own in ``dest`` (annotations.json,
+    images/), and the first ``n_predict`` images with (up to two of) their boxes."""
     sys.path.insert(0, str(REPO))
     from edgepose.synthetic import ensure_split
 
     ann, images = ensure_split("val")
     doc = json.loads(ann.read_text())
-    keep = doc["images"][:n]
-    ids = {i["id"] for i in keep}
-    doc["images"] = keep
-    doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] in ids]
+    keep = doc["images"][: max(n_eval, n_predict)]
     (dest / "images").mkdir(parents=True, exist_ok=True)
     for i in keep:
         shutil.copy2(images / i["file_name"], dest / "images" / i["file_name"])
+    boxes = {i["id"]: [a["bbox"] for a in doc["annotations"] if a["image_id"] == i["id"]] for i in keep}
+    ids = {i["id"] for i in keep[:n_eval]}
+    doc["images"] = keep[:n_eval]
+    doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] in ids]
     (dest / "annotations.json").write_text(json.dumps(doc))
-    samples = [
-        (dest / "images" / i["file_name"], [a["bbox"] for a in doc["annotations"] if a["image_id"] == i["id"]][:2])
-        for i in keep
-    ]
-    return dest / "annotations.json", dest / "images", samples
+    return [(dest / "images" / i["file_name"], boxes[i["id"]][:2]) for i in keep[:n_predict]]
 
 
 def build_job(work: Path, artifacts: list[Path], args: argparse.Namespace) -> dict[str, Any]:
@@ -197,9 +195,9 @@ def build_job(work: Path, artifacts: list[Path], args: argparse.Namespace) -> di
         for f in (a, *sidecars(a)):
             shutil.copy2(f, work / "artifacts" / f.name)
         names.append(a.name)
-    ann, images, synth = synthetic_subset(work / "data" / "synthetic_val", max(args.images, args.eval_images))
+    synth = synthetic_subset(work / "data" / "synthetic_val", args.eval_images, args.images)
     samples = []
-    for src, boxes in coco_sample_images(args.coco_images) + synth[: args.images]:
+    for src, boxes in coco_sample_images(args.coco_images) + synth:
         dst = work / "images" / src.name
         dst.parent.mkdir(exist_ok=True)
         shutil.copy2(src, dst)
@@ -213,7 +211,7 @@ def build_job(work: Path, artifacts: list[Path], args: argparse.Namespace) -> di
             argv = ["predict", f"{{base}}/images/{img}", "--artifact", art, "--out", f"{stem}.png",
                     "--json", f"{stem}.json", *threads]  # fmt: skip
             for b in boxes:
-                argv += ["--bbox", ",".join(f"{v:g}" for v in b)]
+                argv.append("--bbox=" + ",".join(f"{v:g}" for v in b))  # "=": a box may start with "-"
             steps.append({"id": f"predict {name} {img}", "kind": "predict", "artifact": name, "argv": argv,
                           "outputs": {"prediction": f"{stem}.json"}})  # fmt: skip
         if "eval" in opts and args.eval_images > 0:
@@ -362,7 +360,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--versions", choices=["host", "latest"], default="host",
                     help="host (default): the ARM venv gets the host's numpy/OpenCV/LiteRT/pycocotools versions, "
                     "so that only the architecture differs; latest: what `pip install edgepose[lite]` gets today "
-                    "(OpenCV 5's warpAffine rounds differently from 4.x: expect small keypoint differences)")
+                    "(OpenCV 5 rounds warpAffine differently from 4.x, which moves some keypoints)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the rootfs even if cached")
     ap.add_argument("--refresh-wheels", action="store_true", help="download the aarch64 wheels again")
     ap.add_argument("--mirror", default=DEBIAN_MIRROR, help="Debian mirror for debootstrap")
@@ -383,6 +381,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.out = args.out.resolve()
     try:
         return check(args)
     except Unavailable as e:
@@ -420,8 +419,13 @@ def check(args: argparse.Namespace) -> int:
         arm_log = run(chroot_cmd(rootfs, args.cpu, f"{GUEST_VENV}/bin/python", f"{GUEST_WORK}/arm_guest.py",
                                  f"{GUEST_WORK}/job.json", f"{GUEST_WORK}/arm"),
                       "the aarch64 run", env=guest_env(), timeout=args.timeout, stream_prefix="  arm| ")  # fmt: skip
-        host = json.loads((work / "host" / "results.json").read_text())
-        arm = json.loads((work / "arm" / "results.json").read_text())
+        # the work folder is reused by the next run: keep both sides' outputs beside the report
+        kept = args.out.parent / f"{args.out.stem}_outputs"
+        shutil.rmtree(kept, ignore_errors=True)
+        for side, src in (("x86", work / "host"), ("arm", work / "arm")):
+            shutil.copytree(src, kept / side)
+        host = json.loads((kept / "x86" / "results.json").read_text())
+        arm = json.loads((kept / "arm" / "results.json").read_text())
     rows = compare(job, host, arm)
     lite = lite_only(arm, job)
     xnn = {"x86": xnnpack_used(host_log), "arm": xnnpack_used(arm_log)}
@@ -441,7 +445,7 @@ def check(args: argparse.Namespace) -> int:
         "tolerances": {"px": TOL_PX, "score": TOL_SCORE, "metric": TOL_METRIC},
         "timings_s": {"note": EMULATION_NOTE, "x86": step_seconds(host), "arm_emulated": step_seconds(arm),
                       "import_x86": host["import_seconds"], "import_arm_emulated": arm["import_seconds"]},  # fmt: skip
-        "outputs": {"x86": str(work / "host"), "arm": str(work / "arm")},
+        "outputs": {"x86": str(kept / "x86"), "arm": str(kept / "arm")},
         "notes": [
             "Not run on a real Raspberry Pi: aarch64 Debian bookworm userland under qemu user-mode emulation.",
             "onnxruntime (not in the lite group) crashes on import under qemu 7.2 unless /proc/cpuinfo looks like an "

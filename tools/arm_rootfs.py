@@ -204,16 +204,22 @@ def build_rootfs(rootfs: Path, mirror: str) -> None:
             proc.unlink()
         proc.mkdir(exist_ok=True)
         (tmp / "etc" / "resolv.conf").unlink(missing_ok=True)
-        log(f"making the venv {GUEST_VENV} with the emulated python3 ...")
         write_cpu_files(tmp, "cortex-a76")
-        run(chroot_cmd(tmp, "cortex-a76", "/usr/bin/python3", "-m", "venv", "--without-pip",
-                       "--system-site-packages", GUEST_VENV), "venv in the rootfs", env=guest_env())  # fmt: skip
+        make_venv(tmp, "cortex-a76")
         (tmp / ".edgepose-stamp").write_text(ROOTFS_VERSION + "\n")
         if rootfs.exists():
             shutil.rmtree(rootfs)
         os.replace(tmp, rootfs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def make_venv(rootfs: Path, cpu: str) -> None:
+    """A fresh venv made by the emulated python3 (Debian's pip is reached through the system site-packages)."""
+    log(f"making the venv {GUEST_VENV} with the emulated python3 ...")
+    shutil.rmtree(rootfs / GUEST_VENV.lstrip("/"), ignore_errors=True)
+    run(chroot_cmd(rootfs, cpu, "/usr/bin/python3", "-m", "venv", "--without-pip", "--system-site-packages",
+                   GUEST_VENV), "venv in the rootfs", env=guest_env())  # fmt: skip
 
 
 def ensure_rootfs(rootfs: Path, mirror: str, rebuild: bool) -> None:
@@ -354,6 +360,9 @@ def install_in_rootfs(rootfs: Path, cpu: str, wheel_dir: Path, edgepose_wheel: P
     gw.mkdir(parents=True)
     for whl in [*wheel_dir.glob("*.whl"), edgepose_wheel]:
         os.link(whl, gw / whl.name) if whl.stat().st_dev == gw.stat().st_dev else shutil.copy2(whl, gw)
+    stamp = rootfs / GUEST_VENV.lstrip("/") / ".edgepose-wheels"
+    if not stamp.is_file() or stamp.read_text().strip() != wheel_dir.name:
+        make_venv(rootfs, cpu)  # another requirement set: start clean, no leftovers from the last one
     py = f"{GUEST_VENV}/bin/python"
     pip = [py, "-m", "pip", "install", "--no-index", "--find-links", GUEST_WHEELS, "--no-compile", "-q"]
     log("pip install --no-index 'edgepose[lite]' inside the emulated aarch64 venv ...")
@@ -364,6 +373,7 @@ def install_in_rootfs(rootfs: Path, cpu: str, wheel_dir: Path, edgepose_wheel: P
     pins = [r.split(";")[0].strip() for r in reqs]
     run(chroot_cmd(rootfs, cpu, *pip, "edgepose[lite]", *pins), "pip install edgepose[lite] (aarch64)",
         env=guest_env())  # fmt: skip
+    stamp.write_text(wheel_dir.name + "\n")
     check = subprocess.run(chroot_cmd(rootfs, cpu, py, "-m", "pip", "check"), env=guest_env(),
                            capture_output=True, text=True)  # fmt: skip
     return (check.stdout + check.stderr).strip()

@@ -36,6 +36,12 @@ def register(sub) -> None:
     p.add_argument("--runs", type=int, default=100, help="timed runs per measurement (default 100)")
     p.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs before them (default 10)")
     p.add_argument("--batch", type=int, default=1, help="persons per inference call in the timing (default 1)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, tensorrt (onnxruntime) or gpu "
+                   "(openvino); fails at once when this machine has no such device")  # fmt: skip
+    p.add_argument("--allow-fallback", action="store_true", help="run on CPU when --device is missing, saying so "
+                   "in the output and in each row")  # fmt: skip
+    p.add_argument("--batch-sizes", metavar="B,B,...", help="also time batched inference at these batch sizes "
+                   "(e.g. 1,8,32,128): latency per batch, crops/s, pre/post share")  # fmt: skip
     p.add_argument("--max-drop", type=float, metavar="X", help="largest accepted accuracy drop, absolute, for every "
                    "precision (default 0.01 for FP32/FP16 and 0.03 for INT8)")  # fmt: skip
     p.add_argument("--json", dest="json_out", metavar="OUT", help="write every number and the machine as JSON")
@@ -47,8 +53,14 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..bench import BenchConfig, run_bench
+    from ..bench_batch import parse_batch_sizes, sweep_table
     from ..bench_report import console_table, write_json, write_markdown
+    from ..runtimes.devices import require_device
 
+    choice = require_device(args.device, args.allow_fallback)  # one line, exit 2, for a missing device
+    if choice.fallback:
+        print(f"edgepose: --device {choice.requested}: {choice.fallback}; running on CPU (--allow-fallback)",
+              file=sys.stderr)  # fmt: skip
     cfg = BenchConfig(
         model=args.model,
         artifacts=args.artifacts or (),
@@ -65,11 +77,16 @@ def run(args) -> int:
         warmup=args.warmup,
         batch=args.batch,
         max_drop=args.max_drop,
+        device=choice.requested,
+        allow_fallback=args.allow_fallback,
+        batch_sizes=parse_batch_sizes(args.batch_sizes),
         progress=not args.quiet,
     )
     report = run_bench(cfg)
     data = report.to_dict()
     print(console_table(data))
+    if args.batch_sizes:
+        print(sweep_table(data))
     if args.json_out:
         write_json(data, args.json_out)
         print(f"wrote {args.json_out}", file=sys.stderr)

@@ -51,8 +51,10 @@ class LiteRtRuntime(Runtime):
 
     def _load(self) -> None:
         mod, self.package, self.version = interpreter_module()
-        if self.device != "cpu":
-            raise EdgeposeError(f"{self.path}: device {self.device!r} is not supported by the litert runtime")
+        from .devices import resolve_device
+
+        self.choice = resolve_device(self.device, "litert", bool(self.options.get("allow_fallback")))
+        self.device = self.choice.device
         self.metadata = read_metadata(self.path)
         kwargs: dict[str, Any] = {"model_path": str(self.path), "num_threads": self.threads or None}
         if not self.options.get("xnnpack", True):
@@ -97,4 +99,5 @@ class LiteRtRuntime(Runtime):
     def info(self) -> dict[str, Any]:
         d = super().info()
         d.update(version=self.version, package=self.package, xnnpack=bool(self.options.get("xnnpack", True)))
+        d.update(self.choice.info())
         return d

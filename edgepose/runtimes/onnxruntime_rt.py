@@ -9,6 +9,7 @@ import numpy as np
 from ..artifact import from_layout, read_metadata, to_layout
 from ..errors import EdgeposeError
 from .base import Runtime, register_runtime
+from .devices import DeviceChoice
 
 
 @register_runtime("onnxruntime", suffixes=(".onnx",))
@@ -16,10 +17,17 @@ class OnnxRuntime(Runtime):
     """Options: ``graph_optimization`` ("all" default, "basic", "disable")."""
 
     def providers(self) -> list[Any]:
-        """The execution providers for ``self.device``; the one place a new device is added."""
-        if self.device == "cpu":
-            return ["CPUExecutionProvider"]
-        raise EdgeposeError(f"{self.path}: device {self.device!r} is not supported by the onnxruntime runtime")
+        """The execution providers for ``self.device``; the one place a new device is added.
+
+        ``options["providers"]`` overrides the list (asked for as given: a missing one shows as a fallback).
+        """
+        from .devices import ort_provider_list, resolve_device
+
+        if self.options.get("providers"):
+            self.choice = DeviceChoice(str(self.device), str(self.device))
+            return list(self.options["providers"])
+        self.choice = resolve_device(self.device, "onnxruntime", bool(self.options.get("allow_fallback")))
+        return ort_provider_list(self.choice.device)
 
     def _load(self) -> None:
         try:
@@ -40,9 +48,13 @@ class OnnxRuntime(Runtime):
         }[level]
         so.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(self.path), so, providers=self.providers())
+            asked = self.providers()
+            self.session = ort.InferenceSession(str(self.path), so, providers=asked)
+        except EdgeposeError:
+            raise
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
             raise EdgeposeError(f"{self.path}: ONNX Runtime cannot load it ({str(e).splitlines()[0][:200]})") from None
+        self._check_providers(asked)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_name = self.session.get_outputs()[0].name
@@ -54,7 +66,20 @@ class OnnxRuntime(Runtime):
         out = self.session.run([self.output_name], {self.input_name: to_layout(batch, self.layout)})[0]
         return from_layout(out, self.metadata.get("layout", {}).get("output", "NCHW"))
 
+    def _check_providers(self, asked: list[Any]) -> None:
+        """ORT drops a provider it cannot load with only a warning: the session's own list decides the device."""
+        from .devices import ort_device, provider_fallback
+
+        got = self.session.get_providers()
+        reason = provider_fallback(asked, got)
+        requested = self.choice.requested
+        if reason and not self.options.get("allow_fallback"):
+            raise EdgeposeError(f"{self.path}: --device {requested}: {reason}; pass --allow-fallback to run anyway")
+        self.choice = DeviceChoice(requested, ort_device(got, requested), reason or self.choice.fallback)
+        self.device = self.choice.device
+
     def info(self) -> dict[str, Any]:
         d = super().info()
         d.update(version=self._ort.__version__, providers=self.session.get_providers())
+        d.update(self.choice.info())
         return d

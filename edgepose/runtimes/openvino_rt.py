@@ -21,10 +21,12 @@ class OpenVinoRuntime(Runtime):
     """Options: ``inference_precision`` (see module doc), ``config`` (extra plugin properties)."""
 
     def device_name(self) -> str:
-        """The OpenVINO device for ``self.device``."""
-        if self.device == "cpu":
-            return "CPU"
-        raise EdgeposeError(f"{self.path}: device {self.device!r} is not supported by the openvino runtime")
+        """The OpenVINO device for ``self.device`` ("GPU" when ``core.available_devices`` has one)."""
+        from .devices import openvino_device_name, openvino_devices, resolve_device
+
+        self.choice = resolve_device(self.device, "openvino", bool(self.options.get("allow_fallback")))
+        self.device = self.choice.device
+        return openvino_device_name(self.device, openvino_devices() or [])
 
     def _load(self) -> None:
         try:
@@ -63,4 +65,5 @@ class OpenVinoRuntime(Runtime):
     def info(self) -> dict[str, Any]:
         d = super().info()
         d.update(version=self._ov.get_version(), inference_precision=self.inference_precision)
+        d.update(self.choice.info())
         return d

@@ -1,18 +1,32 @@
-"""PyTorch runtime: a checkpoint (``.pth``) through the plain-PyTorch model, on CPU (or CUDA if asked)."""
+"""PyTorch runtime: a checkpoint (``.pth``) through the plain-PyTorch model, on CPU or a CUDA GPU.
+
+On CUDA it can compute in fp16 (model and input ``.half()``) or bf16 (autocast), use channels-last memory,
+replay one CUDA graph per batch size, or go through ``torch.compile``; :meth:`info` reports the device it
+really ran on (``torch.cuda.get_device_name``), the precision computed in, and a fallback when one happened.
+"""
 
 from __future__ import annotations
+
+import platform
+from typing import Any
 
 import numpy as np
 
 from ..errors import EdgeposeError
 from ..spec import DEFAULT_MODEL, get_spec
 from .base import Runtime, register_runtime
+from .devices import resolve_device
+
+PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 @register_runtime("torch", suffixes=(".pth", ".pt"))
 class TorchRuntime(Runtime):
     """Options: ``model`` (spec name; default the demo model), ``source`` (the path/URL the file came from,
-    so that the spec's own checkpoint is hash-checked)."""
+    so that the spec's own checkpoint is hash-checked), ``allow_fallback`` (run on CPU when the device is
+    missing), ``precision`` ("fp32" default, "fp16": ``.half()`` on CUDA / autocast on CPU, "bf16": autocast),
+    ``channels_last`` (bool), ``cuda_graphs`` (bool, CUDA only: one captured graph per batch size),
+    ``compile`` (False, or a ``torch.compile`` mode such as "max-autotune"; off by default)."""
 
     def _load(self) -> None:
         try:
@@ -21,20 +35,104 @@ class TorchRuntime(Runtime):
             raise EdgeposeError("the PyTorch runtime needs torch: pip install 'edgepose[torch]'") from None
         from ..models import load_model
 
+        self._torch = torch
         self.spec = get_spec(self.options.get("model") or DEFAULT_MODEL)
         if self.threads:
             torch.set_num_threads(self.threads)
-        if self.device != "cpu":
-            raise EdgeposeError(f"{self.path}: device {self.device!r} is not supported by the torch CPU runtime")
-        self.model = load_model(self.spec, self.options.get("source") or str(self.path), progress=False)
+        self.choice = resolve_device(self.device, "torch", bool(self.options.get("allow_fallback")))
+        self.device = self.choice.device
+        self.dev = torch.device(self.device)
+        self.on_cuda = self.dev.type == "cuda"
+        self.compute_precision = str(self.options.get("precision") or "fp32").lower()
+        if self.compute_precision not in PRECISIONS:
+            raise EdgeposeError(f"{self.path}: precision {self.compute_precision!r} not one of {', '.join(PRECISIONS)}")
+        self.channels_last = bool(self.options.get("channels_last"))
+        self.notes: list[str] = []
+        self.use_graphs = bool(self.options.get("cuda_graphs"))
+        if self.use_graphs and not self.on_cuda:
+            self.use_graphs = False
+            self.notes.append("cuda_graphs ignored: not on a CUDA device")
+        model = load_model(self.spec, self.options.get("source") or str(self.path), progress=False).eval()
+        model = model.to(self.dev)
+        # fp16 on CUDA: the whole model in half (what TensorRT FP16 does); elsewhere autocast keeps BN in fp32
+        self.half_model = self.compute_precision == "fp16" and self.on_cuda
+        if self.half_model:
+            model = model.half()
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self._fn = model
+        compile_mode = self.options.get("compile")
+        if compile_mode:
+            kw = {} if compile_mode is True else {"mode": str(compile_mode)}
+            self._fn = torch.compile(model, **kw)
+        self._graphs: dict[tuple[int, ...], tuple[Any, Any, Any]] = {}
         self.metadata = {"model": self.spec.to_dict(), "precision": "fp32", "format": "pytorch"}
-        self._torch = torch
+
+    # ----------------------------------------------------------------------------------------- forward
+    def _autocast(self):
+        torch = self._torch
+        if self.compute_precision == "fp32" or self.half_model:
+            import contextlib
+
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.compute_precision == "fp16" else torch.bfloat16
+        return torch.autocast(device_type=self.dev.type, dtype=dtype)
+
+    def _prepare(self, x):
+        torch = self._torch
+        if self.half_model:
+            x = x.half()
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _forward(self, x):
+        with self._autocast():
+            return self._fn(self._prepare(x))
+
+    def _graph_for(self, shape: tuple[int, ...]):
+        """Capture (once per input shape) a CUDA graph of the forward pass on static input/output tensors."""
+        torch = self._torch
+        if shape not in self._graphs:
+            static_in = torch.zeros(shape, dtype=torch.float32, device=self.dev)
+            stream = torch.cuda.Stream(self.dev)
+            stream.wait_stream(torch.cuda.current_stream(self.dev))
+            with torch.cuda.stream(stream), torch.inference_mode():
+                for _ in range(3):  # warm-up outside the graph (cuDNN picks its algorithms here)
+                    self._forward(static_in)
+            torch.cuda.current_stream(self.dev).wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.inference_mode(), torch.cuda.graph(graph):
+                static_out = self._forward(static_in)
+            self._graphs[shape] = (graph, static_in, static_out)
+        return self._graphs[shape]
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        with self._torch.inference_mode():
-            return self.model(self._torch.from_numpy(batch)).numpy()
+        torch = self._torch
+        x = torch.from_numpy(batch)
+        with torch.inference_mode():
+            if self.use_graphs:
+                graph, static_in, static_out = self._graph_for(tuple(batch.shape))
+                static_in.copy_(x, non_blocking=False)
+                graph.replay()
+                out = static_out
+            else:
+                out = self._forward(x.to(self.dev) if self.on_cuda else x)
+            return out.float().cpu().numpy()
 
     def info(self) -> dict:
         d = super().info()
-        d["version"] = self._torch.__version__
+        torch = self._torch
+        d.update(self.choice.info())
+        d["version"] = torch.__version__
+        if self.on_cuda:
+            d["device_name"] = torch.cuda.get_device_name(self.dev)
+            d["cuda"] = torch.version.cuda
+            d["cudnn"] = torch.backends.cudnn.version()
+        else:
+            d["device_name"] = platform.processor() or platform.machine()
+        d["precision_used"] = self.compute_precision
+        d.update(channels_last=self.channels_last, cuda_graphs=self.use_graphs,
+                 compile=self.options.get("compile") or False, notes=self.notes)  # fmt: skip
         return d
