@@ -39,6 +39,7 @@ def real_inputs():
     figure crops (unseen renders, in the demo model's own domain). INT8 is judged on the latter only: the demo
     model never saw a real photo, so its heatmaps there are near-flat noise that no INT8 scale is fitted to."""
     from edgepose.converters.api import synthetic_parity_crops
+
     from edgepose.processing import TopDownPipeline, normalize, read_image
     from edgepose.spec import DEFAULT_MODEL, get_spec
 
