@@ -37,7 +37,7 @@ def onnx2tf_baseline(onnx_path: Path, calib: np.ndarray, work: Path) -> dict:
     """onnx2tf writing TFLite itself: one run for FP32+FP16, one for full INT8 (its own calibration path)."""
     import onnx2tf
     import onnx2tf.onnx2tf as o2t
-    from edgepose.converters.tflite import _sample_images
+    from edgepose.converters.targets.tflite import _sample_images
 
     from edgepose.spec import IMAGENET_MEAN, IMAGENET_STD
 
@@ -120,7 +120,7 @@ def saved_model_seconds(res) -> float | None:
 
 
 def run_baseline(args, tmp: Path) -> dict:
-    from edgepose.converters.onnx_export import export_onnx
+    from edgepose.converters.export import export_onnx
 
     from edgepose.calibration import default_calibration_path, read_calibration
     from edgepose.models import load_model

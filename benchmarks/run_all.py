@@ -87,8 +87,8 @@ def overhead_line(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from edgepose.bench import BenchConfig, run_bench
-    from edgepose.bench_plot import write_plot
-    from edgepose.bench_report import (
+    from edgepose.bench.plot import write_plot
+    from edgepose.bench.report import (
         console_table,
         markdown,
         replace_between_markers,

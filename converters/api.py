@@ -24,15 +24,16 @@ from typing import Any, Callable
 import numpy as np
 
 from edgepose import __version__
-from edgepose.artifact import FORMAT_VERSION, sidecar_path, write_metadata, write_sidecar
+from edgepose.artifact import FORMAT_VERSION, sidecar_path
 from edgepose.calibration import CalibrationSet, default_calibration_path, read_calibration
 from edgepose.errors import EdgeposeError
 from edgepose.spec import DEFAULT_MODEL, ModelSpec, get_spec
 
-from . import onnx_export, openvino, tflite  # noqa: F401  (registers the targets)
+from . import export as onnx_export
+from . import targets as _targets  # noqa: F401  (registers every target module in converters/targets/)
 from .base import PRECISIONS, TARGETS, Context, Converted, Timer, quiet, require, version_of
+from .metadata import write_metadata, write_sidecar
 from .parity import TOLERANCES, check, compare, format_table, tolerance_dict
-from .tflite import TF_LOG_ENV
 
 NUM_CALIB = 100
 NUM_PARITY = 16
@@ -169,8 +170,7 @@ def convert(
 ) -> ConversionResult:
     """Convert ``model`` (default: the demo model) to ``targets`` x ``precisions``; see the module doc."""
     log = _logger(progress)
-    for k, v in TF_LOG_ENV.items():  # before anything imports TensorFlow (NNCF does, too)
-        os.environ.setdefault(k, v)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow (NNCF does, too)
     target_names = parse_list(targets, list(TARGETS), "target", all_ok=True)
     precs = parse_list(precisions, PRECISIONS, "precision")
     plan: dict[str, list[str]] = {}
@@ -193,10 +193,7 @@ def convert(
     from edgepose.checkpoint import resolve_checkpoint, sha256_of
     from edgepose.models import load_model
 
-    try:
-        spec = model if isinstance(model, ModelSpec) else get_spec(model or DEFAULT_MODEL)
-    except KeyError as e:
-        raise EdgeposeError(str(e.args[0])) from None
+    spec = model if isinstance(model, ModelSpec) else get_spec(model or DEFAULT_MODEL)
     need_int8 = any("int8" in p for p in plan.values())
     cset = _calibration(spec, calib, need_int8)
     if int8_io and "tflite" not in plan:

@@ -68,19 +68,32 @@ class Target:
     precisions: tuple[str, ...]
     convert: Callable[[Context, list[str]], list[Converted]]
     requires: tuple[str, ...] = ()  # import names, checked before any work starts
+    embed: Callable[[Path, str], None] | None = None  # writes the metadata JSON into the artifact file
 
 
 TARGETS: dict[str, Target] = {}
 
 
-def register_target(name: str, suffix: str, precisions: tuple[str, ...], requires: tuple[str, ...] = ()):
-    """Function decorator: ``fn(ctx, precisions) -> [Converted]`` becomes the converter of target ``name``."""
+def register_target(
+    name: str, suffix: str, precisions: tuple[str, ...], requires: tuple[str, ...] = (),
+    embed: Callable[[Path, str], None] | None = None,
+):  # fmt: skip
+    """Function decorator: ``fn(ctx, precisions) -> [Converted]`` becomes the converter of target ``name``;
+    ``embed(path, text)`` puts the metadata JSON inside that target's files."""
 
     def deco(fn: Callable[[Context, list[str]], list[Converted]]):
-        TARGETS[name] = Target(name, suffix, precisions, fn, requires)
+        TARGETS[name] = Target(name, suffix, precisions, fn, requires, embed)
         return fn
 
     return deco
+
+
+def target_for(path: str | Path) -> Target | None:
+    """The target whose artifacts end like ``path`` (``.onnx`` -> onnx)."""
+    from . import targets  # noqa: F401  (registers them)
+
+    suffix = Path(path).suffix.lower()
+    return next((t for t in TARGETS.values() if t.suffix == suffix), None)
 
 
 def require(*modules: str, target: str = "") -> None:

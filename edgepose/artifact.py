@@ -2,7 +2,8 @@
 
 Each artifact (``.onnx``, ``.tflite``, ``.xml``+``.bin``) has a JSON sidecar ``<artifact>.json`` and, where the
 format allows, the same JSON embedded in the file: ONNX ``metadata_props['edgepose']``, OpenVINO ``rt_info``
-entry ``edgepose``, and a TFLite flatbuffer ``metadata`` entry named ``edgepose``. :func:`read_metadata` prefers
+entry ``edgepose``, and a TFLite flatbuffer ``metadata`` entry named ``edgepose``. The writers live on the
+workstation side (:mod:`edgepose.converters.metadata`); this module only reads. :func:`read_metadata` prefers
 the sidecar and falls back to the embedded copy; it needs neither torch nor TensorFlow (the TFLite flatbuffer
 and the OpenVINO XML are parsed here by hand, ONNX with the ``onnx`` package when it is installed).
 
@@ -19,20 +20,14 @@ The metadata dict (``FORMAT_VERSION`` 1)::
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from .errors import EdgeposeError
 
 FORMAT_VERSION = 1
 KEY = "edgepose"  # name of the embedded entry in every format
-SUFFIX_FORMATS = {".onnx": "onnx", ".tflite": "tflite", ".xml": "openvino"}
 
 __all__ = [
     "FORMAT_VERSION",
@@ -40,13 +35,7 @@ __all__ = [
     "sidecar_path",
     "read_metadata",
     "read_embedded",
-    "write_sidecar",
-    "write_metadata",
-    "embed_metadata",
-    "to_layout",
-    "from_layout",
-    "quantize",
-    "dequantize",
+    "tflite_metadata_entries",
 ]
 
 
@@ -68,11 +57,14 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 def read_embedded(path: str | Path) -> dict[str, Any] | None:
     """The metadata embedded in the artifact file itself (``None`` when absent or not readable here)."""
+    from .runtimes import runtime_for
+
     path = Path(path)
-    fmt = SUFFIX_FORMATS.get(path.suffix.lower())
-    if fmt is None or not path.is_file():
+    cls = runtime_for(path)
+    reader = getattr(cls, "read_embedded", None)
+    if reader is None or not path.is_file():
         return None
-    raw = {"onnx": _onnx_embedded, "tflite": _tflite_embedded, "openvino": _openvino_embedded}[fmt](path)
+    raw = reader(path)  # each engine reads its own format
     return None if raw is None else _parse_json(raw, path)
 
 
@@ -84,30 +76,6 @@ def _parse_json(raw: bytes | str, source: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise EdgeposeError(f"{source}: artifact metadata is not a JSON object")
     return meta
-
-
-def _onnx_embedded(path: Path) -> str | None:
-    try:
-        import onnx
-    except ImportError:
-        return None  # device side without the onnx package: sidecar only
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # protobuf raises DecodeError and friends
-        raise EdgeposeError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from None
-    for prop in model.metadata_props:
-        if prop.key == KEY:
-            return prop.value
-    return None
-
-
-def _openvino_embedded(path: Path) -> str | None:
-    try:
-        root = ET.parse(path).getroot()
-    except (ET.ParseError, OSError) as e:
-        raise EdgeposeError(f"{path}: not a readable OpenVINO IR file ({e})") from None
-    node = root.find(f"rt_info/{KEY}")
-    return None if node is None else node.get("value")
 
 
 # A minimal FlatBuffers reader, enough for TFLite's Model.metadata and Model.buffers (schema.fbs):
@@ -175,158 +143,3 @@ def tflite_metadata_entries(path: str | Path) -> dict[str, bytes]:
         return out
     except (ValueError, struct.error, IndexError) as e:
         raise EdgeposeError(f"{path}: not a readable TFLite flatbuffer ({e})") from None
-
-
-def _tflite_embedded(path: Path) -> bytes | None:
-    return tflite_metadata_entries(path).get(KEY)
-
-
-# ----------------------------------------------------------------------------------------------- write
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file ordinary permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _dumps(meta: dict[str, Any], indent: int | None = 2) -> str:
-    return json.dumps(meta, indent=indent, sort_keys=False, default=_json_default)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (Path, tuple)):
-        return str(o) if isinstance(o, Path) else list(o)
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
-
-
-def write_sidecar(path: str | Path, meta: dict[str, Any]) -> Path:
-    """Write ``<artifact>.json`` atomically; returns its path."""
-    side = sidecar_path(path)
-    _atomic_write(side, (_dumps(meta) + "\n").encode())
-    return side
-
-
-def write_metadata(path: str | Path, meta: dict[str, Any], embed: bool = True) -> Path:
-    """Write the sidecar and (``embed``) the embedded copy; returns the sidecar path."""
-    if embed:
-        embed_metadata(path, meta)
-    return write_sidecar(path, meta)
-
-
-def embed_metadata(path: str | Path, meta: dict[str, Any]) -> None:
-    """Put ``meta`` inside the artifact file (replacing an earlier entry); needs that format's writer package."""
-    path = Path(path)
-    fmt = SUFFIX_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise EdgeposeError(f"{path}: cannot embed metadata in '{path.suffix}' files")
-    text = _dumps(meta, indent=None)
-    {"onnx": _embed_onnx, "tflite": _embed_tflite, "openvino": _embed_openvino}[fmt](path, text)
-
-
-def _embed_onnx(path: Path, text: str) -> None:
-    import onnx
-
-    model = onnx.load(str(path))
-    props = [p for p in model.metadata_props if p.key != KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(props)
-    model.metadata_props.add(key=KEY, value=text)
-    _atomic_write(path, model.SerializeToString())
-
-
-def _embed_openvino(path: Path, text: str) -> None:
-    """Add/replace ``<rt_info><edgepose value=.../></rt_info>`` in the IR XML (the .bin is untouched).
-
-    Editing the XML keeps the weights byte for byte (re-saving through OpenVINO could re-encode them); the
-    entry is what ``Model.get_rt_info('edgepose')`` returns once OpenVINO reads the file.
-    """
-    tree = ET.parse(path)
-    root = tree.getroot()
-    rt = root.find("rt_info")
-    if rt is None:
-        rt = ET.SubElement(root, "rt_info")
-    for old in rt.findall(KEY):
-        rt.remove(old)
-    ET.SubElement(rt, KEY, {"value": text})
-    _atomic_write(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
-
-
-def _tflite_schema():
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:
-        try:
-            from tensorflow.lite.python import schema_py_generated as schema
-        except ImportError:
-            raise EdgeposeError(
-                "writing TFLite metadata needs ai-edge-litert or tensorflow: pip install 'edgepose[convert]'"
-            ) from None
-    return schema
-
-
-def _embed_tflite(path: Path, text: str) -> None:
-    """Rebuild the flatbuffer with a ``metadata`` entry named ``edgepose`` pointing at a new buffer."""
-    import flatbuffers
-
-    schema = _tflite_schema()
-    buf = path.read_bytes()
-    model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
-    data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    model.buffers = list(model.buffers or [])
-    model.metadata = list(model.metadata or [])
-    existing = [m for m in model.metadata if (m.name.decode() if isinstance(m.name, bytes) else m.name) == KEY]
-    if existing:
-        model.buffers[existing[0].buffer].data = data
-    else:
-        b = schema.BufferT()
-        b.data = data
-        model.buffers.append(b)
-        m = schema.MetadataT()
-        m.name = KEY
-        m.buffer = len(model.buffers) - 1
-        model.metadata.append(m)
-    builder = flatbuffers.Builder(len(buf) + len(data) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    _atomic_write(path, bytes(builder.Output()))
-
-
-# ------------------------------------------------------------------------------- layout and quantisation
-def to_layout(batch: np.ndarray, layout: str) -> np.ndarray:
-    """An NCHW batch in the engine's layout ("NCHW" or "NHWC")."""
-    return np.ascontiguousarray(batch.transpose(0, 2, 3, 1)) if layout == "NHWC" else batch
-
-
-def from_layout(batch: np.ndarray, layout: str) -> np.ndarray:
-    """An engine output in ``layout`` back to NCHW."""
-    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if layout == "NHWC" else batch
-
-
-_INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
-
-
-def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: str) -> np.ndarray:
-    """Affine quantisation ``q = clip(round(x / scale) + zero_point)`` (TFLite's rule)."""
-    lo, hi = _INT_RANGES[dtype]
-    q = np.round(np.asarray(x, dtype=np.float32) / np.float32(scale)) + zero_point
-    return np.clip(q, lo, hi).astype(dtype)
-
-
-def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """``x = (q - zero_point) * scale`` as float32."""
-    return ((np.asarray(q, dtype=np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)

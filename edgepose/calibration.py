@@ -15,7 +15,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,6 +25,7 @@ import numpy as np
 
 from . import __version__
 from .errors import EdgeposeError
+from .files import atomic_path, cache_dir
 from .processing import box_to_center_scale, crop, normalize, read_image
 from .spec import ModelSpec
 
@@ -135,15 +135,8 @@ def write_calibration(path: str | Path, cset: CalibrationSet, jpeg_quality: int 
     else:
         meta["encoding"] = "raw"
         arrays.update(crops=cset.crops, holdout=cset.holdout)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -184,8 +177,7 @@ def calibration_dirs() -> list[Path]:
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("EDGEPOSE_CACHE") or Path.home() / ".cache" / "edgepose"
-    return Path(root) / "calibration"
+    return cache_dir("calibration")
 
 
 def default_calibration_path(spec: ModelSpec, make: bool = True) -> Path:

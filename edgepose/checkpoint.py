@@ -3,112 +3,117 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-import shutil
-import sys
-import tempfile
 import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from . import files
 from .errors import EdgeposeError
 from .spec import checkpoint_hash_from_name
 
 PACKAGE_PREFIX = "package:"
 ASSETS = Path(__file__).resolve().parent / "assets"
+log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
-    """Where downloaded checkpoints live (``$EDGEPOSE_CACHE`` or ``~/.cache/edgepose``)."""
-    root = os.environ.get("EDGEPOSE_CACHE") or Path.home() / ".cache" / "edgepose"
-    return Path(root) / "checkpoints"
+    """Where downloaded checkpoints live (``$EDGEPOSE_CACHE/checkpoints``, default ``~/.cache/edgepose``)."""
+    return files.cache_dir("checkpoints")
 
 
-def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+sha256_of = files.sha256_of
 
 
 def is_url(s: str) -> bool:
     return s.startswith(("http://", "https://", "file://"))
 
 
-def resolve_checkpoint(source: str | Path, progress: bool = True) -> Path:
-    """Turn a path, a ``package:`` name or a URL into a local file (downloading URLs into the cache)."""
+def resolve_checkpoint(source: str | Path, progress: bool = True, sha256: str | None = None) -> Path:
+    """Turn a path, a ``package:`` name or a URL into a local file (downloading URLs into the cache).
+
+    ``sha256`` (full hash or a prefix) is checked for every kind of source; a URL is also checked against the
+    prefix mmcv puts in its file name.
+    """
     source = str(source)
     if source.startswith(PACKAGE_PREFIX):
         path = ASSETS / source[len(PACKAGE_PREFIX) :]
         if not path.is_file():
             raise EdgeposeError(f"{path}: bundled checkpoint is missing from this installation")
-        return path
-    if is_url(source):
-        return download_checkpoint(source, progress=progress)
-    path = Path(source).expanduser()
-    if not path.is_file():
-        raise EdgeposeError(f"{path}: checkpoint file not found")
+    elif is_url(source):
+        return download_checkpoint(source, progress=progress, sha256=sha256)
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise EdgeposeError(f"{path}: checkpoint file not found")
+    if sha256:
+        _check_hash(path, _norm_hash(sha256), str(path))
     return path
 
 
-def download_checkpoint(url: str, dest_dir: Path | None = None, progress: bool = True) -> Path:
-    """Download ``url`` into the cache once; verify the sha256 prefix that mmcv puts in the file name.
+def _norm_hash(value: str) -> str:
+    h = value.strip().lower()
+    if not (4 <= len(h) <= 64 and all(c in "0123456789abcdef" for c in h)):
+        raise EdgeposeError(f"--sha256 {value!r}: expected a hex sha256 (or a prefix of at least 4 digits)")
+    return h
 
-    The file is written to a temporary name and moved into place only after the hash matched, so an
-    interrupted or corrupted download never leaves a file that a later run would trust.
+
+def _check_hash(path: Path, expected: str, what: str) -> str:
+    actual = sha256_of(path)
+    if not actual.startswith(expected):
+        raise EdgeposeError(f"{what}: sha256 {actual[:12]}... does not match the expected {expected[:12]}...")
+    return actual
+
+
+def url_cache_path(url: str, root: Path | None = None) -> Path:
+    """The cache file of ``url``: keyed by the whole URL, so two URLs with one file name never share a file."""
+    key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+    return (root or cache_dir()) / key / url.rsplit("/", 1)[-1]
+
+
+def download_checkpoint(
+    url: str, dest_dir: Path | None = None, progress: bool = True, sha256: str | None = None
+) -> Path:
+    """Download ``url`` into the cache once (``torch.hub.download_url_to_file``: temp file, hash, rename).
+
+    The expected hash is ``sha256`` when given, else the prefix in the file name (mmcv's convention). The
+    sha256 of every download is stored beside it (``<file>.sha256``) and re-checked each time the cached file
+    is used, so a corrupted or replaced cache file is never trusted; a mismatch downloads again.
     """
-    dest_dir = dest_dir or cache_dir()
     name = url.rsplit("/", 1)[-1]
-    dest = dest_dir / name
-    expected = checkpoint_hash_from_name(name)
+    expected = _norm_hash(sha256) if sha256 else checkpoint_hash_from_name(name)
+    dest = (dest_dir / name) if dest_dir is not None else url_cache_path(url)
+    record = dest.with_name(dest.name + ".sha256")
     if dest.is_file():
-        return dest
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{name}.", suffix=".part")
+        recorded = record.read_text().strip() if record.is_file() else ""
+        actual = sha256_of(dest)
+        if recorded == actual and (not expected or actual.startswith(expected)):
+            return dest
+        log.warning("%s: cached file does not match its recorded sha256; downloading it again", dest)
+        dest.unlink()
     try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                resp = urllib.request.urlopen(url, timeout=30)
-            except (urllib.error.URLError, OSError) as e:
-                reason = getattr(e, "reason", e)
-                raise EdgeposeError(
-                    f"{url}: cannot download checkpoint ({reason}); "
-                    "download it elsewhere and pass --checkpoint PATH"
-                ) from None
-            total = int(resp.headers.get("Content-Length") or 0)
-            _copy_with_progress(resp, out, total, name if progress else None)
-        if expected:
-            actual = sha256_of(tmp)
-            if not actual.startswith(expected):
-                raise EdgeposeError(
-                    f"{url}: sha256 {actual[:8]}... does not match the prefix {expected} in the file name; "
-                    "refusing the download"
-                )
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        from torch.hub import download_url_to_file
+    except ImportError:
+        raise EdgeposeError(f"{url}: downloading a checkpoint needs torch: pip install 'edgepose[torch]'") from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        download_url_to_file(url, str(dest), hash_prefix=expected, progress=progress)
+    except RuntimeError as e:  # torch.hub's hash check (it has removed the partial file)
+        if "invalid hash value" not in str(e):
+            raise
+        raise EdgeposeError(
+            f"{url}: sha256 does not match the expected prefix {expected}; refusing the download"
+        ) from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise EdgeposeError(
+            f"{url}: cannot download checkpoint ({reason}); download it elsewhere and pass --checkpoint PATH"
+        ) from None
+    os.chmod(dest, files.normal_mode())  # torch.hub's temp file is private (0600)
+    files.atomic_write(record, sha256_of(dest) + "\n")
     return dest
-
-
-def _copy_with_progress(src, dst, total: int, label: str | None) -> None:
-    bar = None
-    if label:
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total or None, unit="B", unit_scale=True, desc=label, file=sys.stderr)
-        except ImportError:
-            pass
-    while block := src.read(1 << 16):
-        dst.write(block)
-        if bar is not None:
-            bar.update(len(block))
-    if bar is not None:
-        bar.close()
 
 
 def read_state_dict(path: str | Path) -> dict[str, Any]:
@@ -178,21 +183,6 @@ def save_mmpose_checkpoint(model_or_state, path: str | Path, meta: dict | None =
     if half:
         state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
+    with files.atomic_path(path) as tmp:
         torch.save({"meta": dict(meta or {}), "state_dict": state}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
-
-
-def copy_atomic(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
-    os.close(fd)
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +11,7 @@ import cv2
 import numpy as np
 
 from .errors import EdgeposeError
+from .files import atomic_write
 from .processing import Infer, TopDownPipeline, read_image
 from .spec import ModelSpec
 
@@ -66,24 +65,8 @@ def predict_image(
     return Prediction(str(image_path), boxes_arr, pipe(infer, image, boxes_arr))
 
 
-def write_atomic(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the mode a plain open() would
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_json(path: str | Path, obj) -> None:
-    write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
+    atomic_write(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
 def write_image(path: str | Path, image_rgb: np.ndarray) -> None:
@@ -91,4 +74,4 @@ def write_image(path: str | Path, image_rgb: np.ndarray) -> None:
     ok, buf = cv2.imencode(ext, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise EdgeposeError(f"{path}: cannot encode an image with suffix {ext!r}")
-    write_atomic(path, buf.tobytes())
+    atomic_write(path, buf.tobytes())

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .errors import EdgeposeError
+
 __all__ = [
     "ModelSpec",
     "DatasetInfo",
@@ -188,10 +190,11 @@ def register(fn: Callable[[], ModelSpec]) -> Callable[[], ModelSpec]:
 
 
 def get_spec(name: str) -> ModelSpec:
+    """The registered model ``name``; an unknown name raises :class:`EdgeposeError` listing the known ones."""
     try:
         return MODELS[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
+        raise EdgeposeError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
 
 
 def list_models() -> list[str]:

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .errors import EdgeposeError
+from .files import atomic_write
 from .spec import DATASETS
 
 __all__ = ["SPLITS", "VERSION", "render_image", "generate", "ensure_split", "cache_root"]
@@ -302,8 +303,9 @@ def render_image(
 # ----------------------------------------------------------------------------------------- splits
 def cache_root() -> Path:
     """``$EDGEPOSE_CACHE/synthetic`` (default ``~/.cache/edgepose/synthetic``)."""
-    root = os.environ.get("EDGEPOSE_CACHE") or Path.home() / ".cache" / "edgepose"
-    return Path(root) / "synthetic"
+    from .files import cache_dir
+
+    return cache_dir("synthetic")
 
 
 def _categories() -> list[dict]:
@@ -362,9 +364,7 @@ def generate(out_dir: str | Path, split: str = "val", num_images: int | None = N
         "images": images, "annotations": anns, "categories": _categories(),
     }  # fmt: skip
     ann_path = out_dir / "annotations.json"
-    tmp = ann_path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(doc, separators=(",", ":")))
-    os.replace(tmp, ann_path)
+    atomic_write(ann_path, json.dumps(doc, separators=(",", ":")))
     return ann_path, images_dir
 
 

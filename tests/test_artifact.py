@@ -6,21 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from edgepose.converters.metadata import embed_metadata, write_metadata, write_sidecar
 
-from edgepose.artifact import (
-    dequantize,
-    embed_metadata,
-    from_layout,
-    quantize,
-    read_embedded,
-    read_metadata,
-    sidecar_path,
-    tflite_metadata_entries,
-    to_layout,
-    write_metadata,
-    write_sidecar,
-)
+from edgepose.artifact import read_embedded, read_metadata, sidecar_path, tflite_metadata_entries
 from edgepose.errors import EdgeposeError
+from edgepose.runtimes.io import dequantize, from_layout, quantize, to_layout
 
 META = {"format_version": 1, "precision": "fp16", "model": {"name": "demo_coco_256x192"}, "layout": {"input": "NHWC"}}
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from edgepose.converters.metadata import write_sidecar
 
-from edgepose import sysinfo
-from edgepose.artifact import write_sidecar
-from edgepose.bench_data import artifact_files, artifact_size, discover_artifacts, guess_precision
-from edgepose.bench_report import replace_between_markers
-from edgepose.bench_timing import summarize, time_calls
+from edgepose.bench import machine as sysinfo
+from edgepose.bench.data import artifact_files, artifact_size, discover_artifacts, guess_precision
+from edgepose.bench.report import replace_between_markers
+from edgepose.bench.timing import summarize, time_calls
 from edgepose.cli import main
 from edgepose.runtimes import RUNTIMES
 

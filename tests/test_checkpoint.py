@@ -127,16 +127,52 @@ def test_download_verifies_hash_prefix_and_caches(tmp_path, monkeypatch):
     data = mmpose_checkpoint(tmp_path / "c.pth").read_bytes()
     src = _named_with_hash(tmp_path, data, good=True)
     path = resolve_checkpoint(src.as_uri(), progress=False)
-    assert path.parent == tmp_path / "cache" / "checkpoints" and path.read_bytes() == data
+    assert path.parent.parent == tmp_path / "cache" / "checkpoints" and path.read_bytes() == data
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not torch.hub's private temp-file mode
     src.unlink()  # a second call uses the cache
     assert resolve_checkpoint(src.as_uri(), progress=False) == path
     load_model("coco_256x192", src.as_uri())
 
 
+def _umask() -> int:
+    import os
+
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def test_cache_is_keyed_by_url_and_rechecked(tmp_path, monkeypatch):
+    """Two URLs with one file name get two cache files; a cache file changed on disk is fetched again."""
+    monkeypatch.setenv("EDGEPOSE_CACHE", str(tmp_path / "cache"))
+    a = tmp_path / "a" / "weights.pth"
+    b = tmp_path / "b" / "weights.pth"
+    for f, payload in ((a, b"first"), (b, b"second")):
+        f.parent.mkdir()
+        f.write_bytes(payload)
+    pa = download_checkpoint(a.as_uri(), progress=False)
+    pb = download_checkpoint(b.as_uri(), progress=False)
+    assert pa != pb and pa.read_bytes() == b"first" and pb.read_bytes() == b"second"
+    pa.write_bytes(b"tampered")  # the recorded sha256 no longer matches: downloaded again
+    assert download_checkpoint(a.as_uri(), progress=False).read_bytes() == b"first"
+
+
+def test_explicit_sha256_is_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEPOSE_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "w.pth"
+    src.write_bytes(b"payload")
+    good = hashlib.sha256(b"payload").hexdigest()
+    assert download_checkpoint(src.as_uri(), progress=False, sha256=good).read_bytes() == b"payload"
+    with pytest.raises(EdgeposeError, match="does not match"):
+        resolve_checkpoint(str(src), sha256="0" * 64)
+    with pytest.raises(EdgeposeError, match="expected a hex sha256"):
+        resolve_checkpoint(str(src), sha256="xyz")
+
+
 def test_download_refuses_hash_mismatch_and_leaves_nothing(tmp_path):
     src = _named_with_hash(tmp_path, b"corrupted bytes", good=False)
     dest = tmp_path / "cache"
-    with pytest.raises(EdgeposeError, match="does not match the prefix"):
+    with pytest.raises(EdgeposeError, match="does not match the expected prefix"):
         download_checkpoint(src.as_uri(), dest_dir=dest, progress=False)
     assert list(dest.iterdir()) == []
 

@@ -30,12 +30,12 @@ def test_bad_calibration_file_fails_with_one_line_and_writes_nothing(tmp_path, c
 
 def test_failure_midway_leaves_no_artifact(tmp_path, capsys, monkeypatch, demo_checkpoint):
     """fp32 ONNX is made, then INT8 quantisation breaks: neither file (nor the temp folder) is left."""
-    from edgepose.converters import onnx_export
+    from edgepose.converters.targets import onnx as onnx_target
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated crash in the quantiser")
 
-    monkeypatch.setattr(onnx_export, "quantize_onnx", broken)
+    monkeypatch.setattr(onnx_target, "quantize_onnx", broken)
     out = tmp_path / "out"
     rc = main(["convert", "--checkpoint", str(demo_checkpoint), "--target", "onnx", "--precision", "fp32,int8",
                "--num-calib", "4", "--out", str(out), "--quiet"])  # fmt: skip

@@ -42,7 +42,7 @@ def test_device_side_modules_import_without_heavy_engines():
         import importlib, pkgutil, sys
         import edgepose, edgepose.processing, edgepose.runtimes, edgepose.cli, edgepose.visualize, edgepose.predict
         optional = ["edgepose.artifact", "edgepose.datasets", "edgepose.metrics", "edgepose.evaluate",
-                    "edgepose.bench", "edgepose.synthetic", "edgepose.calibration", "edgepose.sysinfo"]
+                    "edgepose.bench", "edgepose.synthetic", "edgepose.calibration", "edgepose.bench.machine"]
         for name in optional:
             try:
                 importlib.import_module(name)

@@ -32,9 +32,9 @@ def onnx_dynamic(tmp_path_factory, demo_checkpoint) -> Path:
     """A dynamic-batch ONNX export of the demo checkpoint, with the sidecar metadata edgepose convert writes."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from edgepose.converters.onnx_export import export_onnx
+    from edgepose.converters.export import export_onnx
+    from edgepose.converters.metadata import write_sidecar
 
-    from edgepose.artifact import write_sidecar
     from edgepose.models import load_model
 
     path = tmp_path_factory.mktemp("gpu_onnx") / f"{DEFAULT_MODEL}_fp32.onnx"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from edgepose.converters.metadata import write_sidecar
 
-from edgepose.artifact import write_sidecar
 from edgepose.errors import EdgeposeError
 from edgepose.runtimes import load_runtime
 

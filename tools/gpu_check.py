@@ -32,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgepose.bench_batch import batch_sweep  # noqa: E402
+from edgepose.bench.batch import batch_sweep  # noqa: E402
 from edgepose.errors import EdgeposeError  # noqa: E402
 from edgepose.processing import TopDownPipeline, get_max_preds, quarter_offset  # noqa: E402
 from edgepose.runtimes import devices, load_runtime  # noqa: E402
@@ -182,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="gpu_check_build_"))
 
     say("== build: dynamic-batch ONNX")
-    from edgepose.converters.onnx_export import export_onnx
+    from edgepose.converters.export import export_onnx
+    from edgepose.converters.metadata import write_sidecar
 
-    from edgepose.artifact import write_sidecar
     from edgepose.models import load_model
 
     cpu_model = load_model(spec, source, progress=False)

@@ -53,8 +53,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..bench import BenchConfig, run_bench
-    from ..bench_batch import parse_batch_sizes, sweep_table
-    from ..bench_report import console_table, write_json, write_markdown
+    from ..bench.batch import parse_batch_sizes, sweep_table
+    from ..bench.report import console_table, write_json, write_markdown
     from ..runtimes.devices import require_device
 
     choice = require_device(args.device, args.allow_fallback)  # one line, exit 2, for a missing device
@@ -94,7 +94,7 @@ def run(args) -> int:
         write_markdown(data, args.markdown)
         print(f"wrote {args.markdown}", file=sys.stderr)
     if args.plot:
-        from ..bench_plot import write_plot
+        from ..bench.plot import write_plot
 
         skipped = write_plot(data, args.plot)
         print(skipped or f"wrote {args.plot}", file=sys.stderr)

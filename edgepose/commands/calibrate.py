@@ -29,10 +29,7 @@ def run(args) -> int:
     from ..calibration import from_dataset, from_image_folder, write_calibration
     from ..spec import DEFAULT_MODEL, get_spec
 
-    try:
-        spec = get_spec(args.model or DEFAULT_MODEL)
-    except KeyError as e:
-        raise EdgeposeError(str(e.args[0])) from None
+    spec = get_spec(args.model or DEFAULT_MODEL)
     if bool(args.dataset) != bool(args.ann):
         raise EdgeposeError("--dataset and --ann go together (or give --images alone for a folder)")
     if not str(args.out).endswith(".npz"):

@@ -43,19 +43,17 @@ def run(args) -> int:
     from ..datasets import load_dataset
     from ..errors import EdgeposeError
     from ..evaluate import evaluate_dataset, resolve_data
-    from ..predict import write_atomic, write_json
+    from ..files import atomic_write
+    from ..predict import write_json
+    from ..runtimes.open import open_model
     from ..spec import DEFAULT_MODEL, get_spec
-    from .predict import open_model
 
     if args.batch_size < 1:
         raise EdgeposeError(f"--batch-size must be at least 1, got {args.batch_size}")
     if (args.ann is None) != (args.images is None):
         raise EdgeposeError("--ann and --images go together")
     if args.model:
-        try:
-            spec = get_spec(args.model)
-        except KeyError as e:
-            raise EdgeposeError(str(e.args[0])) from None
+        spec = get_spec(args.model)
     else:  # an artifact names its own model; otherwise the demo model
         spec = None if args.artifact else get_spec(DEFAULT_MODEL)
 
@@ -77,7 +75,7 @@ def run(args) -> int:
     write_json(args.out, doc)
     if args.predictions:  # one instance per line: COCO val has ~100k of them
         lines = ",\n".join(json.dumps(p, separators=(",", ":")) for p in result.predictions)
-        write_atomic(args.predictions, f"[\n{lines}\n]\n".encode())
+        atomic_write(args.predictions, f"[\n{lines}\n]\n".encode())
     info = result.info
     flip = "on" if info["flip_test"] else "off"
     n, m = info["num_samples"], info["num_images"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from ..errors import EdgeposeError
-
 
 def register(sub) -> None:
     p = sub.add_parser("predict", help="run a model on one image and draw the skeleton")
@@ -22,30 +20,6 @@ def register(sub) -> None:
     p.set_defaults(handler=run)
 
 
-def open_model(model: str | None, checkpoint: str | None, artifact: str | None, threads: int | None = None):
-    """(spec, runtime) for a checkpoint (PyTorch) or an artifact (its own engine and metadata)."""
-    from ..runtimes import load_runtime
-    from ..spec import DEFAULT_MODEL, get_spec, spec_from_metadata
-
-    if artifact:
-        rt = load_runtime(artifact, threads=threads)
-        spec = get_spec(model) if model else spec_from_metadata(rt.metadata)
-        if rt.metadata and spec.num_keypoints != spec_from_metadata(rt.metadata).num_keypoints:
-            raise EdgeposeError(f"{artifact}: artifact has a different keypoint count than model {spec.name}")
-        return spec, rt
-    spec = get_spec(model or DEFAULT_MODEL)
-    return spec, open_checkpoint(spec, checkpoint, threads)
-
-
-def open_checkpoint(spec, checkpoint: str | None = None, threads: int | None = None):
-    """The PyTorch runtime on a checkpoint path/URL, or on the spec's own (downloaded, hash-checked)."""
-    from ..checkpoint import resolve_checkpoint
-    from ..runtimes import load_runtime
-
-    source = checkpoint or spec.checkpoint
-    return load_runtime(resolve_checkpoint(source), engine="torch", model=spec.name, threads=threads, source=source)
-
-
 def run(args) -> int:
     from ..predict import parse_bbox, predict_image, write_image, write_json
     from ..processing import read_image
@@ -53,6 +27,8 @@ def run(args) -> int:
 
     boxes = [parse_bbox(b) for b in args.bbox]
     read_image(args.image)  # fail on a bad image before loading any model
+    from ..runtimes.open import open_model
+
     spec, rt = open_model(args.model, args.checkpoint, args.artifact, args.threads)
     pred = predict_image(spec, rt, args.image, boxes, flip_test=not args.no_flip, decoder=args.decoder)
     drawn = draw_keypoints(read_image(args.image), pred.keypoints, spec, pred.boxes, args.score_thr)

@@ -1,10 +1,18 @@
-"""The runtime face and its registry."""
+"""The runtime face and its registry.
+
+Every engine is one module in ``runtimes/engines/`` with one :class:`Runtime` subclass that declares its own
+facts as class attributes (suffixes, companion files, labels, Python modules and distributions, devices, a
+typed options dataclass); nothing else in edgepose keeps a list of engines. Registration is the
+:func:`register_runtime` decorator; ``runtimes/engines/__init__.py`` imports every module in its folder.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -14,17 +22,21 @@ RUNTIMES: dict[str, type[Runtime]] = {}
 _SUFFIXES: dict[str, str] = {}
 
 
-def register_runtime(name: str, suffixes: tuple[str, ...] = ()) -> Callable[[type], type]:
-    """Class decorator: make an engine loadable by name and by artifact suffix."""
+@dataclass
+class RuntimeOptions:
+    """Options every runtime takes; each engine extends this dataclass with its own."""
 
-    def deco(cls: type) -> type:
-        cls.engine = name
-        RUNTIMES[name] = cls
-        for s in suffixes:
-            _SUFFIXES.setdefault(s, name)
-        return cls
+    allow_fallback: bool = False  # run on CPU (and say so in info()) when the requested device is missing
 
-    return deco
+
+def register_runtime(cls: type[Runtime]) -> type[Runtime]:
+    """Class decorator: make an engine loadable by name (``cls.engine``) and by artifact suffix."""
+    if not cls.engine or cls.engine == "base":
+        raise TypeError(f"{cls.__name__} declares no engine name")
+    RUNTIMES[cls.engine] = cls
+    for s in cls.suffixes:
+        _SUFFIXES.setdefault(s, cls.engine)
+    return cls
 
 
 def engine_for(path: str | Path) -> str:
@@ -35,6 +47,29 @@ def engine_for(path: str | Path) -> str:
     return _SUFFIXES[suffix]
 
 
+def runtime_for(path: str | Path) -> type[Runtime] | None:
+    """The runtime class that opens ``path`` (by suffix), or ``None``."""
+    name = _SUFFIXES.get(Path(path).suffix.lower())
+    return RUNTIMES.get(name) if name else None
+
+
+def format_label(fmt: str | None) -> str:
+    """The display name of an artifact format or suffix (``onnx`` -> ``ONNX``, ``xml`` -> ``OpenVINO``)."""
+    f = (fmt or "").lower().lstrip(".")
+    for cls in RUNTIMES.values():
+        if f == cls.format or f in (s.lstrip(".") for s in cls.suffixes):
+            return cls.label
+    return fmt or "?"
+
+
+def runtime_of_format(fmt: str | None) -> type[Runtime] | None:
+    f = (fmt or "").lower().lstrip(".")
+    for cls in RUNTIMES.values():
+        if f == cls.format or f in (s.lstrip(".") for s in cls.suffixes):
+            return cls
+    return None
+
+
 class Runtime:
     """Base class: subclasses implement ``_load`` and ``_infer`` (one call at the engine's batch size).
 
@@ -42,19 +77,62 @@ class Runtime:
     batch into such calls, so callers never care.
     """
 
-    engine = "base"
+    # ---- facts each engine declares
+    engine: ClassVar[str] = "base"  # registry name ("onnxruntime")
+    format: ClassVar[str] = ""  # the artifact format in metadata ("onnx")
+    label: ClassVar[str] = ""  # display name of the format ("ONNX")
+    suffixes: ClassVar[tuple[str, ...]] = ()  # artifact suffixes it opens, first is the primary
+    companions: ClassVar[tuple[str, ...]] = ()  # suffixes of files that belong to an artifact (".bin")
+    modules: ClassVar[tuple[str, ...]] = ()  # engine import names, tried in order (imported only when used)
+    distributions: ClassVar[tuple[str, ...]] = ()  # pip distributions whose versions a record carries
+    install: ClassVar[str] = ""  # the install group that brings the engine
+    color: ClassVar[str] = "#777777"  # plot colour
+    Options: ClassVar[type] = RuntimeOptions
 
+    @classmethod
+    def devices(cls) -> list[str]:
+        """Device requests this engine can serve on this machine (``cpu`` always)."""
+        return ["cpu"]
+
+    @classmethod
+    def has_device(cls, device: str) -> bool:
+        return device == "cpu"
+
+    @classmethod
+    def device_problem(cls, device: str) -> str:
+        """Why ``device`` cannot be served here (one line, used in errors and fallback notes)."""
+        return f"--device {device}: the {cls.engine} runtime runs on CPU only here"
+
+    @classmethod
+    def files(cls, path: str | Path) -> list[Path]:
+        """The files an artifact consists of (the primary file and its existing companions, no sidecar)."""
+        path = Path(path)
+        return [path] + [p for s in cls.companions if (p := path.with_suffix(s)).exists()]
+
+    # ---- the instance face
     def __init__(self, path: str | Path, threads: int | None = None, device: str = "cpu", **options: Any):
         self.path = Path(path)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise EdgeposeError(f"--threads {threads}: must be a whole number of at least 1")
         self.threads = threads
         self.device = device
-        self.options = options
+        self.options = self.parse_options(options)
         self.metadata: dict[str, Any] = {}
         self.batch_size: int | None = None
         self.precision = "fp32"
         t0 = time.perf_counter()
         self._load()
         self.load_time_s = time.perf_counter() - t0
+
+    @classmethod
+    def parse_options(cls, options: dict[str, Any]) -> Any:
+        """``options`` as the engine's typed dataclass; an unknown name fails with the known ones listed."""
+        known = {f.name for f in dataclasses.fields(cls.Options)}
+        bad = sorted(set(options) - known)
+        if bad:
+            raise EdgeposeError(f"unknown option {bad[0]!r} for the {cls.engine} runtime "
+                                f"(known: {', '.join(sorted(known))})")  # fmt: skip
+        return cls.Options(**options)
 
     def _load(self) -> None:
         raise NotImplementedError

@@ -95,24 +95,18 @@ def cuda_report() -> str:
     return "; ".join(parts)
 
 
-def engine_has(engine: str, device: str) -> bool:
-    """Whether ``engine`` can run on ``device`` on this machine (``cpu`` always)."""
-    device = normalize_device(device)
-    if device == "cpu":
-        return True
-    if engine == "torch":
-        ok = torch_cuda_available()
-        if not ok or device.startswith("tensorrt"):
-            return False
-        import torch
+def _runtime(engine: str):
+    from . import RUNTIMES
 
-        return cuda_index(device) < torch.cuda.device_count()
-    if engine == "onnxruntime":
-        want = "TensorrtExecutionProvider" if device.startswith("tensorrt") else "CUDAExecutionProvider"
-        return want in (ort_providers() or [])
-    if engine == "openvino":
-        return any(d.startswith("GPU") for d in (openvino_devices() or []))
-    return False  # litert/tflite: CPU only here
+    if engine not in RUNTIMES:
+        raise EdgeposeError(f"unknown engine {engine!r} (known: {', '.join(RUNTIMES)})")
+    return RUNTIMES[engine]
+
+
+def engine_has(engine: str, device: str) -> bool:
+    """Whether ``engine`` can run on ``device`` on this machine (``cpu`` always); the engine decides."""
+    device = normalize_device(device)
+    return device == "cpu" or _runtime(engine).has_device(device)
 
 
 def any_gpu() -> bool:
@@ -121,14 +115,10 @@ def any_gpu() -> bool:
 
 
 def no_device_message(device: str, engine: str | None = None) -> str:
-    """The one line for a device request that cannot be served."""
+    """The one line for a device request that cannot be served (the engine's own words when one is named)."""
+    if engine is not None:
+        return _runtime(engine).device_problem(device)
     what = "no CUDA device available" if not device.startswith("gpu") else "no GPU device available"
-    if engine == "openvino":
-        return f"--device {device}: OpenVINO has no GPU device (available: {openvino_devices()})"
-    if engine in ("litert", "tflite"):
-        return f"--device {device}: the {engine} runtime runs on CPU only here"
-    if engine == "torch" and device.startswith("tensorrt"):
-        return f"--device {device}: TensorRT is an onnxruntime provider; the torch runtime takes cuda"
     return f"--device {device}: {what} ({cuda_report()})"
 
 
@@ -154,8 +144,6 @@ def resolve_device(device: str | None, engine: str, allow_fallback: bool = False
         raise EdgeposeError(f"device {device!r} is not supported by the {engine} runtime "
                             "(use cpu, cuda, cuda:N, tensorrt or gpu)") from None  # fmt: skip
     if d == "cpu" or engine_has(engine, d):
-        if engine == "torch" and d.startswith("gpu"):
-            d = "cuda:" + str(cuda_index(d))
         return DeviceChoice(d, d)
     msg = no_device_message(d, engine)
     if not allow_fallback:

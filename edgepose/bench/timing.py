@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .processing import TopDownPipeline, merge_flip
-from .spec import ModelSpec
+from ..processing import TopDownPipeline, merge_flip
+from ..spec import ModelSpec
 
 
 def summarize(ns: Sequence[int] | np.ndarray, items: int = 1) -> dict[str, float]:

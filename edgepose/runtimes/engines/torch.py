@@ -8,51 +8,97 @@ really ran on (``torch.cuda.get_device_name``), the precision computed in, and a
 from __future__ import annotations
 
 import platform
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..errors import EdgeposeError
-from ..spec import DEFAULT_MODEL, get_spec
-from .base import Runtime, register_runtime
-from .devices import resolve_device
+from ...errors import EdgeposeError
+from ...spec import DEFAULT_MODEL, get_spec
+from ..base import Runtime, RuntimeOptions, register_runtime
+from ..devices import cuda_index, resolve_device
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 
-@register_runtime("torch", suffixes=(".pth", ".pt"))
+@dataclass
+class TorchOptions(RuntimeOptions):
+    model: str | None = None  # spec name; default the demo model
+    source: str | None = None  # the path/URL the checkpoint came from (the spec's own is hash-checked)
+    precision: str = "fp32"  # "fp32", "fp16", "bf16"
+    channels_last: bool = False
+    cuda_graphs: bool = False
+    compile: bool | str = False  # False, True, or a torch.compile mode
+
+
+@register_runtime
 class TorchRuntime(Runtime):
-    """Options: ``model`` (spec name; default the demo model), ``source`` (the path/URL the file came from,
-    so that the spec's own checkpoint is hash-checked), ``allow_fallback`` (run on CPU when the device is
-    missing), ``precision`` ("fp32" default, "fp16": ``.half()`` on CUDA / autocast on CPU, "bf16": autocast),
-    ``channels_last`` (bool), ``cuda_graphs`` (bool, CUDA only: one captured graph per batch size),
-    ``compile`` (False, or a ``torch.compile`` mode such as "max-autotune"; off by default)."""
+    """Options (:class:`TorchOptions`): ``precision`` "fp16" is ``.half()`` on CUDA / autocast on CPU, "bf16"
+    autocast; ``cuda_graphs`` (CUDA only) captures one graph per batch size."""
+
+    engine = "torch"
+    format = "pytorch"
+    label = "PyTorch"
+    suffixes = (".pth", ".pt")
+    modules = ("torch",)
+    distributions = ("torch",)
+    install = "torch"
+    color = "#222222"
+    Options = TorchOptions
+
+    @classmethod
+    def devices(cls) -> list[str]:
+        from ..devices import torch_cuda_available
+
+        return ["cpu"] + (["cuda"] if torch_cuda_available() else [])
+
+    @classmethod
+    def has_device(cls, device: str) -> bool:
+        from ..devices import cuda_index, torch_cuda_available
+
+        if device == "cpu":
+            return True
+        if not torch_cuda_available() or device.startswith("tensorrt"):
+            return False
+        import torch
+
+        return cuda_index(device) < torch.cuda.device_count()
+
+    @classmethod
+    def device_problem(cls, device: str) -> str:
+        from ..devices import cuda_report
+
+        if device.startswith("tensorrt"):
+            return f"--device {device}: TensorRT is an onnxruntime provider; the torch runtime takes cuda"
+        return f"--device {device}: no CUDA device available ({cuda_report()})"
 
     def _load(self) -> None:
         try:
             import torch
         except ImportError:
             raise EdgeposeError("the PyTorch runtime needs torch: pip install 'edgepose[torch]'") from None
-        from ..models import load_model
+        from ...models import load_model
 
         self._torch = torch
-        self.spec = get_spec(self.options.get("model") or DEFAULT_MODEL)
+        self.spec = get_spec(self.options.model or DEFAULT_MODEL)
         if self.threads:
             torch.set_num_threads(self.threads)
-        self.choice = resolve_device(self.device, "torch", bool(self.options.get("allow_fallback")))
+        self.choice = resolve_device(self.device, self.engine, self.options.allow_fallback)
+        if self.choice.device.startswith("gpu"):  # "gpu" is a synonym of cuda for torch
+            self.choice.device = f"cuda:{cuda_index(self.choice.device)}"
         self.device = self.choice.device
         self.dev = torch.device(self.device)
         self.on_cuda = self.dev.type == "cuda"
-        self.compute_precision = str(self.options.get("precision") or "fp32").lower()
+        self.compute_precision = str(self.options.precision or "fp32").lower()
         if self.compute_precision not in PRECISIONS:
             raise EdgeposeError(f"{self.path}: precision {self.compute_precision!r} not one of {', '.join(PRECISIONS)}")
-        self.channels_last = bool(self.options.get("channels_last"))
+        self.channels_last = bool(self.options.channels_last)
         self.notes: list[str] = []
-        self.use_graphs = bool(self.options.get("cuda_graphs"))
+        self.use_graphs = bool(self.options.cuda_graphs)
         if self.use_graphs and not self.on_cuda:
             self.use_graphs = False
             self.notes.append("cuda_graphs ignored: not on a CUDA device")
-        model = load_model(self.spec, self.options.get("source") or str(self.path), progress=False).eval()
+        model = load_model(self.spec, self.options.source or str(self.path), progress=False).eval()
         model = model.to(self.dev)
         # fp16 on CUDA: the whole model in half (what TensorRT FP16 does); elsewhere autocast keeps BN in fp32
         self.half_model = self.compute_precision == "fp16" and self.on_cuda
@@ -62,7 +108,7 @@ class TorchRuntime(Runtime):
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self._fn = model
-        compile_mode = self.options.get("compile")
+        compile_mode = self.options.compile
         if compile_mode:
             kw = {} if compile_mode is True else {"mode": str(compile_mode)}
             self._fn = torch.compile(model, **kw)
@@ -134,5 +180,5 @@ class TorchRuntime(Runtime):
             d["device_name"] = platform.processor() or platform.machine()
         d["precision_used"] = self.compute_precision
         d.update(channels_last=self.channels_last, cuda_graphs=self.use_graphs,
-                 compile=self.options.get("compile") or False, notes=self.notes)  # fmt: skip
+                 compile=self.options.compile or False, notes=self.notes)  # fmt: skip
         return d

@@ -20,8 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from .base import Context, Converted, Timer, io_spec, quiet, register_target, require, version_of
-from .onnx_export import export_onnx
+from edgepose.artifact import KEY
+from edgepose.errors import EdgeposeError
+from edgepose.files import atomic_write
+
+from ..base import Context, Converted, Timer, io_spec, quiet, register_target, require, version_of
+from ..export import export_onnx
 
 TF_LOG_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -106,7 +110,7 @@ def tflite_from_saved_model(
 
 def tflite_io(path: Path) -> tuple[dict, dict]:
     """Input/output descriptions (shape, dtype, scale/zero point) read back from the flatbuffer."""
-    from edgepose.runtimes.litert_rt import interpreter_module
+    from edgepose.runtimes.engines.litert import interpreter_module
 
     mod, _, _ = interpreter_module()
     it = mod.Interpreter(model_path=str(path))
@@ -120,7 +124,6 @@ def tflite_io(path: Path) -> tuple[dict, dict]:
     return desc(it.get_input_details()[0]), desc(it.get_output_details()[0])
 
 
-@register_target("tflite", ".tflite", ("fp32", "fp16", "int8"), requires=("onnx2tf", "tensorflow", "tf_keras"))
 def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
     tools = {"onnx2tf": version_of("onnx2tf"), "tensorflow": version_of("tensorflow")}
     require("onnx2tf", "tensorflow", "tf_keras", target="TFLite")
@@ -158,3 +161,46 @@ def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
         ctx.log(f"tflite {p}: {dst.name} in {t.seconds:.1f} s")
     shutil.rmtree(saved_model.parent, ignore_errors=True)
     return out
+
+
+def _tflite_schema():
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        try:
+            from tensorflow.lite.python import schema_py_generated as schema
+        except ImportError:
+            raise EdgeposeError(
+                "writing TFLite metadata needs ai-edge-litert or tensorflow: pip install 'edgepose[convert]'"
+            ) from None
+    return schema
+
+
+def embed_tflite(path: Path, text: str) -> None:
+    """Rebuild the flatbuffer with a ``metadata`` entry named ``edgepose`` pointing at a new buffer."""
+    import flatbuffers
+
+    schema = _tflite_schema()
+    buf = path.read_bytes()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    model.buffers = list(model.buffers or [])
+    model.metadata = list(model.metadata or [])
+    existing = [m for m in model.metadata if (m.name.decode() if isinstance(m.name, bytes) else m.name) == KEY]
+    if existing:
+        model.buffers[existing[0].buffer].data = data
+    else:
+        b = schema.BufferT()
+        b.data = data
+        model.buffers.append(b)
+        m = schema.MetadataT()
+        m.name = KEY
+        m.buffer = len(model.buffers) - 1
+        model.metadata.append(m)
+    builder = flatbuffers.Builder(len(buf) + len(data) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    atomic_write(path, bytes(builder.Output()))
+
+
+register_target("tflite", ".tflite", ("fp32", "fp16", "int8"), requires=("onnx2tf", "tensorflow", "tf_keras"),
+                embed=embed_tflite)(convert)

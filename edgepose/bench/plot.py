@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from .bench_report import FORMAT_NAMES, fix_mode, label
+from ..files import atomic_path
+from ..runtimes import format_label, runtime_of_format
+from .report import label
 
-COLORS = {"pth": "#222222", "pt": "#222222", "onnx": "#1f77b4", "tflite": "#ff7f0e", "xml": "#2ca02c"}
+
+def _color(fmt: str | None) -> str:
+    cls = runtime_of_format(fmt)
+    return cls.color if cls else "#9467bd"
+
+
 MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
 
 
@@ -44,17 +49,8 @@ def write_plot(report: dict[str, Any], path: str | Path) -> str | None:
         else:
             _bars(ax, rows)
             fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=".png") as tmp:
             fig.savefig(tmp)
-            os.replace(tmp, path)
-            fix_mode(path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     finally:
         plt.close(fig)
     return None
@@ -65,7 +61,7 @@ def _scatter(ax, rows: list[dict[str, Any]], report: dict[str, Any]) -> None:
     ys = [r["accuracy"]["value"] for r in rows]
     ref = (report["config"].get("reference_accuracy") or {}).get("value")
     for r, x, y in zip(rows, xs, ys):
-        col = COLORS.get(r.get("format", ""), "#9467bd")
+        col = _color(r.get("format"))
         ax.errorbar(x, y, xerr=[[0.0], [max(0.0, r["model"]["p90_ms"] - x)]], fmt="none", ecolor=col, alpha=0.5)
         ax.scatter(
             [x], [y], s=110 if r.get("reference") else 80, c=col, marker=MARKERS.get(r.get("precision"), "D"),
@@ -91,8 +87,8 @@ def _legend(ax, rows: list[dict[str, Any]], with_ref: bool) -> None:
 
     handles = []
     for fmt in dict.fromkeys(r.get("format", "") for r in rows):
-        name = FORMAT_NAMES.get(fmt, fmt or "?")
-        handles.append(Line2D([], [], ls="", marker="o", ms=8, color=COLORS.get(fmt, "#9467bd"), label=name))
+        name = format_label(fmt)
+        handles.append(Line2D([], [], ls="", marker="o", ms=8, color=_color(fmt), label=name))
     precs = dict.fromkeys(r.get("precision", "") for r in rows)
     for prec in sorted(precs, key=lambda p: list(MARKERS).index(p) if p in MARKERS else len(MARKERS)):
         handles.append(Line2D([], [], ls="", marker=MARKERS.get(prec, "D"), ms=8, color="#777777",
@@ -154,7 +150,7 @@ def _overlap(a, b) -> float:
 def _bars(ax, rows: list[dict[str, Any]]) -> None:
     names = [label(r) for r in rows]
     vals = [r["model"]["p50_ms"] for r in rows]
-    cols = [COLORS.get(r.get("format", ""), "#9467bd") for r in rows]
+    cols = [_color(r.get("format")) for r in rows]
     ax.barh(names, vals, color=cols)
     for i, v in enumerate(vals):
         ax.annotate(f"{v:.2f} ms", (v, i), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)

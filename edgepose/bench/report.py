@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
 
-from .predict import write_atomic
+from ..files import atomic_write
 
-FORMAT_NAMES = {"pth": "PyTorch", "pt": "PyTorch", "onnx": "ONNX", "tflite": "TFLite", "xml": "OpenVINO"}
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
@@ -30,7 +28,9 @@ def _mb(v: Any) -> str:
 
 def label(row: dict[str, Any]) -> str:
     """A short name for a row: ``ONNX FP32``, ``TFLite INT8``; the reference is ``PyTorch FP32 (ref)``."""
-    fmt = FORMAT_NAMES.get(row.get("format", ""), row.get("format") or row.get("engine") or "?")
+    from ..runtimes import format_label
+
+    fmt = format_label(row.get("format") or row.get("engine"))
     text = f"{fmt} {str(row.get('precision', '?')).upper()}"
     return text + " (ref)" if row.get("reference") else text
 
@@ -173,24 +173,12 @@ def summary_markdown(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_file(path: str | Path, data: bytes) -> None:
-    """Atomically, with the permissions a plain ``open()`` would give (a temp file is private, 0600)."""
-    write_atomic(path, data)
-    fix_mode(path)
-
-
-def fix_mode(path: str | Path) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def write_json(report: dict[str, Any], path: str | Path) -> None:
-    write_file(path, (json.dumps(report, indent=2, default=str) + "\n").encode())
+    atomic_write(path, json.dumps(report, indent=2, default=str) + "\n")
 
 
 def write_markdown(report: dict[str, Any], path: str | Path) -> None:
-    write_file(path, markdown(report).encode())
+    atomic_write(path, markdown(report))
 
 
 def replace_between_markers(text: str, body: str, start: str = README_START, end: str = README_END) -> str | None:

@@ -7,13 +7,15 @@ zero point of the tensors themselves. XNNPACK is on by default (option ``xnnpack
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..artifact import dequantize, from_layout, quantize, read_metadata, to_layout
-from ..errors import EdgeposeError
-from .base import Runtime, register_runtime
+from ...artifact import KEY, read_metadata
+from ...errors import EdgeposeError
+from ..base import Runtime, RuntimeOptions, register_runtime
+from ..io import dequantize, from_layout, quantize, to_layout
 
 
 def interpreter_module() -> tuple[Any, str, str]:
@@ -45,19 +47,38 @@ def _quant(detail: dict[str, Any]) -> tuple[float, int] | None:
     return (float(scale), int(zero)) if scale else None
 
 
-@register_runtime("litert", suffixes=(".tflite",))
+@dataclass
+class LiteRtOptions(RuntimeOptions):
+    xnnpack: bool = True  # the XNNPACK delegate (LiteRT's default CPU path)
+
+
+@register_runtime
 class LiteRtRuntime(Runtime):
-    """Options: ``xnnpack`` (default True)."""
+    engine = "litert"
+    format = "tflite"
+    label = "TFLite"
+    suffixes = (".tflite",)
+    modules = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+    distributions = ("ai-edge-litert", "tflite-runtime", "tensorflow")
+    install = "lite"
+    color = "#ff7f0e"
+    Options = LiteRtOptions
+
+    @classmethod
+    def read_embedded(cls, path):
+        from ...artifact import tflite_metadata_entries
+
+        return tflite_metadata_entries(path).get(KEY)
 
     def _load(self) -> None:
         mod, self.package, self.version = interpreter_module()
-        from .devices import resolve_device
+        from ..devices import resolve_device
 
-        self.choice = resolve_device(self.device, "litert", bool(self.options.get("allow_fallback")))
+        self.choice = resolve_device(self.device, self.engine, self.options.allow_fallback)
         self.device = self.choice.device
         self.metadata = read_metadata(self.path)
         kwargs: dict[str, Any] = {"model_path": str(self.path), "num_threads": self.threads or None}
-        if not self.options.get("xnnpack", True):
+        if not self.options.xnnpack:
             kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
             self.interpreter = mod.Interpreter(**kwargs)
@@ -98,6 +119,6 @@ class LiteRtRuntime(Runtime):
 
     def info(self) -> dict[str, Any]:
         d = super().info()
-        d.update(version=self.version, package=self.package, xnnpack=bool(self.options.get("xnnpack", True)))
+        d.update(version=self.version, package=self.package, xnnpack=self.options.xnnpack)
         d.update(self.choice.info())
         return d

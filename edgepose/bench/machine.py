@@ -19,11 +19,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-# Distributions whose versions a benchmark record should carry (those installed are listed).
-ENGINE_DISTRIBUTIONS = (
-    "torch", "onnxruntime", "onnxruntime-gpu", "openvino", "ai-edge-litert", "tflite-runtime", "tensorflow",
-    "onnx", "onnx2tf", "nncf", "xtcocotools", "pycocotools",
-)  # fmt: skip
+# Tools besides the engines whose versions a benchmark record carries (each engine names its own).
+TOOL_DISTRIBUTIONS = ("onnx2tf", "xtcocotools", "pycocotools")
 
 # CPU features that decide which kernels the engines pick (x86 SIMD / AMX, ARM NEON dot product / fp16).
 NOTABLE_FLAGS = (
@@ -107,7 +104,10 @@ def total_memory_bytes() -> int | None:
 def engine_versions() -> dict[str, str]:
     """Installed versions of the engines and tools (from package metadata; nothing is imported)."""
     out = {"numpy": np.__version__, "opencv": cv2.__version__}
-    for dist in ENGINE_DISTRIBUTIONS:
+    from ..runtimes import RUNTIMES
+
+    dists = [d for cls in RUNTIMES.values() for d in cls.distributions] + list(TOOL_DISTRIBUTIONS)
+    for dist in dict.fromkeys(dists):
         try:
             out[dist] = _md.version(dist)
         except _md.PackageNotFoundError:

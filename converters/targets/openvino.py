@@ -9,9 +9,13 @@ outputs are signed), per-channel weights, fast bias correction, on every crop of
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
-from .base import Context, Converted, Timer, io_spec, quiet, register_target, require, version_of
+from edgepose.artifact import KEY
+from edgepose.files import atomic_write
+
+from ..base import Context, Converted, Timer, io_spec, quiet, register_target, require, version_of
 
 
 def _io(model: Any) -> tuple[dict, dict]:
@@ -41,7 +45,6 @@ def quantize_nncf(model: Any, calib: Any, dynamic_batch: bool) -> tuple[Any, dic
     return q, details
 
 
-@register_target("openvino", ".xml", ("fp32", "fp16", "int8"), requires=("openvino",))
 def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
     require("openvino", target="OpenVINO")
     import openvino as ov
@@ -72,3 +75,25 @@ def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
                              tools=dict(tools), details=details, seconds=t.seconds))  # fmt: skip
         ctx.log(f"openvino {p}: {dst.name} in {t.seconds:.1f} s")
     return out
+
+
+def embed_openvino(path: Path, text: str) -> None:
+    """Add/replace ``<rt_info><edgepose value=.../></rt_info>`` in the IR XML (the .bin is untouched).
+
+    Editing the XML keeps the weights byte for byte (re-saving through OpenVINO could re-encode them); the
+    entry is what ``Model.get_rt_info('edgepose')`` returns once OpenVINO reads the file.
+    """
+    import xml.etree.ElementTree as ET
+
+    tree = ET.parse(path)
+    root = tree.getroot()
+    rt = root.find("rt_info")
+    if rt is None:
+        rt = ET.SubElement(root, "rt_info")
+    for old in rt.findall(KEY):
+        rt.remove(old)
+    ET.SubElement(rt, KEY, {"value": text})
+    atomic_write(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
+
+
+register_target("openvino", ".xml", ("fp32", "fp16", "int8"), requires=("openvino",), embed=embed_openvino)(convert)

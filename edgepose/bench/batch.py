@@ -22,16 +22,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .bench_timing import summarize
-from .processing import TopDownPipeline
-from .spec import ModelSpec
+from ..processing import TopDownPipeline
+from ..spec import ModelSpec
+from .timing import summarize
 
 DEFAULT_BATCH_SIZES = (1, 8, 32, 128)
 
 
 def parse_batch_sizes(text: str | Sequence[int] | None) -> tuple[int, ...]:
     """``"1,8,32"`` (or a list) -> (1, 8, 32); every size at least 1."""
-    from .errors import EdgeposeError
+    from ..errors import EdgeposeError
 
     if text is None or text == "":
         return ()

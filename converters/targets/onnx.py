@@ -1,78 +1,21 @@
-"""PyTorch -> ONNX: backbone + head as mmpose's ``pytorch2onnx`` exports it (NCHW normalised ``input``, raw
-``heatmaps`` out), one self-contained file, then ``onnx.checker``. INT8 is a QDQ model from ONNX Runtime's
-static quantisation (per-channel weights), calibrated on the calibration batch.
-
-The legacy TorchScript exporter is used (``dynamo=False``): for this all-convolution model it gives a small,
-clean graph (Conv/Clip/Add/ConvTranspose/BatchNormalization/Relu) at opset 13, which onnx2tf, OpenVINO and
-TensorRT all take; onnxsim, when installed, then folds the leftover Identity/Constant nodes.
+"""The ONNX target: the exported FP32 file, an FP16 copy (weights and compute in float16, float32 input and
+output), and INT8 as a QDQ model from ONNX Runtime's static quantisation (per-channel weights), calibrated on
+the calibration batch.
 """
 
 from __future__ import annotations
 
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .base import Context, Converted, Timer, io_spec, quiet, register_target, require, version_of
+from edgepose.artifact import KEY
+from edgepose.files import atomic_write
 
-OPSET = 13
-INPUT_NAME = "input"
-OUTPUT_NAME = "heatmaps"
-
-
-def export_onnx(model: Any, spec: Any, path: Path, opset: int = OPSET, dynamic_batch: bool = False) -> Path:
-    """Export ``model`` for ``spec`` to ``path`` (FP32), simplify when onnxsim is there, and check it."""
-    require("torch", "onnx", target="ONNX export")
-    import onnx
-    import torch
-
-    w, h = spec.input_size
-    dummy = torch.zeros(1, 3, h, w)
-    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
-    with quiet("ONNX export"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model.eval(),
-            (dummy,),
-            str(path),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            opset_version=opset,
-            dynamic_axes=axes,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-    proto = onnx.load(str(path))
-    try:
-        import onnxsim
-    except ImportError:
-        onnxsim = None
-    if onnxsim is not None:
-        with quiet("onnxsim"):
-            simplified, ok = onnxsim.simplify(proto)
-        if ok:
-            proto = simplified
-    proto.producer_name = "edgepose"
-    onnx.save(proto, str(path))
-    with quiet("onnx.checker"):
-        onnx.checker.check_model(str(path), full_check=True)
-    return path
-
-
-def onnx_io(path: Path) -> tuple[dict, dict]:
-    """Input and output descriptions (name, shape with None for a dynamic dim, dtype) of an ONNX file."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-
-    def desc(v: Any) -> dict:
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
-        return io_spec(v.name, dims, "float32")
-
-    return desc(graph.input[0]), desc(graph.output[0])
+from ..base import Context, Converted, Timer, quiet, register_target, require, version_of
+from ..export import INPUT_NAME, OPSET, OUTPUT_NAME, onnx_io
 
 
 class _Reader:
@@ -127,7 +70,6 @@ def quantize_onnx(src: Path, dst: Path, calib: np.ndarray, batch_size: int = 1) 
             "num_calibration": int(len(calib)), "float_nodes": head}  # fmt: skip
 
 
-@register_target("onnx", ".onnx", ("fp32", "int8"), requires=("onnx", "onnxruntime"))
 def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
     """The exported FP32 file as the fp32 artifact; an ONNX Runtime QDQ model as the int8 one."""
     tools = {"torch": version_of("torch"), "onnx": version_of("onnx"), "onnxruntime": version_of("onnxruntime"),
@@ -145,3 +87,17 @@ def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
                 details = quantize_onnx(ctx.onnx_path, dst, ctx.calib, 1 if not ctx.dynamic_batch else 8)
         out.append(Converted("onnx", p, dst, input=inp, output=outp, tools=tools, details=details, seconds=t.seconds))
     return out
+
+
+def embed_onnx(path: Path, text: str) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    props = [p for p in model.metadata_props if p.key != KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(props)
+    model.metadata_props.add(key=KEY, value=text)
+    atomic_write(path, model.SerializeToString())
+
+
+register_target("onnx", ".onnx", ("fp32", "int8"), requires=("onnx", "onnxruntime"), embed=embed_onnx)(convert)

@@ -2,31 +2,80 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..artifact import from_layout, read_metadata, to_layout
-from ..errors import EdgeposeError
-from .base import Runtime, register_runtime
-from .devices import DeviceChoice
+from ...artifact import KEY, read_metadata
+from ...errors import EdgeposeError
+from ..base import Runtime, RuntimeOptions, register_runtime
+from ..devices import DeviceChoice
+from ..io import from_layout, to_layout
 
 
-@register_runtime("onnxruntime", suffixes=(".onnx",))
+@dataclass
+class OnnxRuntimeOptions(RuntimeOptions):
+    graph_optimization: str = "all"  # "all", "basic" or "disable"
+    providers: list | None = None  # explicit execution providers, asked for as given
+
+
+@register_runtime
 class OnnxRuntime(Runtime):
-    """Options: ``graph_optimization`` ("all" default, "basic", "disable")."""
+    engine = "onnxruntime"
+    format = "onnx"
+    label = "ONNX"
+    suffixes = (".onnx",)
+    modules = ("onnxruntime",)
+    distributions = ("onnxruntime", "onnxruntime-gpu", "onnx")
+    install = "onnx"
+    color = "#1f77b4"
+    Options = OnnxRuntimeOptions
+
+    @classmethod
+    def devices(cls) -> list[str]:
+        from ..devices import ort_providers
+
+        got = ort_providers() or []
+        return ["cpu"] + [d for d, p in (("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider"))
+                          if p in got]  # fmt: skip
+
+    @classmethod
+    def has_device(cls, device: str) -> bool:
+        from ..devices import ort_providers
+
+        want = "TensorrtExecutionProvider" if device.startswith("tensorrt") else "CUDAExecutionProvider"
+        return device == "cpu" or want in (ort_providers() or [])
+
+    @classmethod
+    def device_problem(cls, device: str) -> str:
+        from ..devices import cuda_report
+
+        return f"--device {device}: no CUDA device available ({cuda_report()})"
+
+    @classmethod
+    def read_embedded(cls, path):
+        try:
+            import onnx
+        except ImportError:
+            return None  # device side without the onnx package: sidecar only
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as e:  # protobuf raises DecodeError and friends
+            raise EdgeposeError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from None
+        return next((p.value for p in model.metadata_props if p.key == KEY), None)
 
     def providers(self) -> list[Any]:
         """The execution providers for ``self.device``; the one place a new device is added.
 
-        ``options["providers"]`` overrides the list (asked for as given: a missing one shows as a fallback).
+        ``options.providers`` overrides the list (asked for as given: a missing one shows as a fallback).
         """
-        from .devices import ort_provider_list, resolve_device
+        from ..devices import ort_provider_list, resolve_device
 
-        if self.options.get("providers"):
+        if self.options.providers:
             self.choice = DeviceChoice(str(self.device), str(self.device))
-            return list(self.options["providers"])
-        self.choice = resolve_device(self.device, "onnxruntime", bool(self.options.get("allow_fallback")))
+            return list(self.options.providers)
+        self.choice = resolve_device(self.device, self.engine, self.options.allow_fallback)
         return ort_provider_list(self.choice.device)
 
     def _load(self) -> None:
@@ -40,7 +89,9 @@ class OnnxRuntime(Runtime):
         if self.threads:
             so.intra_op_num_threads = int(self.threads)
             so.inter_op_num_threads = 1
-        level = self.options.get("graph_optimization", "all")
+        level = self.options.graph_optimization
+        if level not in ("all", "basic", "disable"):
+            raise EdgeposeError(f"graph_optimization {level!r}: choose all, basic or disable")
         so.graph_optimization_level = {
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -68,12 +119,12 @@ class OnnxRuntime(Runtime):
 
     def _check_providers(self, asked: list[Any]) -> None:
         """ORT drops a provider it cannot load with only a warning: the session's own list decides the device."""
-        from .devices import ort_device, provider_fallback
+        from ..devices import ort_device, provider_fallback
 
         got = self.session.get_providers()
         reason = provider_fallback(asked, got)
         requested = self.choice.requested
-        if reason and not self.options.get("allow_fallback"):
+        if reason and not self.options.allow_fallback:
             raise EdgeposeError(f"{self.path}: --device {requested}: {reason}; pass --allow-fallback to run anyway")
         self.choice = DeviceChoice(requested, ort_device(got, requested), reason or self.choice.fallback)
         self.device = self.choice.device

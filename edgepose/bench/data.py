@@ -15,19 +15,20 @@ from typing import Any
 
 import numpy as np
 
-from .artifact import read_metadata
-from .errors import EdgeposeError
-from .processing import read_image
-from .spec import ModelSpec
+from ..artifact import read_metadata
+from ..errors import EdgeposeError
+from ..processing import read_image
+from ..spec import ModelSpec
 
 PRECISION_ORDER = ("fp32", "fp16", "int8")
-COMPANION_SUFFIXES = {".xml": (".bin",)}  # files that belong to an artifact (OpenVINO IR weights)
 
 
 def artifact_files(path: str | Path) -> list[Path]:
     """The files an artifact consists of (an OpenVINO .xml with its .bin); the JSON sidecar is not counted."""
-    path = Path(path)
-    return [path] + [p for s in COMPANION_SUFFIXES.get(path.suffix.lower(), ()) if (p := path.with_suffix(s)).exists()]
+    from ..runtimes import runtime_for
+
+    cls = runtime_for(path)
+    return cls.files(path) if cls else [Path(path)]
 
 
 def artifact_size(path: str | Path) -> int:
@@ -37,7 +38,7 @@ def artifact_size(path: str | Path) -> int:
 def discover_artifacts(paths: Sequence[str | Path]) -> list[Path]:
     """Artifact files among ``paths`` (directories are searched one level deep; PyTorch checkpoints in them
     are skipped, the reference row covers those). Sorted by format, then fp32/fp16/int8."""
-    from .runtimes import engine_for
+    from ..runtimes import engine_for
 
     found: list[Path] = []
     for p in map(Path, paths):
@@ -117,7 +118,7 @@ def resolve_dataset(
             if not p.exists():
                 raise EdgeposeError(f"{p}: {what} not found")
     else:
-        from .evaluate import default_data
+        from ..evaluate import default_data
 
         default = default_data(spec)  # the synthetic val split for models trained on it
         if default is None:
@@ -180,7 +181,7 @@ def timing_sample(data: EvalData | None) -> tuple[np.ndarray, np.ndarray, str]:
                     return read_image(path), np.asarray([a["bbox"]], np.float32), str(path)
         except (OSError, ValueError, KeyError, TypeError, EdgeposeError):
             pass
-    from .synthetic import render_image
+    from ..synthetic import render_image
 
     image, persons = render_image(np.random.default_rng(0), (640, 480), max_persons=1)
     box = persons[0]["bbox"] if persons else [0.0, 0.0, 640.0, 480.0]

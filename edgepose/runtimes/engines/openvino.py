@@ -7,24 +7,68 @@ plugin's own choice) and reports the precision the compiled model really uses in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..artifact import from_layout, read_metadata, to_layout
-from ..errors import EdgeposeError
-from .base import Runtime, register_runtime
+from ...artifact import KEY, read_metadata
+from ...errors import EdgeposeError
+from ..base import Runtime, RuntimeOptions, register_runtime
+from ..io import from_layout, to_layout
 
 
-@register_runtime("openvino", suffixes=(".xml",))
+@dataclass
+class OpenVinoOptions(RuntimeOptions):
+    inference_precision: str = "f32"  # "f32", "bf16", "f16", or "auto" (the plugin's own choice)
+    config: dict | None = None  # extra plugin properties
+
+
+@register_runtime
 class OpenVinoRuntime(Runtime):
-    """Options: ``inference_precision`` (see module doc), ``config`` (extra plugin properties)."""
+    engine = "openvino"
+    format = "openvino"
+    label = "OpenVINO"
+    suffixes = (".xml",)
+    companions = (".bin",)
+    modules = ("openvino",)
+    distributions = ("openvino", "nncf")
+    install = "openvino"
+    color = "#2ca02c"
+    Options = OpenVinoOptions
+
+    @classmethod
+    def devices(cls) -> list[str]:
+        from ..devices import openvino_devices
+
+        return ["cpu"] + (["gpu"] if any(d.startswith("GPU") for d in (openvino_devices() or [])) else [])
+
+    @classmethod
+    def has_device(cls, device: str) -> bool:
+        return device == "cpu" or "gpu" in cls.devices()
+
+    @classmethod
+    def device_problem(cls, device: str) -> str:
+        from ..devices import openvino_devices
+
+        return f"--device {device}: OpenVINO has no GPU device (available: {openvino_devices()})"
+
+    @classmethod
+    def read_embedded(cls, path):
+        import xml.etree.ElementTree as ET
+
+        try:
+            root = ET.parse(path).getroot()
+        except (ET.ParseError, OSError) as e:
+            raise EdgeposeError(f"{path}: not a readable OpenVINO IR file ({e})") from None
+        node = root.find(f"rt_info/{KEY}")
+        return None if node is None else node.get("value")
 
     def device_name(self) -> str:
         """The OpenVINO device for ``self.device`` ("GPU" when ``core.available_devices`` has one)."""
-        from .devices import openvino_device_name, openvino_devices, resolve_device
+        from ..devices import openvino_device_name, openvino_devices, resolve_device
 
-        self.choice = resolve_device(self.device, "openvino", bool(self.options.get("allow_fallback")))
+        self.choice = resolve_device(self.device, self.engine, self.options.allow_fallback)
         self.device = self.choice.device
         return openvino_device_name(self.device, openvino_devices() or [])
 
@@ -42,8 +86,8 @@ class OpenVinoRuntime(Runtime):
             model = core.read_model(str(self.path))
         except Exception as e:
             raise EdgeposeError(f"{self.path}: OpenVINO cannot read it ({str(e).splitlines()[0][:200]})") from None
-        config: dict[str, Any] = dict(self.options.get("config") or {})
-        hint = self.options.get("inference_precision", "f32")
+        config: dict[str, Any] = dict(self.options.config or {})
+        hint = self.options.inference_precision
         if hint != "auto":
             config["INFERENCE_PRECISION_HINT"] = hint
         if self.threads:

@@ -23,8 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from . import sysinfo
-from .bench_data import (
+from ..errors import EdgeposeError
+from ..processing import TopDownPipeline
+from ..spec import DEFAULT_MODEL, ModelSpec, get_spec, spec_from_metadata
+from . import machine as sysinfo
+from .data import (
     EvalData,
     artifact_files,
     artifact_size,
@@ -35,10 +38,7 @@ from .bench_data import (
     resolve_dataset,
     timing_sample,
 )
-from .bench_timing import summarize, time_calls, time_pipeline
-from .errors import EdgeposeError
-from .processing import TopDownPipeline
-from .spec import DEFAULT_MODEL, ModelSpec, get_spec, spec_from_metadata
+from .timing import summarize, time_calls, time_pipeline
 
 SCHEMA = "edgepose.bench/1"
 # The headline metric of each dataset's evaluation (the name edgepose.evaluate reports it under).
@@ -47,18 +47,6 @@ MAIN_METRIC = {"coco_ap": "AP", "pckh": "PCKh", "hand_pck": "PCK@0.2", "hand_pck
 # fractions 0..1): float artifacts must match (1 point), full-integer quantisation may cost up to 3 points.
 DEFAULT_MAX_DROP = {"fp32": 0.01, "fp16": 0.01, "int8": 0.03}
 OVERHEAD_TARGET_PCT = 5.0
-# Engine modules imported before a row's measurements, so that the first artifact of an engine is not charged
-# for importing the engine's library (load time and memory then compare like with like). Missing ones are
-# skipped: the runtime's own load reports them.
-ENGINE_MODULES = {
-    "torch": ("torch",),
-    "onnxruntime": ("onnxruntime",),
-    "openvino": ("openvino",),
-    "litert": ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"),
-    "tflite": ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"),
-}
-
-
 @dataclass
 class BenchConfig:
     """Everything ``edgepose bench`` needs; the defaults bench the demo model's artifacts offline."""
@@ -109,7 +97,13 @@ class BenchReport:
 
 
 def _preimport(engine: str) -> None:
-    for name in ENGINE_MODULES.get(engine, ()):
+    """Import the engine's library before a row's measurements, so that the first artifact of an engine is not
+    charged for the import (load time and memory then compare like with like); a missing one is reported by
+    the runtime's own load."""
+    from ..runtimes import RUNTIMES
+
+    cls = RUNTIMES.get(engine)
+    for name in cls.modules if cls else ():
         try:
             importlib.import_module(name)
             return
@@ -134,7 +128,7 @@ def bench_row(
     **runtime_options: Any,
 ) -> dict[str, Any]:
     """Measure one artifact; never raises for the artifact's own faults (the row says ``failed`` and why)."""
-    from .runtimes import engine_for, load_runtime
+    from ..runtimes import engine_for, load_runtime
 
     row: dict[str, Any] = {"name": path.name, "path": str(path), "reference": reference, "status": "ok",
                            "error": None, "flags": [], "notes": []}  # fmt: skip
@@ -184,7 +178,7 @@ def bench_row(
         if row["fallback"]:
             row["flags"].append(f"ran on {row['device']}, not {cfg.device}: {row['fallback']}")
         if cfg.batch_sizes:
-            from .bench_batch import batch_sweep
+            from .batch import batch_sweep
 
             row["batch_sweep"] = batch_sweep(spec, rt, image, boxes[:1], cfg.batch_sizes, cfg.runs, cfg.warmup,
                                              progress=cfg.progress)  # fmt: skip
@@ -250,7 +244,7 @@ def _metadata_reference(meta: dict) -> dict[str, Any] | None:
 
 
 def _evaluate(cfg: BenchConfig, spec: ModelSpec, rt: Any, data: EvalData, path: Path) -> dict[str, float]:
-    from .evaluate import evaluate
+    from ..evaluate import evaluate
 
     try:
         res = evaluate(spec, rt, data.dataset, str(data.ann), str(data.images),
@@ -269,7 +263,7 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
     spec = get_spec(cfg.model or _model_of(cfg.artifacts) or DEFAULT_MODEL)
     if cfg.runs < 1 or cfg.warmup < 0 or cfg.batch < 1:
         raise EdgeposeError("--runs and --batch must be at least 1 and --warmup at least 0")
-    from .runtimes.devices import normalize_device
+    from ..runtimes.devices import normalize_device
 
     cfg.device = normalize_device(cfg.device)
     if any(int(b) < 1 for b in cfg.batch_sizes):
@@ -315,7 +309,7 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
 
 def _model_of(artifacts: Sequence[str | Path]) -> str | None:
     """The registered model that the first given artifact's metadata names (so --model may be left out)."""
-    from .spec import MODELS
+    from ..spec import MODELS
 
     try:
         first = next(iter(discover_artifacts(artifacts)), None) if artifacts else None
@@ -327,7 +321,7 @@ def _model_of(artifacts: Sequence[str | Path]) -> str | None:
 
 
 def _reference_row(cfg: BenchConfig, spec: ModelSpec, source: str, data, sample) -> dict[str, Any]:
-    from .checkpoint import resolve_checkpoint
+    from ..checkpoint import resolve_checkpoint
 
     try:
         path = resolve_checkpoint(source, progress=cfg.progress)

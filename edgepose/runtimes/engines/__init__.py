@@ -1,0 +1,10 @@
+"""The engines, one module each; importing this package registers every module found in it.
+
+No module imports its engine library at import time: that happens in the runtime's ``_load``.
+"""
+
+import importlib
+import pkgutil
+
+for _mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    importlib.import_module(f"{__name__}.{_mod.name}")
