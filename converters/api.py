@@ -25,10 +25,11 @@ import numpy as np
 
 from edgepose import __version__
 from edgepose.artifact import FORMAT_VERSION, sidecar_path
-from edgepose.calibration import CalibrationSet, default_calibration_path, read_calibration
+from edgepose.calibration import CalibrationSet, check_calibration, default_calibration_path, read_calibration
 from edgepose.errors import EdgeposeError
 from edgepose.spec import DEFAULT_MODEL, ModelSpec, get_spec
 
+from . import accuracy
 from . import export as onnx_export
 from . import targets as _targets  # noqa: F401  (registers every target module in converters/targets/)
 from .base import PRECISIONS, TARGETS, Context, Converted, Timer, quiet, require, version_of
@@ -167,6 +168,8 @@ def convert(
     out: str | Path | None = None,
     threads: int | None = None,
     progress: bool = True,
+    max_drop: float | None = None,
+    control: accuracy.ControlOptions | None = None,
 ) -> ConversionResult:
     """Convert ``model`` (default: the demo model) to ``targets`` x ``precisions``; see the module doc."""
     log = _logger(progress)
@@ -196,6 +199,16 @@ def convert(
     spec = model if isinstance(model, ModelSpec) else get_spec(model or DEFAULT_MODEL)
     need_int8 = any("int8" in p for p in plan.values())
     cset = _calibration(spec, calib, need_int8)
+    if need_int8 and cset is not None:  # a degenerate set is refused before any work
+        check_calibration(cset, num_calib, spec)
+    calib_images = cset.meta.get("images", []) if cset else []
+    control_cs = accuracy.control_set(spec, control, calib_images) if need_int8 else None
+    if need_int8 and control_cs is None:
+        if max_drop is not None:
+            raise EdgeposeError(f"--max-drop needs evaluation data for {spec.name}: pass --control-ann and "
+                                "--control-images (a split the calibration images are not from)")  # fmt: skip
+        notes.append("no evaluation data: INT8 accuracy on the task metric not checked "
+                     "(--control-ann/--control-images)")
     if int8_io and "tflite" not in plan:
         notes.append("--int8-io applies to TFLite only; ONNX and OpenVINO keep float input/output")
 
@@ -207,6 +220,11 @@ def convert(
     source = {"checkpoint": source_ckpt, "sha256": sha256_of(ckpt_path)}
     log(f"{spec.name}: checkpoint {Path(source_ckpt).name} loaded in {t_load.seconds:.1f} s")
     result.timings["load_checkpoint"] = t_load.seconds
+    if control_cs is not None:
+        with Timer() as t:
+            control_cs.set_reference(torch_model)
+        log(f"control split: {control_cs.info['num_images']} images, {control_cs.info['num_instances']} instances; "
+            f"PyTorch {control_cs.metric} {control_cs.reference:.4f} ({t.seconds:.1f} s)")  # fmt: skip
 
     calib_batch = cset.calibration_batch(spec, num_calib) if (cset is not None and need_int8) else np.zeros((0,))
     if cset is not None and len(cset.holdout):
@@ -227,7 +245,7 @@ def convert(
     workdir = Path(tempfile.mkdtemp(dir=out_dir, prefix=".convert-"))
     try:
         ctx = Context(spec, torch_model, workdir / "export.onnx", workdir, calib_batch.astype(np.float32),
-                      dynamic_batch, int8_io, spec.name, log)  # fmt: skip
+                      dynamic_batch, int8_io, spec.name, log, keep_work=max_drop is not None)  # fmt: skip
         with Timer() as t:
             onnx_export.export_onnx(torch_model, spec, ctx.onnx_path, dynamic_batch=dynamic_batch)
         result.timings["onnx_export"] = t.seconds
@@ -250,11 +268,20 @@ def convert(
             if c.precision == "int8" and calib_info:
                 meta["calibration"] = calib_info
             write_sidecar(c.path, meta)  # the runtime reads layout and quantisation from it
+            task = None
+            if c.precision == "int8" and control_cs is not None:  # task metric; --max-drop: accuracy control
+                from .mixed import check_int8
+
+                with Timer() as t:
+                    task = check_int8(c, ctx, control_cs, max_drop, threads)
+                result.timings[f"task_{c.target}"] = t.seconds
             with Timer() as t:
                 figures = _run_parity(c.path, parity_inputs, reference, threads)
             failed = check(figures, c.precision)
+            if task:
+                failed += accuracy.apply_task(meta, task)
             meta["parity"] = {**figures, "inputs": parity_from, "tolerance": tolerance_dict(c.precision),
-                              "passed": not failed, "failed": failed}  # fmt: skip
+                              "passed": not failed, "failed": failed, **({"task": task["task"]} if task else {})}
             write_metadata(c.path, meta)
             files = [*c.extra_files, sidecar_path(c.path), c.path]
             size = sum(f.stat().st_size for f in files if f != sidecar_path(c.path))

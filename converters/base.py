@@ -40,6 +40,7 @@ class Context:
     stem: str = ""  # file name stem: "<model>" -> "<model>_<precision>.<suffix>"
     log: Callable[[str], None] = print
     notes: list[str] = field(default_factory=list)  # said to the user at the end
+    keep_work: bool = False  # keep intermediate files (the TFLite SavedModel) for the INT8 accuracy control
 
     def artifact_path(self, precision: str, suffix: str) -> Path:
         return self.workdir / f"{self.stem or self.spec.name}_{precision}{suffix}"

@@ -38,6 +38,7 @@ from .data import (
     resolve_dataset,
     timing_sample,
 )
+from .int8 import int8_control
 from .timing import summarize, time_calls, time_pipeline
 
 SCHEMA = "edgepose.bench/1"
@@ -184,6 +185,7 @@ def bench_row(
                                              progress=cfg.progress)  # fmt: skip
         row["precision_used"] = _precision_used(info, row["precision"])
         row["metadata_reference"] = _metadata_reference(meta)
+        row["int8_control"] = int8_control(meta)  # plain/controlled INT8 drop, float layers (convert --max-drop)
         if data is not None:
             row["accuracy"] = {"metrics": _evaluate(cfg, spec, rt, data, path)}
     except Exception as e:  # noqa: BLE001 - any failure of one artifact must leave the other rows running

@@ -20,7 +20,18 @@ def register(sub) -> None:
     p.add_argument("--num-calib", type=int, default=100, help="calibration crops to use (default: 100)")
     p.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension (default: batch 1)")
     p.add_argument("--int8-io", action="store_true", help="TFLite INT8 with int8 input/output (default: float)")
-    p.add_argument("--allow-parity-failure", action="store_true", help="keep artifacts outside their tolerance")
+    p.add_argument("--allow-parity-failure", action="store_true",
+                   help="keep artifacts outside their tolerance (tensor parity, or INT8 task-metric drop > 0.03)")
+    g = p.add_argument_group("INT8 accuracy on the task metric (control split: real evaluation data, not calibration "
+                             "images; the demo model's default: the first images of its synthetic val split)")
+    g.add_argument("--max-drop", type=float, metavar="X",
+                   help="accuracy control: every INT8 artifact ends within X of PyTorch on the control split, in "
+                        "the model's metric (AP, PCKh, PCK@0.2; e.g. 0.005), keeping the layers that hurt most in "
+                        "float; or the command fails and writes nothing")
+    g.add_argument("--control-ann", help="annotation file of the control split (a zoo model: needed for --max-drop)")
+    g.add_argument("--control-images", help="image folder of the control split")
+    g.add_argument("--control-dataset", help="its format: coco, mpii, onehand10k, panoptic, rhd (default: the model's)")
+    g.add_argument("--control-size", type=int, default=100, help="control images, first in file order (default 100)")
     p.add_argument("--threads", type=int, help="threads for the parity runs")
     p.add_argument("--out", help="output folder (default: artifacts/<model>/)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -28,14 +39,28 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..converters.accuracy import ControlOptions
     from ..converters.api import convert
 
+    control = ControlOptions(args.control_ann, args.control_images, args.control_dataset, args.control_size)
     result = convert(
         model=args.model, checkpoint=args.checkpoint, targets=args.target, precisions=args.precision,
         calib=args.calib, num_calib=args.num_calib, dynamic_batch=args.dynamic_batch, int8_io=args.int8_io,
         allow_parity_failure=args.allow_parity_failure, out=args.out, threads=args.threads, progress=not args.quiet,
+        max_drop=args.max_drop, control=control,
     )  # fmt: skip
     print(result.table())
+    for a in result.artifacts:
+        task = a.parity.get("task")
+        if task:
+            ctrl = a.metadata.get("accuracy_control") or {}
+            extra = ""
+            if ctrl:
+                p = ctrl["plain"]["drop"]
+                extra = f"; plain INT8 drop {p:+.4f}, {len(ctrl['float_layers'])} layer(s) kept in float"
+            print(f"{a.path.name}: control {task['metric']} {task['value']:.4f} vs PyTorch {task['reference']:.4f}: "
+                  f"drop {task['drop']:+.4f} (budget {task['max_drop']:g}, {task['control']['num_images']} images)"
+                  f"{extra}")  # fmt: skip
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     failed = [a for a in result.artifacts if a.failed]
