@@ -38,7 +38,7 @@ HEADLINE = {"coco_ap": "AP", "pckh": "PCKh", "hand_pck": "PCK@0.2", "hand_pckh":
 DEFAULT_CONTROL_IMAGES = 100
 DEFAULT_TASK_BUDGET = 0.03  # like bench's INT8 budget: a larger drop fails the conversion unless allowed
 CONFIRM_TOP = 8  # candidate layers whose effect on the output is measured one by one before the search
-MAX_STEPS = 10  # re-scorings of the search at most
+MAX_STEPS = 12  # re-scorings of the search at most (the last one keeps every candidate in float)
 
 
 @dataclass
@@ -299,7 +299,9 @@ def restore(
     """
     steps: list[dict[str, Any]] = []
     best = {"drop": plain_drop, "float_layers": [], "path": None, "value": control.reference - plain_drop}
-    sizes = growth(len(ranked))[:max_steps]
+    sizes = growth(len(ranked))
+    if len(sizes) > max_steps:  # the last step (every candidate in float) is always tried
+        sizes = sizes[: max_steps - 1] + sizes[-1:]
     if budget < 0:
         sizes = []  # asking for better than float: keeping layers in float cannot give it
     for k in sizes:

@@ -29,6 +29,7 @@ from .base import Context, Converted, quiet
 
 log = logging.getLogger(__name__)
 RANK_CROPS = 16  # control crops the layer ranking and the one-by-one confirmation run on
+NNCF_RANKING_IMAGES = 25  # NNCF ranks each quantiser group on the control images that lose the most, this many
 
 
 class OnnxMixed:
@@ -201,7 +202,8 @@ def _restore_openvino(c: Converted, ctx: Context, control: ControlSet, budget: f
             core.read_model(str(ctx.onnx_path)), nncf.Dataset(items), nncf.Dataset(list(range(len(control.images)))),
             validate, max_drop=budget, drop_type=nncf.DropType.ABSOLUTE, preset=nncf.QuantizationPreset.MIXED,
             subset_size=len(items), fast_bias_correction=True,
-            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(num_ranking_workers=1))
+            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+                num_ranking_workers=1, ranking_subset_size=min(len(control.images), NNCF_RANKING_IMAGES)))
     dst = _candidate(c, ctx.workdir, 0)
     with quiet("OpenVINO save_model"):
         ov.save_model(q, str(dst), compress_to_fp16=False)

@@ -121,3 +121,27 @@ def test_growth():
 
     assert growth(1) == [1] and growth(0) == []
     assert growth(20) == [1, 2, 3, 5, 8, 12, 18, 20]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".onnx", ".tflite", ".xml"])
+def test_inspect_layers_on_the_demo_int8_artifacts(demo_artifacts, tmp_path, capsys, suffix):
+    """``edgepose inspect --layers`` on each INT8 artifact of the shared conversion: its output SNR against the FP32
+    sibling, on the same 16 holdout crops, agrees with the conversion's parity SNR against PyTorch."""
+    import json
+
+    from edgepose.cli import main
+
+    path = demo_artifacts / f"demo_coco_256x192_int8{suffix}"
+    rc = main(["inspect", str(path), "--layers", "--top", "5", "--out", str(tmp_path / "rep")])
+    text = capsys.readouterr().out
+    assert rc == 0 and "in INT8" in text and "output SNR" in text
+    rep = json.loads((tmp_path / "rep.json").read_text())
+    assert (tmp_path / "rep.md").is_file() and (tmp_path / "rep.png").stat().st_size > 10_000
+    parity = json.loads((demo_artifacts / (path.name + ".json")).read_text())["parity"]
+    assert rep["crops"].startswith("16 holdout crops of default_256x192.npz")
+    assert rep["output_snr_db"] == pytest.approx(parity["snr_db"], abs=1.5)
+    assert sum(la["share"] for la in rep["layers"]) == pytest.approx(1.0)
+    assert sum(la["int8"] for la in rep["layers"]) >= 50  # MobileNetV2: every conv but the heatmap head
+    worst = max(rep["layers"], key=lambda la: la["share"])
+    assert worst["snr_db"] < 40 and worst["int8"]
