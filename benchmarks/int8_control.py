@@ -187,7 +187,9 @@ def main() -> None:
     ap.add_argument("--no-layers", dest="layers", action="store_false")
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from benchmarks.conversion_times import machine
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from conversion_times import machine
+
     from edgepose.calibration import read_calibration
     from edgepose.errors import EdgeposeError
     from edgepose.models import load_model

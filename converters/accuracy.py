@@ -130,10 +130,31 @@ class ControlSet:
         kp = self.predict(infer, rows)
         return self.value(kp, images), self.per_image(kp, images)
 
-    def set_reference(self, torch_model: Any) -> float:
-        """Score the PyTorch FP32 model once: the value every drop is taken from."""
+    def set_reference(self, torch_model: Any, checkpoint_sha256: str | None = None) -> float:
+        """Score the PyTorch FP32 model once: the value every drop is taken from. With the checkpoint's sha256
+        the keypoints are cached (``~/.cache/edgepose/control``), keyed by checkpoint, control images and
+        pipeline, so that a second conversion of the same model skips it."""
+        from edgepose import __version__
+        from edgepose.files import atomic_path, cache_dir
+
         self.reference_infer = torch_infer(torch_model)
-        self.reference, self.reference_keypoints = self.evaluate(self.reference_infer)
+        key = "|".join(map(str, (checkpoint_sha256, self.spec.name, self.info["image_ids_sha256"], self.ds.name,
+                                 self.info["num_instances"], self.flip_test, __version__)))  # fmt: skip
+        path = cache_dir("control") / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
+        kp = None
+        if checkpoint_sha256 and path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    if str(z["key"]) == key:
+                        kp = z["keypoints"]
+            except (OSError, ValueError, KeyError):
+                kp = None
+        if kp is None:
+            kp = self.predict(self.reference_infer)
+            if checkpoint_sha256:
+                with atomic_path(path, suffix=".npz") as tmp:
+                    np.savez(tmp, key=np.array(key), keypoints=kp)
+        self.reference, self.reference_keypoints = self.value(kp), kp
         self.info["reference"] = {"runtime": "PyTorch FP32", self.metric: self.reference}
         return self.reference
 

@@ -222,7 +222,7 @@ def convert(
     result.timings["load_checkpoint"] = t_load.seconds
     if control_cs is not None:
         with Timer() as t:
-            control_cs.set_reference(torch_model)
+            control_cs.set_reference(torch_model, source["sha256"])
         log(f"control split: {control_cs.info['num_images']} images, {control_cs.info['num_instances']} instances; "
             f"PyTorch {control_cs.metric} {control_cs.reference:.4f} ({t.seconds:.1f} s)")  # fmt: skip
 

@@ -14,7 +14,10 @@ The metadata dict (``FORMAT_VERSION`` 1)::
     layout {"input": "NCHW"|"NHWC", "output": ...},
     input / output {"name", "shape", "dtype", "quantization": None | {"scale", "zero_point"}},
     tools {package: version}, source {"checkpoint", "sha256"}, calibration {...} (int8 only),
-    parity {...} (figures against PyTorch, see edgepose.converters.parity), created (UTC ISO time)
+    parity {...} (figures against PyTorch, see edgepose.converters.parity; INT8: ``task`` {metric, reference,
+    value, drop, max_drop, passed, control {ann, image_ids_sha256, num_images, ...}}, the task metric on the
+    control split), accuracy_control {...} (INT8 made with ``--max-drop``: budget, plain and reached drop,
+    float_layers, latency, steps; see edgepose.converters.accuracy), created (UTC ISO time)
 """
 
 from __future__ import annotations
