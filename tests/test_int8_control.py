@@ -139,3 +139,21 @@ def _torch(model):
     from edgepose.converters.accuracy import torch_infer
 
     return torch_infer(model)
+
+
+def test_bench_reads_the_accuracy_control_record():
+    from edgepose.bench.int8 import int8_control, markdown_lines
+
+    control = {"num_images": 100, "image_ids_sha256": "ab"}
+    meta = {"parity": {"task": {"metric": "AP", "drop": 0.0002, "control": control}},
+            "accuracy_control": {"metric": "AP", "max_drop": 0.0003, "control": control, "plain": {"drop": 0.0012},
+                                 "reached": {"drop": 0.0002}, "float_layers": ["a", "b"],
+                                 "latency": {"plain_ms": 20.0, "controlled_ms": 23.0, "cost_pct": 15.0}}}  # fmt: skip
+    row = int8_control(meta)
+    assert row["plain_drop"] == 0.0012 and row["controlled_drop"] == 0.0002 and row["float_layers"] == ["a", "b"]
+    assert int8_control({"parity": {"snr_db": 18}}) is None
+    plain = int8_control({"parity": {"task": {"metric": "AP", "drop": 0.001, "control": control}}})
+    lines = markdown_lines([{"name": "m_int8.onnx", "int8_control": row}, {"name": "m_int8.xml", "int8_control": plain},
+                            {"name": "m_fp32.onnx", "int8_control": None}])  # fmt: skip
+    assert "| m_int8.onnx | +0.0012 | +0.0002 (0.0003) | 2 | +15% (20.0 → 23.0 ms) |" in lines
+    assert "| m_int8.xml | +0.0010 | - | 0 | - |" in lines and not any("m_fp32" in x for x in lines)
