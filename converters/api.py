@@ -9,10 +9,10 @@ written and the call raises :class:`EdgeposeError` with one line.
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -34,6 +34,8 @@ from . import targets as _targets  # noqa: F401  (registers every target module 
 from .base import PRECISIONS, TARGETS, Context, Converted, Timer, quiet, require, version_of
 from .metadata import write_metadata, write_sidecar
 from .parity import TOLERANCES, check, compare, format_table, tolerance_dict
+
+log = logging.getLogger(__name__)
 
 NUM_CALIB = 100
 NUM_PARITY = 16
@@ -86,13 +88,14 @@ def parse_list(value: str | Sequence[str] | None, allowed: Sequence[str], what: 
 
 
 def _logger(progress: bool) -> Callable[[str], None]:
+    """Progress lines with the seconds since the start, through logging (the CLI shows INFO)."""
     t0 = time.perf_counter()
 
-    def log(msg: str) -> None:
+    def say(msg: str) -> None:
         if progress:
-            print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+            log.info("[%6.1fs] %s", time.perf_counter() - t0, msg)
 
-    return log
+    return say
 
 
 def synthetic_parity_crops(spec: ModelSpec, n: int, seed: int = PARITY_SEED) -> np.ndarray:
@@ -124,7 +127,7 @@ def _calibration(spec: ModelSpec, calib: str | Path | None, need_int8: bool) -> 
             f"INT8 is calibrated on the bundled synthetic set {path.name}; calibrating on your own images is "
             f"better: edgepose calibrate --model {spec.name} --images DIR --out FILE.npz, then --calib FILE.npz"
         )
-        print(f"edgepose: warning: {msg}", file=sys.stderr)
+        log.warning("%s", msg)
     return read_calibration(path, spec)
 
 
@@ -167,9 +170,10 @@ def convert(
     out: str | Path | None = None,
     threads: int | None = None,
     progress: bool = True,
+    reference_accuracy: bool = True,
 ) -> ConversionResult:
     """Convert ``model`` (default: the demo model) to ``targets`` x ``precisions``; see the module doc."""
-    log = _logger(progress)
+    say = _logger(progress)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow (NNCF does, too)
     target_names = parse_list(targets, list(TARGETS), "target", all_ok=True)
     precs = parse_list(precisions, PRECISIONS, "precision")
@@ -205,7 +209,7 @@ def convert(
         torch_model = load_model(spec, str(checkpoint) if checkpoint else None, progress=progress)
     ckpt_path = resolve_checkpoint(source_ckpt, progress=False)
     source = {"checkpoint": source_ckpt, "sha256": sha256_of(ckpt_path)}
-    log(f"{spec.name}: checkpoint {Path(source_ckpt).name} loaded in {t_load.seconds:.1f} s")
+    say(f"{spec.name}: checkpoint {Path(source_ckpt).name} loaded in {t_load.seconds:.1f} s")
     result.timings["load_checkpoint"] = t_load.seconds
 
     calib_batch = cset.calibration_batch(spec, num_calib) if (cset is not None and need_int8) else np.zeros((0,))
@@ -227,28 +231,41 @@ def convert(
     workdir = Path(tempfile.mkdtemp(dir=out_dir, prefix=".convert-"))
     try:
         ctx = Context(spec, torch_model, workdir / "export.onnx", workdir, calib_batch.astype(np.float32),
-                      dynamic_batch, int8_io, spec.name, log)  # fmt: skip
+                      dynamic_batch, int8_io, spec.name, say)  # fmt: skip
         with Timer() as t:
             onnx_export.export_onnx(torch_model, spec, ctx.onnx_path, dynamic_batch=dynamic_batch)
         result.timings["onnx_export"] = t.seconds
-        log(f"onnx: exported and checked in {t.seconds:.1f} s (opset {onnx_export.OPSET})")
+        say(f"onnx: exported and checked in {t.seconds:.1f} s (opset {onnx_export.OPSET})")
 
         import torch
 
         with torch.inference_mode():
             reference = torch_model(torch.from_numpy(parity_inputs)).numpy()
 
+        ref_acc = None
+        if reference_accuracy:
+            from .reference import reference_accuracy as measure_reference
+
+            with Timer() as t:
+                ref_acc = measure_reference(spec, torch_model, source["sha256"])
+            if ref_acc:
+                result.timings["reference_accuracy"] = t.seconds
+                say(f"reference: PyTorch {ref_acc['metric']} {ref_acc['value']:.4f} on {ref_acc['dataset']} "
+                    f"({ref_acc['num_images']} images), recorded in every artifact")  # fmt: skip
+
         converted: list[Converted] = []
         for name, ps in plan.items():
             with Timer() as t:
                 converted += _run_target(name, ctx, ps)
             result.timings[name] = t.seconds
-            log(f"{name}: {', '.join(ps)} done in {t.seconds:.1f} s")
+            say(f"{name}: {', '.join(ps)} done in {t.seconds:.1f} s")
 
         for c in converted:
             meta = _base_metadata(spec, c, source, dynamic_batch)
             if c.precision == "int8" and calib_info:
                 meta["calibration"] = calib_info
+            if ref_acc:
+                meta["reference_accuracy"] = ref_acc
             write_sidecar(c.path, meta)  # the runtime reads layout and quantisation from it
             with Timer() as t:
                 figures = _run_parity(c.path, parity_inputs, reference, threads)
@@ -263,7 +280,7 @@ def convert(
                                                    c.seconds, size, meta))  # fmt: skip
             result.timings[f"parity_{c.target}_{c.precision}"] = t.seconds
             status = "ok" if not failed else "OUT OF TOLERANCE: " + "; ".join(failed)
-            log(f"{c.path.name}: parity SNR {figures['snr_db']:.1f} dB, rel {figures['rel_max_err']:.1e} ({status})")
+            say(f"{c.path.name}: parity SNR {figures['snr_db']:.1f} dB, rel {figures['rel_max_err']:.1e} ({status})")
 
         result.notes += ctx.notes
         bad = [a for a in result.artifacts if a.failed]

@@ -12,6 +12,7 @@ synthetic val split): calibrating on the images you then score on flatters the I
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -45,6 +46,9 @@ __all__ = [
 FORMAT_VERSION = 1
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 _EVAL_RE = re.compile(r"(?<![a-z])(val|valid|validation|test|testdev|eval)(?![a-z])")
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -195,8 +199,7 @@ def default_calibration_path(spec: ModelSpec, make: bool = True) -> Path:
             f"no default calibration set {name} for {spec.name}; make one with "
             f"'edgepose calibrate --model {spec.name} --images DIR --out FILE.npz' and pass --calib FILE.npz"
         )
-    print(f"edgepose: making the default calibration set {name} from the synthetic training split (once)",
-          file=sys.stderr)  # fmt: skip
+    log.info("making the default calibration set %s from the synthetic training split (once)", name)
     return write_calibration(_cache_dir() / name, synthetic_calibration(spec), jpeg_quality=95)
 
 

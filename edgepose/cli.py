@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import pkgutil
 import sys
 
@@ -28,9 +29,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def setup_logging(quiet: bool = False) -> None:
+    """Library code logs (``logging``); the CLI shows INFO progress and warnings on stderr, errors elsewhere."""
+    logger = logging.getLogger("edgepose")
+    if not any(getattr(h, "_edgepose", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_Formatter())
+        handler._edgepose = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        return f"edgepose: warning: {msg}" if record.levelno >= logging.WARNING else msg
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    setup_logging(quiet=bool(getattr(args, "quiet", False)))
     if not getattr(args, "handler", None):
         parser.print_help()
         return 1

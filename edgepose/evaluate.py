@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from .datasets import Dataset, load_dataset
+from .datasets import DATASET_KINDS, Dataset, load_dataset
 from .errors import EdgeposeError
-from .metrics import coco_keypoint_ap, coco_results, hand_metrics, mpii_pckh, rescore
+from .metrics import rescore
 from .processing import Infer, TopDownPipeline, read_image
 from .spec import DATASETS, ModelSpec
 
 __all__ = [
-    "EvalResult", "evaluate", "evaluate_dataset", "resolve_data", "dataset_for_spec", "default_data",
+    "EvalResult", "evaluate", "evaluate_dataset", "resolve_data", "default_data",
     "predict_dataset", "score",
 ]  # fmt: skip
 
@@ -35,11 +35,6 @@ class EvalResult:
     def to_json(self) -> dict[str, Any]:
         """The metrics file: facts first, then ``metrics`` (fractions 0..1, EPE in pixels)."""
         return {**self.info, "metrics": self.metrics}
-
-
-def dataset_for_spec(spec: ModelSpec) -> str:
-    """The evaluation set a model was trained for (its spec's dataset)."""
-    return spec.dataset
 
 
 def default_data(spec: ModelSpec) -> tuple[str, Path, Path] | None:
@@ -142,25 +137,11 @@ def predict_dataset(
 
 
 def score(ds: Dataset, keypoints: np.ndarray, spec: ModelSpec | None = None) -> tuple[dict, np.ndarray]:
-    """(metrics, per-instance scores) for predicted ``keypoints`` (N, K, 3) on ``ds``, as mmpose scores them."""
-    info = DATASETS[ds.name]
+    """(metrics, per-instance scores) for predicted ``keypoints`` (N, K, 3) on ``ds``, as mmpose scores them;
+    the dataset's own registered scorer computes the metrics."""
     box_scores = np.asarray([s.score for s in ds.samples], dtype=np.float32)
     inst_scores = rescore(keypoints, box_scores)
-    if info.metric == "coco_ap":
-        areas = np.asarray([s.area for s in ds.samples], dtype=np.float32)
-        results = coco_results([s.image_id for s in ds.samples], keypoints, box_scores, areas, info.sigmas)
-        metrics = coco_keypoint_ap(ds.gt, results, info.sigmas)
-    elif info.metric == "pckh":
-        gt = ds.mpii_gt
-        metrics = mpii_pckh(keypoints, gt.joints, gt.visible, gt.head_norms, gt.joint_names)
-    else:
-        gts = ds.stack("keypoints")
-        mask = gts[..., 2] > 0
-        if info.metric == "hand_pckh":
-            metrics = hand_metrics(keypoints, gts, mask, head_sizes=[s.head_size for s in ds.samples])
-        else:
-            metrics = hand_metrics(keypoints, gts, mask, bbox_sizes=[np.max(s.raw_bbox[2:]) for s in ds.samples])
-    return metrics, inst_scores
+    return DATASET_KINDS[ds.name].score(ds, keypoints), inst_scores
 
 
 def _predictions(ds: Dataset, keypoints: np.ndarray, scores: np.ndarray) -> list[dict]:
@@ -169,8 +150,7 @@ def _predictions(ds: Dataset, keypoints: np.ndarray, scores: np.ndarray) -> list
         p: dict[str, Any] = {"image_id": s.image_id}
         if s.annotation_id is not None:
             p["annotation_id"] = s.annotation_id
-        if ds.name == "coco":
-            p["category_id"] = 1
+        p.update(DATASET_KINDS[ds.name].prediction_fields)
         p.update(
             image=s.image.name,
             bbox=[float(v) for v in s.bbox],
@@ -195,7 +175,7 @@ def resolve_data(
             raise EdgeposeError(f"model {spec.name}: give the annotation file and the image folder to evaluate on")
         dataset = dataset or default[0]
         ann, images = default[1], default[2]
-    dataset = dataset or dataset_for_spec(spec)
+    dataset = dataset or spec.dataset
     if dataset not in DATASETS:
         raise EdgeposeError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     if DATASETS[dataset].num_keypoints != spec.num_keypoints:
@@ -249,6 +229,7 @@ def evaluate_dataset(
         "model": spec.name,
         "dataset": ds.name,
         "metric": DATASETS[ds.name].metric,
+        "headline": DATASET_KINDS[ds.name].headline,
         "ann": str(ds.ann_file),
         "images": str(ds.image_dir),
         "boxes": "detections" if ds.bbox_file else "ground truth",

@@ -264,6 +264,7 @@ def keypoints_from_heatmaps(
 
 # ------------------------------------------------------------------------------------------ pipeline
 Infer = Callable[[np.ndarray], np.ndarray]  # NCHW float32 batch -> NKHW heatmaps
+Tick = Callable[[str], None]  # called with a stage name when that stage is done (benchmark timing)
 
 
 @dataclass
@@ -292,21 +293,39 @@ class TopDownPipeline:
         crops = crop_batch(image, centers, scales, self.spec.input_size)
         return normalize(crops, self.spec.mean, self.spec.std)
 
-    def forward(self, infer: Infer, batch: np.ndarray) -> np.ndarray:
-        """Heatmaps for a normalised batch, averaged with the flipped pass when flip test is on."""
+    def forward(self, infer: Infer, batch: np.ndarray, tick: Tick | None = None) -> np.ndarray:
+        """Heatmaps for a normalised batch, averaged with the flipped pass when flip test is on.
+
+        ``tick(stage)`` (optional) is called after each stage: "infer", then "flip" (second pass + merge).
+        """
         heatmaps = np.asarray(infer(batch), dtype=np.float32)
+        if tick:
+            tick("infer")
         if self.flip_test:
             flipped = np.asarray(infer(np.ascontiguousarray(batch[..., ::-1])), dtype=np.float32)
             heatmaps = merge_flip(heatmaps, flipped, self.spec.flip_pairs, self.spec.shift_heatmap)
+            if tick:
+                tick("flip")
         return heatmaps
 
     def decode(self, heatmaps: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
         return keypoints_from_heatmaps(heatmaps, centers, scales, self.decoder)
 
-    def __call__(self, infer: Infer, image: np.ndarray, boxes: np.ndarray | None = None) -> np.ndarray:
-        """Keypoints ``(N, K, 3)`` for each xywh box (the whole image when no box is given)."""
+    def __call__(
+        self, infer: Infer, image: np.ndarray, boxes: np.ndarray | None = None, tick: Tick | None = None
+    ) -> np.ndarray:
+        """Keypoints ``(N, K, 3)`` for each xywh box (the whole image when no box is given).
+
+        ``tick(stage)`` (optional) is called after each stage, "pre" (centre/scale, crop, normalise), "infer",
+        "flip" (with flip test) and "decode", so that a benchmark times the stages this very code runs.
+        """
         if boxes is None or len(boxes) == 0:
             boxes = np.array([[0, 0, image.shape[1], image.shape[0]]], dtype=np.float32)
         centers, scales = self.boxes_to_center_scale(boxes)
         batch = self.preprocess(image, centers, scales)
-        return self.decode(self.forward(infer, batch), centers, scales)
+        if tick:
+            tick("pre")
+        keypoints = self.decode(self.forward(infer, batch, tick), centers, scales)
+        if tick:
+            tick("decode")
+        return keypoints

@@ -254,12 +254,20 @@ def test_without_torch_the_reference_comes_from_metadata(bench_env, tmp_path, mo
     assert row["status"] == "ok" and "delta" not in row["accuracy"]
     assert any("no reference accuracy" in n for n in rep["notes"])
 
-    write_sidecar(onnx, dict(meta, reference_accuracy={"AP": 0.75, "num_images": 3}))
+    ds = rep["config"]["dataset"]
+    recorded = {"metric": "AP", "value": 0.75, "ann_sha256": ds["ann_sha256"], "bbox_file_sha256": None,
+                "flip_test": True}  # fmt: skip
+    write_sidecar(onnx, dict(meta, reference_accuracy=recorded))
     rc, rep, _ = _bench(bench_env, tmp_path, files=[onnx], limit=None)
     acc = rep["rows"][1]["accuracy"]
     assert acc["reference"] == 0.75 and acc["delta"] == pytest.approx(acc["value"] - 0.75)
     assert acc["pass"] is (0.75 - acc["value"] <= 0.01)
-    assert rep["config"]["reference_accuracy"]["source"].startswith("artifact metadata")
+    assert rep["config"]["reference_accuracy"]["source"].startswith("recorded at conversion")
+
+    # recorded on other data (another annotation file's bytes): never compared
+    write_sidecar(onnx, dict(meta, reference_accuracy=dict(recorded, ann_sha256="0" * 64)))
+    rc, rep, _ = _bench(bench_env, tmp_path, files=[onnx], limit=None)
+    assert "delta" not in rep["rows"][1]["accuracy"] and rep["config"]["reference_accuracy"]["value"] is None
 
 
 def test_model_comes_from_the_artifacts_metadata(bench_env, tmp_path):

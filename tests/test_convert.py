@@ -20,8 +20,12 @@ for _m in CONVERT_DEPS:
 
 pytestmark = pytest.mark.slow  # the shared conversion takes ~1-2 minutes on 2 cores
 
-EXPECTED = {"onnx": ("fp32", "int8"), "tflite": ("fp32", "fp16", "int8"), "openvino": ("fp32", "fp16", "int8")}
-SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "openvino": ".xml"}
+from edgepose.converters import targets as _targets  # noqa: E402,F401  (registers every target)
+from edgepose.converters.base import TARGETS  # noqa: E402
+
+# Every registered target and precision: a new target or precision is converted and checked here for free.
+EXPECTED = {name: t.precisions for name, t in TARGETS.items()}
+SUFFIX = {name: t.suffix for name, t in TARGETS.items()}
 MIN_SNR = {"fp16": 40.0, "int8": 15.0}
 
 
@@ -89,6 +93,16 @@ def test_conversion_writes_every_artifact_offline(demo_conversion, demo_artifact
     assert {(a.target, a.precision) for a in demo_conversion.artifacts} == {
         (t, p) for t, ps in EXPECTED.items() for p in ps
     }
+
+
+def test_reference_accuracy_is_recorded_in_every_artifact(demo_conversion):
+    """convert measures the PyTorch original once on the demo's val split and records it (a torch-less device
+    bench then still reports drops). 0.7535 is the AP that `edgepose eval` measured when the model was trained."""
+    recs = [a.metadata["reference_accuracy"] for a in demo_conversion.artifacts]
+    assert all(r == recs[0] for r in recs)
+    rec = recs[0]
+    assert rec["metric"] == "AP" and round(rec["value"], 4) == 0.7535 and rec["flip_test"] is True
+    assert rec["num_images"] == 300 and len(rec["ann_sha256"]) == 64
 
 
 def test_parity_figures_meet_tolerance(demo_conversion):

@@ -23,6 +23,8 @@ def register(sub) -> None:
     p.add_argument("--allow-parity-failure", action="store_true", help="keep artifacts outside their tolerance")
     p.add_argument("--threads", type=int, help="threads for the parity runs")
     p.add_argument("--out", help="output folder (default: artifacts/<model>/)")
+    p.add_argument("--no-reference-accuracy", action="store_true", help="do not measure and record the PyTorch "
+                   "original's accuracy on the default evaluation data (it lets a torch-less device report drops)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(handler=run)
 
@@ -34,6 +36,7 @@ def run(args) -> int:
         model=args.model, checkpoint=args.checkpoint, targets=args.target, precisions=args.precision,
         calib=args.calib, num_calib=args.num_calib, dynamic_batch=args.dynamic_batch, int8_io=args.int8_io,
         allow_parity_failure=args.allow_parity_failure, out=args.out, threads=args.threads, progress=not args.quiet,
+        reference_accuracy=not args.no_reference_accuracy,
     )  # fmt: skip
     print(result.table())
     for note in result.notes:
