@@ -24,9 +24,9 @@ from typing import Any, Callable
 import numpy as np
 
 from edgepose import __version__
-from edgepose.artifact import FORMAT_VERSION, sidecar_path
 from edgepose.calibration import CalibrationSet, default_calibration_path, read_calibration
 from edgepose.errors import EdgeposeError
+from edgepose.runtimes.artifact import FORMAT_VERSION, sidecar_path
 from edgepose.spec import DEFAULT_MODEL, ModelSpec, get_spec
 
 from . import export as onnx_export

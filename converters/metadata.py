@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from edgepose.artifact import sidecar_path
 from edgepose.errors import EdgeposeError
 from edgepose.files import atomic_write
+from edgepose.runtimes.artifact import sidecar_path
 
 __all__ = ["write_sidecar", "write_metadata", "embed_metadata"]
 

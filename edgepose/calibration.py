@@ -69,9 +69,6 @@ class CalibrationSet:
         """The first ``num`` crops, normalised for ``spec``: float32 NCHW."""
         return normalize(self.crops[:num], spec.mean, spec.std)
 
-    def holdout_batch(self, spec: ModelSpec, num: int | None = None) -> np.ndarray:
-        return normalize(self.holdout[:num], spec.mean, spec.std)
-
 
 # ------------------------------------------------------------------------------------------- files
 def read_calibration(path: str | Path, spec: ModelSpec | None = None) -> CalibrationSet:

@@ -56,8 +56,12 @@ def predict_image(
     boxes: Sequence[Sequence[float]] | None = None,
     flip_test: bool | None = None,
     decoder: str = "default",
+    image: np.ndarray | None = None,
 ) -> Prediction:
-    image = read_image(image_path)
+    """Keypoints for ``boxes`` (the whole image when none) in ``image_path``; pass ``image`` (RGB) when it is
+    already read, so that the file is decoded once."""
+    if image is None:
+        image = read_image(image_path)
     if not boxes:
         boxes = [[0.0, 0.0, float(image.shape[1]), float(image.shape[0])]]
     boxes_arr = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from edgepose.artifact import KEY
 from edgepose.files import atomic_write
+from edgepose.runtimes.artifact import KEY
 
 from ..base import Context, Converted, Timer, quiet, register_target, require, version_of
 from ..export import INPUT_NAME, OPSET, OUTPUT_NAME, onnx_io

@@ -12,8 +12,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from edgepose.artifact import KEY
 from edgepose.files import atomic_write
+from edgepose.runtimes.artifact import KEY
 
 from ..base import Context, Converted, Timer, io_spec, quiet, register_target, require, version_of
 

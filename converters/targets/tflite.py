@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from edgepose.artifact import KEY
 from edgepose.errors import EdgeposeError
 from edgepose.files import atomic_write
+from edgepose.runtimes.artifact import KEY
 
 from ..base import Context, Converted, Timer, io_spec, quiet, register_target, require, version_of
 from ..export import export_onnx

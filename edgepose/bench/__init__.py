@@ -137,7 +137,7 @@ def _progress(cfg: BenchConfig, msg: str) -> None:
 
 def _model_of(artifacts: Sequence[str | Path]) -> str | None:
     """The registered model that the first given artifact's metadata names (so --model may be left out)."""
-    from ..artifact import read_metadata
+    from ..runtimes.artifact import read_metadata
     from ..spec import MODELS
 
     try:

@@ -97,8 +97,8 @@ def bench_row(
     **runtime_options: Any,
 ) -> BenchRow:
     """Measure one artifact; never raises for the artifact's own faults (the row says ``failed`` and why)."""
-    from ..artifact import read_metadata
     from ..runtimes import RUNTIMES, engine_for, load_runtime
+    from ..runtimes.artifact import read_metadata
 
     row = BenchRow(path.name, str(path), reference=reference)
     rt = None

@@ -26,12 +26,12 @@ def run(args) -> int:
     from ..visualize import draw_keypoints
 
     boxes = [parse_bbox(b) for b in args.bbox]
-    read_image(args.image)  # fail on a bad image before loading any model
+    image = read_image(args.image)  # read once, and fail on a bad image before loading any model
     from ..runtimes.open import open_model
 
     spec, rt = open_model(args.model, args.checkpoint, args.artifact, args.threads)
-    pred = predict_image(spec, rt, args.image, boxes, flip_test=not args.no_flip, decoder=args.decoder)
-    drawn = draw_keypoints(read_image(args.image), pred.keypoints, spec, pred.boxes, args.score_thr)
+    pred = predict_image(spec, rt, args.image, boxes, flip_test=not args.no_flip, decoder=args.decoder, image=image)
+    drawn = draw_keypoints(image, pred.keypoints, spec, pred.boxes, args.score_thr)
     write_image(args.out, drawn)
     if args.json_out:
         write_json(args.json_out, pred.to_json(spec))

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ...artifact import KEY, read_metadata
 from ...errors import EdgeposeError
+from ..artifact import KEY, read_metadata
 from ..base import Runtime, RuntimeOptions, register_runtime
 from ..io import dequantize, from_layout, quantize, to_layout
 
@@ -66,7 +66,7 @@ class LiteRtRuntime(Runtime):
 
     @classmethod
     def read_embedded(cls, path):
-        from ...artifact import tflite_metadata_entries
+        from ..artifact import tflite_metadata_entries
 
         return tflite_metadata_entries(path).get(KEY)
 

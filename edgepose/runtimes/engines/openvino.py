@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ...artifact import KEY, read_metadata
 from ...errors import EdgeposeError
+from ..artifact import KEY, read_metadata
 from ..base import Runtime, RuntimeOptions, register_runtime
 from ..io import from_layout, to_layout
 
