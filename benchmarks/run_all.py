@@ -86,6 +86,9 @@ def overhead_line(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from edgepose.cli import setup_logging
+
+    setup_logging()  # progress of convert and bench on stderr
     from edgepose.bench import BenchConfig, run_bench
     from edgepose.bench.plot import write_plot
     from edgepose.bench.report import (
@@ -93,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         markdown,
         replace_between_markers,
         summary_markdown,
-        write_file,
         write_json,
     )
+    from edgepose.files import atomic_write as write_file
 
     out = args.artifacts or REPO / "artifacts" / args.model
     if not args.skip_convert:
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = ["", "Speed targets (model alone, batch 1, 2 threads, 2-core x86 with AVX-512 VNNI/AMX):", "",
                "| artifact | target p50 ms | measured p50 ms | |", "|---|---:|---:|---|", *target_lines(report),
                "", overhead_line(report)]  # fmt: skip
-    write_file(stem.with_suffix(".md"), (markdown(report) + "\n".join(targets) + "\n").encode())
+    write_file(stem.with_suffix(".md"), markdown(report) + "\n".join(targets) + "\n")
     skipped = write_plot(report, stem.with_suffix(".png"))
     print(skipped or f"run_all: wrote {stem}.{{json,md,png}}", file=sys.stderr)
 
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run_all: {args.readme} has no bench markers; left unchanged", file=sys.stderr)
         else:
             mode = args.readme.stat().st_mode & 0o777
-            write_file(args.readme, new.encode())
+            write_file(args.readme, new)
             args.readme.chmod(mode)
             print(f"run_all: updated the bench section of {args.readme}", file=sys.stderr)
     return 1 if all(r["status"] != "ok" for r in report["rows"] if not r["reference"]) else 0
