@@ -29,7 +29,7 @@ from edgepose.errors import EdgeposeError
 from edgepose.runtimes.artifact import FORMAT_VERSION, sidecar_path
 from edgepose.spec import DEFAULT_MODEL, ModelSpec, get_spec
 
-from . import export as onnx_export
+from . import export
 from . import targets as _targets  # noqa: F401  (registers every target module in converters/targets/)
 from .base import PRECISIONS, TARGETS, Context, Converted, Timer, quiet, require, version_of
 from .metadata import write_metadata, write_sidecar
@@ -149,7 +149,7 @@ def _base_metadata(spec: ModelSpec, c: Converted, source: dict, dynamic_batch: b
         "conversion": {
             **c.details,
             "seconds": round(c.seconds, 2),
-            "opset": onnx_export.OPSET,
+            "opset": export.OPSET,
             "dynamic_batch": dynamic_batch,
         },  # fmt: skip
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -233,9 +233,9 @@ def convert(
         ctx = Context(spec, torch_model, workdir / "export.onnx", workdir, calib_batch.astype(np.float32),
                       dynamic_batch, int8_io, spec.name, say)  # fmt: skip
         with Timer() as t:
-            onnx_export.export_onnx(torch_model, spec, ctx.onnx_path, dynamic_batch=dynamic_batch)
+            export.export_onnx(torch_model, spec, ctx.onnx_path, dynamic_batch=dynamic_batch)
         result.timings["onnx_export"] = t.seconds
-        say(f"onnx: exported and checked in {t.seconds:.1f} s (opset {onnx_export.OPSET})")
+        say(f"onnx: exported and checked in {t.seconds:.1f} s (opset {export.OPSET})")
 
         import torch
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from edgepose.converters.metadata import write_sidecar
 
-from edgepose.bench import machine as sysinfo
+from edgepose.bench import machine
 from edgepose.bench.data import artifact_files, artifact_size, discover_artifacts, guess_precision
 from edgepose.bench.report import replace_between_markers
 from edgepose.bench.timing import summarize, time_calls
@@ -50,9 +50,9 @@ def test_time_calls_counts_warmup_and_runs():
 
 
 def test_peak_memory_sees_an_allocation():
-    if not sysinfo.reset_peak_rss():
+    if not machine.reset_peak_rss():
         pytest.skip("the RSS high-water mark cannot be reset on this OS")
-    with sysinfo.PeakMemory() as m:
+    with machine.PeakMemory() as m:
         a = np.ones(40_000_000, dtype=np.uint8)  # 40 MB, touched
         del a
     assert m.method == "hwm" and 38e6 <= m.delta <= 80e6
@@ -75,7 +75,7 @@ def test_readme_markers_replaced_and_missing(tmp_path):
 
 
 def test_machine_info_has_the_facts():
-    m = sysinfo.machine_info(threads=2)
+    m = machine.machine_info(threads=2)
     assert m["threads"] == 2 and m["logical_cpus"] == os.cpu_count() and m["cpu"]
     assert m["versions"]["numpy"] == np.__version__ and m["python"] == ".".join(map(str, sys.version_info[:3]))
 

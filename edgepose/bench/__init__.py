@@ -54,7 +54,7 @@ class BenchConfig:
     max_drop: float | None = None  # None: DEFAULT_MAX_DROP by precision
     device: str = "cpu"  # cpu, cuda, cuda:N, tensorrt, gpu (see edgepose.runtimes.devices)
     allow_fallback: bool = False  # run on CPU (and say so in the row) when the device is missing
-    batch_sizes: Sequence[int] = ()  # batched sweep (edgepose.bench_batch); empty: none
+    batch_sizes: Sequence[int] = ()  # batched sweep (edgepose.bench.batch); empty: none
     eval_batch: int = 16
     progress: bool = True
 
