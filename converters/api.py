@@ -26,7 +26,7 @@ import numpy as np
 from edgepose import __version__
 from edgepose.calibration import CalibrationSet, default_calibration_path, read_calibration
 from edgepose.errors import EdgeposeError
-from edgepose.runtimes.artifact import FORMAT_VERSION, sidecar_path
+from edgepose.runtimes.artifact import FORMAT_VERSION, INPUT_FLOAT, INPUT_UINT8, sidecar_path
 from edgepose.spec import DEFAULT_MODEL, ModelSpec, get_spec
 
 from . import export
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 NUM_CALIB = 100
 NUM_PARITY = 16
 PARITY_SEED = 4242  # synthetic parity crops when a calibration file has no holdout (train 777, val 20241)
+INPUTS = {"float": INPUT_FLOAT, "uint8": INPUT_UINT8}  # --input choices -> metadata input.kind
 
 
 @dataclass
@@ -131,7 +132,7 @@ def _calibration(spec: ModelSpec, calib: str | Path | None, need_int8: bool) -> 
     return read_calibration(path, spec)
 
 
-def _base_metadata(spec: ModelSpec, c: Converted, source: dict, dynamic_batch: bool) -> dict[str, Any]:
+def _base_metadata(spec: ModelSpec, c: Converted, source: dict, dynamic_batch: bool, kind: str) -> dict[str, Any]:
     tools = {"edgepose": __version__, "python": platform.python_version(), "torch": version_of("torch"),
              "onnx": version_of("onnx"), **c.tools}  # fmt: skip
     return {
@@ -141,8 +142,8 @@ def _base_metadata(spec: ModelSpec, c: Converted, source: dict, dynamic_batch: b
         "model": spec.to_dict(),
         "batch": c.input["shape"][0] if c.input.get("shape") else (None if dynamic_batch else 1),
         "decode": "default",
-        "layout": c.layout,
-        "input": c.input,
+        "layout": {**c.layout, "input": "NHWC"} if kind == INPUT_UINT8 else c.layout,
+        "input": {**c.input, "kind": kind},
         "output": c.output,
         "tools": tools,
         "source": source,
@@ -166,6 +167,7 @@ def convert(
     num_parity: int = NUM_PARITY,
     dynamic_batch: bool = False,
     int8_io: bool = False,
+    input: str = "float",  # noqa: A002 - the CLI's --input
     allow_parity_failure: bool = False,
     out: str | Path | None = None,
     threads: int | None = None,
@@ -177,6 +179,9 @@ def convert(
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow (NNCF does, too)
     target_names = parse_list(targets, list(TARGETS), "target", all_ok=True)
     precs = parse_list(precisions, PRECISIONS, "precision")
+    kind = INPUTS.get(str(input).lower()) or (input if input in INPUTS.values() else None)
+    if kind is None:
+        raise EdgeposeError(f"--input {input}: choose {' or '.join(INPUTS)}")
     plan: dict[str, list[str]] = {}
     notes: list[str] = []
     for t in target_names:
@@ -213,13 +218,15 @@ def convert(
     result.timings["load_checkpoint"] = t_load.seconds
 
     calib_batch = cset.calibration_batch(spec, num_calib) if (cset is not None and need_int8) else np.zeros((0,))
+    calib_crops = cset.crops[:num_calib] if (cset is not None and need_int8) else np.zeros((0,), np.uint8)
     if cset is not None and len(cset.holdout):
         parity_crops, parity_from = cset.holdout[:num_parity], f"holdout crops of {cset.path.name}"
     else:
         parity_crops, parity_from = synthetic_parity_crops(spec, num_parity), f"synthetic crops (seed {PARITY_SEED})"
     from edgepose.processing import normalize
 
-    parity_inputs = normalize(parity_crops, spec.mean, spec.std)
+    parity_inputs = normalize(parity_crops, spec.mean, spec.std)  # what PyTorch takes
+    artifact_inputs = parity_crops if kind == INPUT_UINT8 else parity_inputs  # what the artifacts take
     calib_info = None
     if need_int8 and cset is not None:
         calib_info = {"file": cset.path.name if cset.path else None, "bundled": calib is None,
@@ -231,9 +238,9 @@ def convert(
     workdir = Path(tempfile.mkdtemp(dir=out_dir, prefix=".convert-"))
     try:
         ctx = Context(spec, torch_model, workdir / "export.onnx", workdir, calib_batch.astype(np.float32),
-                      dynamic_batch, int8_io, spec.name, say)  # fmt: skip
+                      dynamic_batch, int8_io, spec.name, say, input_kind=kind, calib_crops=calib_crops)  # fmt: skip
         with Timer() as t:
-            export.export_onnx(torch_model, spec, ctx.onnx_path, dynamic_batch=dynamic_batch)
+            export.export_onnx(torch_model, spec, ctx.onnx_path, dynamic_batch=dynamic_batch, input_kind=kind)
         result.timings["onnx_export"] = t.seconds
         say(f"onnx: exported and checked in {t.seconds:.1f} s (opset {export.OPSET})")
 
@@ -261,16 +268,17 @@ def convert(
             say(f"{name}: {', '.join(ps)} done in {t.seconds:.1f} s")
 
         for c in converted:
-            meta = _base_metadata(spec, c, source, dynamic_batch)
+            meta = _base_metadata(spec, c, source, dynamic_batch, kind)
             if c.precision == "int8" and calib_info:
                 meta["calibration"] = calib_info
             if ref_acc:
                 meta["reference_accuracy"] = ref_acc
             write_sidecar(c.path, meta)  # the runtime reads layout and quantisation from it
             with Timer() as t:
-                figures = _run_parity(c.path, parity_inputs, reference, threads)
+                figures = _run_parity(c.path, artifact_inputs, reference, threads)
             failed = check(figures, c.precision)
-            meta["parity"] = {**figures, "inputs": parity_from, "tolerance": tolerance_dict(c.precision),
+            inputs = parity_from + (" (fed as uint8 crops)" if kind == INPUT_UINT8 else "")
+            meta["parity"] = {**figures, "inputs": inputs, "tolerance": tolerance_dict(c.precision),
                               "passed": not failed, "failed": failed}  # fmt: skip
             write_metadata(c.path, meta)
             files = [*c.extra_files, sidecar_path(c.path), c.path]
@@ -280,7 +288,8 @@ def convert(
                                                    c.seconds, size, meta))  # fmt: skip
             result.timings[f"parity_{c.target}_{c.precision}"] = t.seconds
             status = "ok" if not failed else "OUT OF TOLERANCE: " + "; ".join(failed)
-            say(f"{c.path.name}: parity SNR {figures['snr_db']:.1f} dB, rel {figures['rel_max_err']:.1e} ({status})")
+            say(f"{c.path.name}: parity SNR {figures['snr_db']:.1f} dB, rel {figures['rel_max_err']:.1e} ({status})"
+                + _default_note(figures))
 
         result.notes += ctx.notes
         bad = [a for a in result.artifacts if a.failed]
@@ -300,6 +309,14 @@ def convert(
     return result
 
 
+def _default_note(figures: dict[str, Any]) -> str:
+    d = figures.get("default")
+    if not d or d.get("same_as_checked"):
+        return ""
+    return (f"; checked in {figures['precision_used']}, the engine's default runs {d['precision_used']}: "
+            f"SNR {d['snr_db']:.1f} dB, rel {d['rel_max_err']:.1e}")
+
+
 def _run_target(name: str, ctx: Context, precisions: list[str]) -> list[Converted]:
     """One target's conversion; an unexpected crash becomes one line (``EDGEPOSE_DEBUG=1`` keeps the traceback)."""
     try:
@@ -314,11 +331,24 @@ def _run_target(name: str, ctx: Context, precisions: list[str]) -> list[Converte
 
 
 def _run_parity(path: Path, inputs: np.ndarray, reference: np.ndarray, threads: int | None) -> dict[str, Any]:
-    from edgepose.runtimes import load_runtime
+    """Parity figures of the artifact computing in float32 where its engine can be told to (the figures the
+    tolerance checks; OpenVINO's ``inference_precision="f32"``), and, under ``"default"``, the figures of the
+    engine's own default precision (bf16 on AMX CPUs for OpenVINO) when that differs: what users get."""
+    from edgepose.runtimes import load_runtime, runtime_for
 
+    cls = runtime_for(path)
+    strict = dict(cls.strict_options) if cls is not None else {}
     with quiet(f"running {path.name}"):
-        out = load_runtime(path, threads=threads)(inputs)
-    return compare(reference, out)
+        rt = load_runtime(path, threads=threads, **strict)
+        figures = compare(reference, rt(inputs))
+    figures.update(precision_used=rt.precision_used, runtime_options=strict)
+    if strict:
+        with quiet(f"running {path.name} at the engine's default precision"):
+            rt = load_runtime(path, threads=threads)
+            same = rt.precision_used == figures["precision_used"]
+            figures["default"] = {"precision_used": rt.precision_used, "same_as_checked": same,
+                                  **({} if same else compare(reference, rt(inputs)))}  # fmt: skip
+    return figures
 
 
 __all__ = ["convert", "ConversionResult", "ArtifactResult", "TOLERANCES", "NUM_CALIB", "NUM_PARITY"]

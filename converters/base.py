@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgepose.artifact import INPUT_FLOAT, INPUT_UINT8
 from edgepose.errors import EdgeposeError
 from edgepose.spec import ModelSpec
 
@@ -40,9 +41,22 @@ class Context:
     stem: str = ""  # file name stem: "<model>" -> "<model>_<precision>.<suffix>"
     log: Callable[[str], None] = print
     notes: list[str] = field(default_factory=list)  # said to the user at the end
+    input_kind: str = INPUT_FLOAT  # INPUT_UINT8: the exported model takes uint8 NHWC RGB crops
+    calib_crops: np.ndarray | None = None  # the uint8 NHWC crops ``calib`` was normalised from
+
+    @property
+    def uint8_input(self) -> bool:
+        return self.input_kind == INPUT_UINT8
+
+    def calib_inputs(self) -> np.ndarray:
+        """The calibration batch as the exported model takes it: ``calib``, or the uint8 NHWC crops."""
+        if not self.uint8_input:
+            return self.calib
+        return self.calib_crops if self.calib_crops is not None else np.zeros((0,), np.uint8)
 
     def artifact_path(self, precision: str, suffix: str) -> Path:
-        return self.workdir / f"{self.stem or self.spec.name}_{precision}{suffix}"
+        """``<stem>_<precision>[_u8in]<suffix>`` in the work dir (``_u8in``: takes uint8 crops)."""
+        return self.workdir / f"{self.stem or self.spec.name}_{precision}{'_u8in' if self.uint8_input else ''}{suffix}"
 
 
 @dataclass

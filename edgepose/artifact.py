@@ -6,11 +6,16 @@ workstation side (:mod:`edgepose.converters.metadata`). Apps and scripts import 
 
 from .runtimes.artifact import (  # noqa: F401
     FORMAT_VERSION,
+    INPUT_FLOAT,
+    INPUT_KINDS,
+    INPUT_UINT8,
     KEY,
+    input_kind,
     read_embedded,
     read_metadata,
     sidecar_path,
     tflite_metadata_entries,
 )
 
-__all__ = ["FORMAT_VERSION", "KEY", "read_embedded", "read_metadata", "sidecar_path", "tflite_metadata_entries"]
+__all__ = ["FORMAT_VERSION", "KEY", "INPUT_FLOAT", "INPUT_UINT8", "INPUT_KINDS", "input_kind", "read_embedded",
+           "read_metadata", "sidecar_path", "tflite_metadata_entries"]  # fmt: skip

@@ -17,7 +17,7 @@ import numpy as np
 from .datasets import DATASET_KINDS, Dataset, load_dataset
 from .errors import EdgeposeError
 from .metrics import rescore
-from .processing import Infer, TopDownPipeline, read_image
+from .processing import Infer, TopDownPipeline, input_kind_of, read_image
 from .spec import DATASETS, ModelSpec
 
 __all__ = [
@@ -91,7 +91,7 @@ def predict_dataset(
     """
     if batch_size < 1:
         raise EdgeposeError(f"batch size must be at least 1, got {batch_size}")
-    pipe = TopDownPipeline(spec, flip_test=flip_test, decoder=decoder)
+    pipe = TopDownPipeline(spec, flip_test=flip_test, decoder=decoder, input_kind=input_kind_of(infer))
     n = len(ds.samples)
     out = np.zeros((n, spec.num_keypoints, 3), dtype=np.float32)
     centers = np.stack([s.center for s in ds.samples]).astype(np.float32)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import EdgeposeError
 from .files import atomic_write
-from .processing import Infer, TopDownPipeline, read_image
+from .processing import Infer, TopDownPipeline, input_kind_of, read_image
 from .spec import ModelSpec
 
 
@@ -65,7 +65,7 @@ def predict_image(
     if not boxes:
         boxes = [[0.0, 0.0, float(image.shape[1]), float(image.shape[0])]]
     boxes_arr = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    pipe = TopDownPipeline(spec, flip_test=flip_test, decoder=decoder)
+    pipe = TopDownPipeline(spec, flip_test=flip_test, decoder=decoder, input_kind=input_kind_of(infer))
     return Prediction(str(image_path), boxes_arr, pipe(infer, image, boxes_arr))
 
 

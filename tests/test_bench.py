@@ -176,7 +176,61 @@ def test_bench_every_converted_artifact(bench_env, demo_artifacts, demo_checkpoi
     assert rc == 0
     _check_report(rep, out, arts)
     ov = [r for r in rep["rows"] if r["format"] == "xml" and r["precision"] == "fp32"][0]
-    assert ov["precision_used"] == "fp32"  # the runtime asked OpenVINO for f32; bench reads back what ran
+    assert ov["precision_used"] == _plain_openvino_precision(ov["path"])  # the plugin's own choice, read back
+
+
+def _plain_openvino_precision(path) -> str:
+    """What OpenVINO's CPU plugin computes an IR in when nobody asks (read here without edgepose)."""
+    import openvino as ov
+
+    hint = ov.Core().compile_model(str(path), "CPU").get_property("INFERENCE_PRECISION_HINT").to_string()
+    return {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[hint]
+
+
+def test_labels_say_what_ran():
+    from edgepose.bench.report import label
+
+    row = lambda fmt, prec, used, **kw: {"format": fmt, "precision": prec, "precision_used": used, "status": "ok", **kw}
+    assert label(row("xml", "fp32", "bf16")) == "OpenVINO FP32 (ran bf16)"
+    assert label(row("xml", "fp32", "fp32")) == "OpenVINO FP32"
+    assert label(row("xml", "int8", "bf16")) == "OpenVINO INT8 (float ops bf16)"
+    assert label(row("xml", "int8", "fp32")) == "OpenVINO INT8"
+    assert label(row("tflite", "fp16", "fp32")) == "TFLite FP16 (ran fp32)"
+    assert label(row("onnx", "fp32", "fp32")) == "ONNX FP32"
+    assert label(row("pth", "fp32", "tf32", reference=True)) == "PyTorch FP32 (ran tf32) (ref)"
+    u8 = row("tflite", "int8", "fp32", runtime_info={"input_kind": "uint8_nhwc_rgb"})
+    assert label(u8) == "TFLite INT8 uint8-in"
+
+
+def test_strict_precision_adds_a_float32_row_where_the_default_is_not(bench_env, tmp_path):
+    """An OpenVINO FP32 IR: the default row runs what the plugin picks (bf16 on AMX CPUs, said in its label),
+    --strict-precision adds the same artifact with float32 forced; each row's accuracy is its own."""
+    if not {"onnxruntime", "openvino"} <= set(RUNTIMES):
+        pytest.skip("needs the onnxruntime and openvino runtimes")
+    import openvino as ov
+
+    from edgepose.artifact import read_metadata
+    from edgepose.bench.report import label
+
+    onnx = bench_env["files"][-1]
+    xml = tmp_path / "demo_coco_256x192_fp32.xml"
+    ov.save_model(ov.Core().read_model(str(onnx)), str(xml), compress_to_fp16=False)
+    write_sidecar(xml, dict(read_metadata(onnx), format="openvino"))
+    plain = _plain_openvino_precision(xml)
+    rc, rep, out = _bench(bench_env, tmp_path, "--strict-precision", "--no-reference", files=[xml])
+    assert rc == 0
+    rows = rep["rows"]
+    assert rows[0]["precision_used"] == plain and rows[0]["runtime_info"]["inference_precision_asked"] == "auto"
+    if plain == "fp32":  # no bf16 on this CPU: the default row is the strict one already
+        assert len(rows) == 1 and label(rows[0]) == "OpenVINO FP32"
+        return
+    default, strict = rows
+    assert label(default) == f"OpenVINO FP32 (ran {plain})" and label(strict) == "OpenVINO FP32"
+    assert strict["precision_used"] == "fp32" and strict["runtime_options"] == {"inference_precision": "f32"}
+    assert strict["name"] == "demo_coco_256x192_fp32.xml [inference_precision=f32]"
+    assert default["accuracy"]["value"] is not None and strict["accuracy"]["value"] is not None
+    md = out["md"].read_text()
+    assert f"demo_coco_256x192_fp32.xml (ran {plain})" in md and "[inference_precision=f32]" in md
 
 
 def _companions(path: str) -> list[str]:

@@ -114,14 +114,15 @@ def test_parity_figures_meet_tolerance(demo_conversion):
         else:
             assert par["snr_db"] >= MIN_SNR[a.precision]
         assert par["n"] == 16 and par["inputs"].startswith("holdout crops of default_256x192.npz")
+        assert par["precision_used"] == "fp32"  # the checked figures: float ops in float32 on every engine
 
 
 @pytest.mark.parametrize("target,precision", [(t, p) for t, ps in EXPECTED.items() for p in ps])
 def test_runtime_heatmaps_match_pytorch(demo_artifacts, real_inputs, torch_reference, target, precision):
-    from edgepose.runtimes import load_runtime
+    from edgepose.runtimes import load_runtime, runtime_for
 
     path = demo_artifacts / f"demo_coco_256x192_{precision}{SUFFIX[target]}"
-    rt = load_runtime(path)
+    rt = load_runtime(path, **runtime_for(path).strict_options)  # float ops in float32 (OpenVINO: not bf16)
     out = rt(real_inputs)  # a batch through a batch-1 artifact: chunked by the runtime
     assert out.shape == torch_reference.shape == (len(real_inputs), 17, 64, 48)
     if precision == "fp32":
@@ -134,12 +135,38 @@ def test_runtime_heatmaps_match_pytorch(demo_artifacts, real_inputs, torch_refer
     assert rt.precision == precision and rt.batch_size == 1
 
 
-def test_openvino_fp32_really_runs_in_f32(demo_artifacts):
+def test_openvino_parity_checked_in_f32_with_the_default_beside(demo_conversion):
+    """FP32 tolerance (1e-4) is checked on OpenVINO computing in f32; what the plugin runs by default (bf16 on
+    AMX CPUs) is recorded beside it, with its own figures when it differs."""
+    import openvino as ov
+
+    for a in demo_conversion.artifacts:
+        if a.target != "openvino":
+            continue
+        par = a.metadata["parity"]
+        assert par["precision_used"] == "fp32" and par["runtime_options"] == {"inference_precision": "f32"}
+        plain = ov.Core().compile_model(str(a.path), "CPU").get_property("INFERENCE_PRECISION_HINT").to_string()
+        d = par["default"]
+        assert d["precision_used"] == {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[plain]
+        assert d["same_as_checked"] is (plain == "f32")
+        if plain != "f32" and a.precision != "int8":
+            assert 30.0 < d["snr_db"] < par["snr_db"]  # bf16 keeps 8 mantissa bits: ~40 dB, far below f32's
+
+
+def test_litert_fp16_artifact_computes_in_fp32(demo_artifacts, real_inputs):
+    """FP16 TFLite widens its fp16 weights and runs float32 kernels, XNNPACK included: XNNPACK's output equals
+    the built-in float32 kernels' to float32 rounding (fp16 arithmetic would differ by ~1e-3 of the peak)."""
+    from edgepose.bench.report import label
     from edgepose.runtimes import load_runtime
 
-    rt = load_runtime(demo_artifacts / "demo_coco_256x192_fp32.xml")
-    assert rt.info()["inference_precision"] == "f32"
-    assert rt.info()["version"]
+    path = demo_artifacts / "demo_coco_256x192_fp16.tflite"
+    xnn = load_runtime(path)
+    builtin = load_runtime(path, xnnpack=False)
+    a, b = xnn(real_inputs[:4]), builtin(real_inputs[:4])
+    assert np.abs(a - b).max() / np.abs(b).max() < 1e-5
+    assert xnn.precision_used == "fp32" and xnn.precision == "fp16"
+    row = {"format": "tflite", "precision": "fp16", "precision_used": xnn.precision_used, "status": "ok"}
+    assert label(row) == "TFLite FP16 (ran fp32)"
 
 
 def _spec_dict():

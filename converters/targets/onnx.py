@@ -102,7 +102,7 @@ def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
                 details = to_fp16(ctx.onnx_path, dst)
             else:
                 ctx.log(f"onnx int8: ONNX Runtime static quantisation on {len(ctx.calib)} crops")
-                details = quantize_onnx(ctx.onnx_path, dst, ctx.calib, 1 if not ctx.dynamic_batch else 8)
+                details = quantize_onnx(ctx.onnx_path, dst, ctx.calib_inputs(), 1 if not ctx.dynamic_batch else 8)
         out.append(Converted("onnx", p, dst, input=inp, output=outp, tools=tools, details=details, seconds=t.seconds))
     return out
 

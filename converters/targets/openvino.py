@@ -21,7 +21,7 @@ from ..base import Context, Converted, Timer, io_spec, quiet, register_target, r
 def _io(model: Any) -> tuple[dict, dict]:
     def desc(port: Any) -> dict:
         shape = [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
-        return io_spec(port.get_any_name(), shape, "float32")
+        return io_spec(port.get_any_name(), shape, port.get_element_type().to_dtype().name)
 
     return desc(model.inputs[0]), desc(model.outputs[0])
 
@@ -63,7 +63,7 @@ def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
             if p == "int8":
                 ctx.log(f"openvino int8: NNCF on {len(ctx.calib)} crops")
                 # NNCF changes the model in place in some versions: quantise a fresh copy
-                q, details = quantize_nncf(core.read_model(str(ctx.onnx_path)), ctx.calib, ctx.dynamic_batch)
+                q, details = quantize_nncf(core.read_model(str(ctx.onnx_path)), ctx.calib_inputs(), ctx.dynamic_batch)
                 tools = {**tools, "nncf": version_of("nncf")}
                 with quiet("OpenVINO save_model"):
                     ov.save_model(q, str(dst), compress_to_fp16=False)

@@ -74,7 +74,7 @@ def onnx_to_saved_model(onnx_path: Path, saved_model: Path, sample: np.ndarray) 
             )
     finally:
         o2t.download_test_image_data = original
-    spec = tf.TensorSpec(model.inputs[0].shape, tf.float32, "input")
+    spec = tf.TensorSpec(model.inputs[0].shape, model.inputs[0].dtype, "input")  # float32, or uint8 crops
     with quiet("SavedModel export"):
         archive = tf_keras.export.ExportArchive()
         archive.track(model)
@@ -102,7 +102,8 @@ def tflite_from_saved_model(
         conv.representative_dataset = representative
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if int8_io:
-            conv.inference_input_type = tf.int8
+            if data.dtype != np.uint8:  # a uint8-crop input stays as it is: the bytes are the input
+                conv.inference_input_type = tf.int8
             conv.inference_output_type = tf.int8
     with quiet(f"TFLite {precision} conversion"):
         return conv.convert()
@@ -134,13 +135,21 @@ def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
         if ctx.dynamic_batch:  # onnx2tf cannot build ConvTranspose with an unknown batch: convert batch 1
             ctx.notes.append("tflite: dynamic batch is not supported (onnx2tf, ConvTranspose); TFLite files have "
                              "batch 1 and the runtime splits larger batches")  # fmt: skip
-            onnx_path = saved_model.parent / "static_batch.onnx"
-            export_onnx(ctx.model, ctx.spec, onnx_path, dynamic_batch=False)
+        if ctx.dynamic_batch or ctx.uint8_input:
+            # uint8 crops: onnx2tf gets the uint8 input in NCHW (no transpose in the graph) and moves it channels
+            # last itself, as it does every input: the TFLite input is then uint8 N x H x W x 3
+            onnx_path = saved_model.parent / "for_onnx2tf.onnx"
+            export_onnx(ctx.model, ctx.spec, onnx_path, dynamic_batch=False, input_kind=ctx.input_kind,
+                        uint8_layout="NCHW")  # fmt: skip
         ctx.log("tflite: onnx2tf -> SavedModel (NHWC)")
         onnx_to_saved_model(onnx_path, saved_model, _sample_images(ctx.calib, ctx.spec.mean, ctx.spec.std))
     ctx.log(f"tflite: SavedModel ready in {t0.seconds:.1f} s")
     out = []
     calib_nhwc = np.ascontiguousarray(ctx.calib.transpose(0, 2, 3, 1)) if len(ctx.calib) else None
+    if ctx.uint8_input:
+        calib_nhwc = ctx.calib_inputs() if len(ctx.calib_inputs()) else None
+        if ctx.int8_io:
+            ctx.notes.append("tflite: --int8-io with --input uint8: the input stays the uint8 crop, the output is int8")
     for i, p in enumerate(precisions):
         with Timer() as t:
             if p == "int8":

@@ -56,6 +56,7 @@ class BenchConfig:
     allow_fallback: bool = False  # run on CPU (and say so in the row) when the device is missing
     batch_sizes: Sequence[int] = ()  # batched sweep (edgepose.bench.batch); empty: none
     eval_batch: int = 16
+    strict_precision: bool = False  # also bench each artifact with its engine's strict_options (float32 compute)
     progress: bool = True
 
 
@@ -124,6 +125,11 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
                 row = bench_row(cfg, spec, path, data, (image, boxes))
             _progress(cfg, f"[{i}/{len(jobs)}] {path.name}: " + (row.error or _row_summary(row, report.metric)))
             report.rows.append(row)
+            strict = _strict_options(cfg, row)
+            if strict:
+                row = bench_row(cfg, spec, path, data, (image, boxes), **strict)
+                _progress(cfg, f"[{i}/{len(jobs)}] {row.name}: " + (row.error or _row_summary(row, report.metric)))
+                report.rows.append(row)
     report.machine["load_average_end"] = machine.load_average()
     report.rows.sort(key=lambda r: not r.reference)  # the reference first
     finish(report, cfg)
@@ -133,6 +139,17 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
 def _progress(cfg: BenchConfig, msg: str) -> None:
     if cfg.progress:
         log.info("bench: %s", msg)
+
+
+def _strict_options(cfg: BenchConfig, row: BenchRow) -> dict[str, Any]:
+    """With ``--strict-precision``: the options that make the row's engine compute in float32, when its default
+    did not (OpenVINO on AMX/AVX512-BF16 CPUs); empty otherwise (the default row already is the strict one)."""
+    from ..runtimes import RUNTIMES
+
+    cls = RUNTIMES.get(row.engine or "")
+    if not cfg.strict_precision or row.reference or row.status != "ok" or cls is None:
+        return {}
+    return dict(cls.strict_options) if cls.strict_options and row.precision_used != "fp32" else {}
 
 
 def _model_of(artifacts: Sequence[str | Path]) -> str | None:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..processing import TopDownPipeline
+from ..processing import TopDownPipeline, input_kind_of
 from ..spec import ModelSpec
 from .timing import summarize, time_stages
 
@@ -50,7 +50,7 @@ def time_batch(
     runs: int, warmup: int,
 ) -> dict[str, Any]:
     """One batch size: per-stage medians, model latency statistics, crops/s and the pre/post share."""
-    pipe = TopDownPipeline(spec, flip_test=False)
+    pipe = TopDownPipeline(spec, flip_test=False, input_kind=input_kind_of(infer))
     boxes = np.repeat(np.asarray(box, dtype=np.float32).reshape(-1, 4)[:1], batch, axis=0)
     st = time_stages(lambda tick: pipe(infer, image, boxes, tick=tick), runs, warmup)
     stages = np.stack([st["pre"], st["infer"], st["decode"]], axis=1)  # pre (crop+normalise), infer, decode

@@ -26,12 +26,32 @@ def _mb(v: Any) -> str:
     return "-" if v is None else f"{v / 1e6:.1f}"
 
 
+def ran_note(row: dict[str, Any]) -> str:
+    """What the engine really computed in, where the artifact's precision alone would not say it:
+    ``ran bf16`` (an FP32/FP16 artifact computed in another precision: OpenVINO's default on AMX CPUs, FP16
+    TFLite's float32 kernels), ``float ops bf16`` (an INT8 graph's float parts); empty when as labelled."""
+    used, declared = row.get("precision_used"), row.get("precision")
+    if not used or row.get("status", "ok") != "ok":
+        return ""
+    if declared in ("fp32", "fp16") and used != declared:
+        return f"ran {used}"
+    if declared == "int8" and used not in ("fp32", "int8"):
+        return f"float ops {used}"
+    return ""
+
+
 def label(row: dict[str, Any]) -> str:
-    """A short name for a row: ``ONNX FP32``, ``TFLite INT8``; the reference is ``PyTorch FP32 (ref)``."""
+    """A short name for a row that says what ran: ``ONNX FP32``, ``OpenVINO FP32 (ran bf16)``, ``TFLite FP16
+    (ran fp32)``, ``OpenVINO INT8 (float ops bf16)``, ``TFLite INT8 uint8-in`` (an artifact that takes the crop's
+    bytes); the reference is ``PyTorch FP32 (ref)``."""
     from ..runtimes import format_label
 
     fmt = format_label(row.get("format") or row.get("engine"))
     text = f"{fmt} {str(row.get('precision', '?')).upper()}"
+    if (row.get("runtime_info") or {}).get("input_kind") == "uint8_nhwc_rgb":
+        text += " uint8-in"  # made with --input uint8: takes the crop's bytes
+    note = ran_note(row)
+    text += f" ({note})" if note else ""
     return text + " (ref)" if row.get("reference") else text
 
 
@@ -42,7 +62,8 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             "+flip ms", "pre/post", "first ms", "load s", "size MB", "RSS MB"]  # fmt: skip
     cells = []
     for r in report["rows"]:
-        name = label(r) if r.get("reference") else r["name"]
+        note = ran_note(r)
+        name = label(r) if r.get("reference") else r["name"] + (f" ({note})" if note else "")
         if r["status"] != "ok":
             cells.append([name, r.get("engine") or "-", "FAILED: " + (r.get("error") or "?")] + [""] * (len(head) - 3))
             continue
@@ -142,7 +163,10 @@ LEGEND = (
     "pipe ms: the per-person pipeline p50 (crop + normalise + inference + decode) without flip; +flip ms: "
     "what the flip test adds; pre/post: crop+decode time as a share of inference; first ms: first inference "
     "after load; RSS MB: peak resident-memory growth over load and inference; size MB: the artifact's files "
-    "(.xml+.bin for OpenVINO)."
+    "(.xml+.bin for OpenVINO). (ran bf16) / (float ops bf16): the precision the engine reported computing in, "
+    "where it is not the artifact's own (OpenVINO's CPU plugin picks bf16 on AMX/AVX512-BF16 CPUs unless told "
+    "f32; FP16 TFLite widens its fp16 weights and runs float32 kernels); accuracy is measured in that precision. "
+    "[inference_precision=f32]: the same artifact with float32 forced (edgepose bench --strict-precision)."
 )
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import EdgeposeError
-from ..processing import TopDownPipeline
+from ..processing import TopDownPipeline, input_kind_of
 from ..spec import ModelSpec, spec_from_metadata
 from . import machine
 from .data import EvalData, artifact_files, artifact_size, guess_precision, one_line
@@ -62,6 +62,7 @@ class BenchRow:
     batch_sweep: list[dict[str, Any]] | None = None
     metadata_reference: dict[str, Any] | None = None  # the PyTorch accuracy the artifact's convert recorded
     accuracy: dict[str, Any] | None = None  # {"metrics": {...}, later "metric", "value", "delta", "pass", ...}
+    runtime_options: dict[str, Any] = field(default_factory=dict)  # asked of the runtime (--strict-precision)
 
     def fail(self, exc: BaseException) -> BenchRow:
         self.status, self.error = "failed", one_line(exc)
@@ -101,6 +102,9 @@ def bench_row(
     from ..runtimes.artifact import read_metadata
 
     row = BenchRow(path.name, str(path), reference=reference)
+    if runtime_options and not reference:
+        row.runtime_options = dict(runtime_options)
+        row.name += " [" + ", ".join(f"{k}={v}" for k, v in runtime_options.items()) + "]"
     rt = None
     try:
         row.size_bytes = artifact_size(path)
@@ -126,7 +130,7 @@ def bench_row(
             if row.precision == "unknown":
                 row.precision = guess_precision(path, meta)
             row.rewrites = list((meta.get("conversion") or {}).get("graph_rewrites") or [])
-            pipe = TopDownPipeline(spec, flip_test=False)
+            pipe = TopDownPipeline(spec, flip_test=False, input_kind=input_kind_of(rt))
             x = pipe.preprocess(image, *pipe.boxes_to_center_scale(boxes))
             t0 = time.perf_counter_ns()
             out = rt(x)
@@ -182,7 +186,7 @@ def safe_info(rt: Any) -> dict[str, Any]:
 
 def precision_used(info: dict[str, Any], declared: str) -> str:
     """The precision the engine reports it computed in (OpenVINO may run an FP32 model in bf16 on AMX)."""
-    for key in ("inference_precision", "precision_used", "execution_precision"):
+    for key in ("precision_used", "inference_precision", "execution_precision"):
         if info.get(key):
             return norm_precision(str(info[key]))
     return norm_precision(str(info.get("precision") or declared))

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..processing import TopDownPipeline
+from ..processing import TopDownPipeline, input_kind_of
 from ..spec import ModelSpec
 
 Tick = Callable[[str], None]
@@ -80,7 +80,7 @@ def time_pipeline(
 ) -> dict[str, Any]:
     """The per-person pipeline (box -> crop+normalise -> model [-> flipped model + merge] -> decode), per stage,
     timed through the pipeline's own stage hook."""
-    pipe = TopDownPipeline(spec, flip_test=flip)
+    pipe = TopDownPipeline(spec, flip_test=flip, input_kind=input_kind_of(infer))
     st = time_stages(lambda tick: pipe(infer, image, boxes, tick=tick), runs, warmup)
     zero = np.zeros(runs, dtype=np.int64)
     pre, inf, flp, dec = (st.get(k, zero) for k in ("pre", "infer", "flip", "decode"))

@@ -44,6 +44,9 @@ def register(sub) -> None:
                    "(e.g. 1,8,32,128): latency per batch, crops/s, pre/post share")  # fmt: skip
     p.add_argument("--max-drop", type=float, metavar="X", help="largest accepted accuracy drop, absolute, for every "
                    "precision (default 0.01 for FP32/FP16 and 0.03 for INT8)")  # fmt: skip
+    p.add_argument("--strict-precision", action="store_true", help="also bench each artifact whose engine chose a "
+                   "lower float precision than float32 by default (OpenVINO: bf16 on AMX/AVX512-BF16 CPUs) with "
+                   "float32 forced, as an extra row (default rows show what the engine does by default)")  # fmt: skip
     p.add_argument("--json", dest="json_out", metavar="OUT", help="write every number and the machine as JSON")
     p.add_argument("--markdown", metavar="OUT", help="write the table and the machine as Markdown")
     p.add_argument("--plot", metavar="OUT.png", help="plot accuracy against latency (needs matplotlib)")
@@ -80,6 +83,7 @@ def run(args) -> int:
         device=choice.requested,
         allow_fallback=args.allow_fallback,
         batch_sizes=parse_batch_sizes(args.batch_sizes),
+        strict_precision=args.strict_precision,
         progress=not args.quiet,
     )
     report = run_bench(cfg)

@@ -19,6 +19,10 @@ def register(sub) -> None:
     p.add_argument("--calib", help="calibration set .npz from 'edgepose calibrate' (default: the bundled one)")
     p.add_argument("--num-calib", type=int, default=100, help="calibration crops to use (default: 100)")
     p.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension (default: batch 1)")
+    p.add_argument("--input", default="float", choices=("float", "uint8"), help="what the artifact takes: float "
+                   "(default: float32 crops normalised with the model's mean/std, NCHW; TFLite NHWC) or uint8 (the "
+                   "crop's RGB bytes, N x H x W x 3, every target: normalisation and transpose inside the model; "
+                   "files are named <model>_<precision>_u8in.<suffix>)")  # fmt: skip
     p.add_argument("--int8-io", action="store_true", help="TFLite INT8 with int8 input/output (default: float)")
     p.add_argument("--allow-parity-failure", action="store_true", help="keep artifacts outside their tolerance")
     p.add_argument("--threads", type=int, help="threads for the parity runs")
@@ -35,6 +39,7 @@ def run(args) -> int:
     result = convert(
         model=args.model, checkpoint=args.checkpoint, targets=args.target, precisions=args.precision,
         calib=args.calib, num_calib=args.num_calib, dynamic_batch=args.dynamic_batch, int8_io=args.int8_io,
+        input=args.input,
         allow_parity_failure=args.allow_parity_failure, out=args.out, threads=args.threads, progress=not args.quiet,
         reference_accuracy=not args.no_reference_accuracy,
     )  # fmt: skip

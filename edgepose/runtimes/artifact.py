@@ -13,6 +13,9 @@ The metadata dict (``FORMAT_VERSION`` 1)::
     model (ModelSpec.to_dict()), batch (int, or None when dynamic), decode ("default"),
     layout {"input": "NCHW"|"NHWC", "output": ...},
     input / output {"name", "shape", "dtype", "quantization": None | {"scale", "zero_point"}},
+    input.kind: what the app feeds, "float_nchw_normalized" (the default when absent: float32, (pixel -
+        mean) / std, NCHW in the runtime face) or "uint8_nhwc_rgb" (the crop's RGB bytes, N x H x W x 3,
+        normalisation and transpose inside the model; ``edgepose convert --input uint8``),
     tools {package: version}, source {"checkpoint", "sha256"}, calibration {...} (int8 only),
     parity {...} (figures against PyTorch, see edgepose.converters.parity), created (UTC ISO time)
 """
@@ -28,10 +31,17 @@ from ..errors import EdgeposeError
 
 FORMAT_VERSION = 1
 KEY = "edgepose"  # name of the embedded entry in every format
+INPUT_FLOAT = "float_nchw_normalized"  # input.kind: float32 (pixel - mean) / std, NCHW (the runtime face)
+INPUT_UINT8 = "uint8_nhwc_rgb"  # input.kind: the crop's RGB bytes, NHWC; normalisation inside the model
+INPUT_KINDS = (INPUT_FLOAT, INPUT_UINT8)
 
 __all__ = [
     "FORMAT_VERSION",
     "KEY",
+    "INPUT_FLOAT",
+    "INPUT_UINT8",
+    "INPUT_KINDS",
+    "input_kind",
     "sidecar_path",
     "read_metadata",
     "read_embedded",
@@ -43,6 +53,15 @@ def sidecar_path(path: str | Path) -> Path:
     """``model.tflite`` -> ``model.tflite.json``."""
     path = Path(path)
     return path.with_name(path.name + ".json")
+
+
+def input_kind(meta: dict[str, Any], source: str | Path = "artifact") -> str:
+    """The ``input.kind`` an artifact's metadata declares (``INPUT_FLOAT`` when absent: older artifacts)."""
+    inp = meta.get("input") if isinstance(meta, dict) else None
+    kind = (inp.get("kind") if isinstance(inp, dict) else None) or INPUT_FLOAT
+    if kind not in INPUT_KINDS:
+        raise EdgeposeError(f"{source}: unknown input.kind {kind!r} in its metadata (known: {', '.join(INPUT_KINDS)})")
+    return kind
 
 
 # ------------------------------------------------------------------------------------------------ read
