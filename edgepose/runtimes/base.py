@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .artifact import INPUT_FLOAT, INPUT_UINT8
 from ..errors import EdgeposeError
+from .artifact import INPUT_FLOAT, INPUT_UINT8
 
 RUNTIMES: dict[str, type[Runtime]] = {}
 _SUFFIXES: dict[str, str] = {}
