@@ -82,7 +82,7 @@ def test_dynamic_batch_onnx_and_openvino(tmp_path, demo_checkpoint):
     from edgepose.converters.api import convert
 
     from edgepose.models import load_model
-    from edgepose.runtimes import load_runtime
+    from edgepose.runtimes import load_runtime, runtime_for
 
     res = convert(checkpoint=str(demo_checkpoint), reference_accuracy=False,
                   targets="onnx,openvino", precisions="fp32", dynamic_batch=True,
@@ -91,7 +91,7 @@ def test_dynamic_batch_onnx_and_openvino(tmp_path, demo_checkpoint):
     with torch.inference_mode():
         ref = load_model("demo_coco_256x192", str(demo_checkpoint), progress=False)(torch.from_numpy(x)).numpy()
     for a in res.artifacts:
-        rt = load_runtime(a.path)
+        rt = load_runtime(a.path, **runtime_for(a.path).strict_options)  # OpenVINO in f32, not its default bf16
         assert rt.batch_size is None and a.metadata["batch"] is None
         assert a.metadata["input"]["shape"][0] is None
         out = rt(x)
