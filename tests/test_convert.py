@@ -169,6 +169,26 @@ def test_litert_fp16_artifact_computes_in_fp32(demo_artifacts, real_inputs):
     assert label(row) == "TFLite FP16 (ran fp32)"
 
 
+def test_onnx_fp16_artifact_computes_in_fp32_on_cpu(demo_artifacts, tmp_path):
+    """ONNX Runtime's CPU graph optimiser folds the fp16 weights' casts: every convolution of the optimised
+    graph has float32 weights (read back from the graph ORT writes), so the FP16 file runs float32 kernels."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgepose.runtimes import load_runtime
+
+    path = demo_artifacts / "demo_coco_256x192_fp16.onnx"
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    graph = onnx.load(str(tmp_path / "optimised.onnx")).graph
+    types = {i.name: i.data_type for i in graph.initializer}
+    convs = [n for n in graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    assert len(convs) >= 50 and all(types[n.input[1]] == onnx.TensorProto.FLOAT for n in convs)
+    rt = load_runtime(path)
+    assert rt.precision == "fp16" and rt.precision_used == "fp32"
+
+
 def _spec_dict():
     from edgepose.spec import DEFAULT_MODEL, get_spec
 
