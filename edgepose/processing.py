@@ -17,11 +17,14 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .artifact import INPUT_FLOAT, INPUT_KINDS, INPUT_UINT8
 from .errors import EdgeposeError
 from .spec import ModelSpec
 
 PIXEL_STD = 200.0
+# What a model takes (an artifact's metadata ``input.kind``; re-exported by edgepose.artifact):
+INPUT_FLOAT = "float_nchw_normalized"  # float32 (pixel - mean) / std, NCHW (the runtime face)
+INPUT_UINT8 = "uint8_nhwc_rgb"  # the crop's RGB bytes, NHWC; normalisation inside the model (--input uint8)
+INPUT_KINDS = (INPUT_FLOAT, INPUT_UINT8)
 
 
 # ----------------------------------------------------------------------------------------------- boxes

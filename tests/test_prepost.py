@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from edgepose import EdgeposeError, get_spec
-from edgepose.artifact import INPUT_FLOAT, INPUT_UINT8
 from edgepose.processing import (
+    INPUT_FLOAT,
+    INPUT_UINT8,
     TopDownPipeline,
     crop_batch,
     flip_batch,

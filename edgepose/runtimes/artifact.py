@@ -28,12 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EdgeposeError
+from ..processing import INPUT_FLOAT, INPUT_KINDS, INPUT_UINT8  # input.kind values
 
 FORMAT_VERSION = 1
 KEY = "edgepose"  # name of the embedded entry in every format
-INPUT_FLOAT = "float_nchw_normalized"  # input.kind: float32 (pixel - mean) / std, NCHW (the runtime face)
-INPUT_UINT8 = "uint8_nhwc_rgb"  # input.kind: the crop's RGB bytes, NHWC; normalisation inside the model
-INPUT_KINDS = (INPUT_FLOAT, INPUT_UINT8)
 
 __all__ = [
     "FORMAT_VERSION",
