@@ -22,7 +22,7 @@ from .spec import DATASETS, ModelSpec
 
 __all__ = [
     "EvalResult", "evaluate", "evaluate_dataset", "resolve_data", "default_data",
-    "predict_dataset", "score",
+    "predict_dataset", "score", "result_for", "check_dataset",
 ]  # fmt: skip
 
 
@@ -83,14 +83,26 @@ def predict_dataset(
     batch_size: int = 16,
     progress: bool = True,
     decoder: str = "default",
+    mode: str = "pipelined",
+    workers: int = 2,
+    facts: dict | None = None,
 ) -> np.ndarray:
     """Keypoints ``(N, K, 3)`` for every sample, in sample order.
 
     Samples are grouped by image (each image read once); crops from consecutive images share batches of
-    ``batch_size``.
+    ``batch_size``. ``mode="serial"`` runs read, crop, inference and decode one after the other (the
+    reference); ``"pipelined"`` (:mod:`edgepose.pipelined`, ``workers`` threads; 0: the calling thread, with an
+    engine's async face) overlaps them and gives the same keypoints bit for bit. ``facts`` (a dict), when
+    given, receives what ran.
     """
     if batch_size < 1:
         raise EdgeposeError(f"batch size must be at least 1, got {batch_size}")
+    if mode not in ("serial", "pipelined"):
+        raise EdgeposeError(f"eval mode {mode!r}: choose serial or pipelined")
+    if mode == "pipelined":
+        return _predict_pipelined(spec, infer, ds, flip_test, batch_size, progress, decoder, workers, facts)
+    if facts is not None:
+        facts.update(mode="serial")
     pipe = TopDownPipeline(spec, flip_test=flip_test, decoder=decoder, input_kind=input_kind_of(infer))
     n = len(ds.samples)
     out = np.zeros((n, spec.num_keypoints, 3), dtype=np.float32)
@@ -133,6 +145,26 @@ def predict_dataset(
             run(len(index))
     finally:
         bar.close()
+    return out
+
+
+def _predict_pipelined(spec, infer, ds, flip_test, batch_size, progress, decoder, workers, facts) -> np.ndarray:
+    from .pipelined import Facts, plan_items, predict_items
+
+    pipe = TopDownPipeline(spec, flip_test=flip_test, decoder=decoder, input_kind=input_kind_of(infer))
+    centers = np.stack([s.center for s in ds.samples]).astype(np.float32)
+    scales = np.stack([s.scale for s in ds.samples]).astype(np.float32)
+    items = plan_items(ds.samples, centers, scales)
+    out = np.zeros((len(ds.samples), spec.num_keypoints, 3), dtype=np.float32)
+    bar = _Progress(len(ds.samples), progress, f"eval {ds.name}")
+    got = Facts()
+    try:
+        keypoints = predict_items(pipe, infer, items, batch_size, workers=workers, progress=bar.update, facts=got)
+    finally:
+        bar.close()
+    out[np.concatenate([it.indices for it in items])] = keypoints
+    if facts is not None:
+        facts.update(got.to_dict())
     return out
 
 
@@ -197,6 +229,7 @@ def evaluate(
     batch_size: int = 16,
     progress: bool = True,
     det_bbox_thr: float = 0.0,
+    mode: str = "pipelined",
 ) -> EvalResult:
     """Run ``infer`` (NCHW float32 -> NKHW heatmaps, e.g. a Runtime) over a set and score it as mmpose does.
 
@@ -205,7 +238,15 @@ def evaluate(
     """
     dataset, ann, images = resolve_data(spec, dataset, ann, images)
     ds = load_dataset(dataset, ann, images, spec, bbox_file, det_bbox_thr)
-    return evaluate_dataset(spec, infer, ds, flip_test, batch_size, progress, det_bbox_thr)
+    return evaluate_dataset(spec, infer, ds, flip_test, batch_size, progress, det_bbox_thr, mode=mode)
+
+
+def check_dataset(spec: ModelSpec, ds: Dataset) -> None:
+    if DATASETS[ds.name].num_keypoints != spec.num_keypoints:
+        raise EdgeposeError(
+            f"model {spec.name} predicts {spec.num_keypoints} keypoints, dataset {ds.name} has "
+            f"{DATASETS[ds.name].num_keypoints}"
+        )
 
 
 def evaluate_dataset(
@@ -216,14 +257,23 @@ def evaluate_dataset(
     batch_size: int = 16,
     progress: bool = True,
     det_bbox_thr: float = 0.0,
+    mode: str = "pipelined",
+    workers: int = 2,
 ) -> EvalResult:
     """:func:`evaluate` on an already loaded :class:`~edgepose.datasets.Dataset`."""
-    if DATASETS[ds.name].num_keypoints != spec.num_keypoints:
-        raise EdgeposeError(
-            f"model {spec.name} predicts {spec.num_keypoints} keypoints, dataset {ds.name} has "
-            f"{DATASETS[ds.name].num_keypoints}"
-        )
-    keypoints = predict_dataset(spec, infer, ds, flip_test, batch_size, progress)
+    check_dataset(spec, ds)
+    facts: dict[str, Any] = {}
+    keypoints = predict_dataset(spec, infer, ds, flip_test, batch_size, progress, mode=mode, workers=workers,
+                                facts=facts)  # fmt: skip
+    return result_for(spec, ds, keypoints, flip_test, batch_size, det_bbox_thr, facts)
+
+
+def result_for(
+    spec: ModelSpec, ds: Dataset, keypoints: np.ndarray, flip_test: bool, batch_size: int, det_bbox_thr: float,
+    executor: dict[str, Any] | None = None,
+) -> EvalResult:
+    """The :class:`EvalResult` of predicted ``keypoints`` on ``ds`` (scored here, once); ``executor`` says how
+    the keypoints were computed (serial, pipelined, on Ray)."""
     metrics, inst_scores = score(ds, keypoints, spec)
     info: dict[str, Any] = {
         "model": spec.name,
@@ -240,5 +290,6 @@ def evaluate_dataset(
         "flip_test": bool(flip_test),
         "batch_size": int(batch_size),
         **ds.notes,
+        "executor": dict(executor or {}),
     }
     return EvalResult(metrics, _predictions(ds, keypoints, inst_scores), info)

@@ -58,6 +58,8 @@ class BenchConfig:
     eval_batch: int = 16
     strict_precision: bool = False  # also bench each artifact with its engine's strict_options (float32 compute)
     progress: bool = True
+    ray: str | None = None  # accuracy rows on Ray: a cluster address, "" for the default (see edgepose.scale)
+    ray_ship_crops: bool = False  # Ray workers get crops from this machine instead of reading --images
 
 
 @dataclass
@@ -117,12 +119,21 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
         ref_source = spec.checkpoint if cfg.reference is None else cfg.reference
         if ref_source:
             jobs.append((Path(ref_source), True))  # last: torch's thread pool outlives its row
+        remote = None
+        if cfg.ray is not None and data is not None:  # accuracy on Ray first; timing below, here, row by row
+            from .remote import REFERENCE, attach, ray_accuracy
+
+            remote, note = ray_accuracy(cfg, spec, jobs, data, ref_source)
+            report.notes.append(note)
+        row_data = data if remote is None else None
         for i, (path, is_ref) in enumerate(jobs, 1):
             _progress(cfg, f"[{i}/{len(jobs)}] {path.name}")
             if is_ref:
-                row = reference_row(cfg, spec, ref_source, data, (image, boxes))
+                row = reference_row(cfg, spec, ref_source, row_data, (image, boxes))
             else:
-                row = bench_row(cfg, spec, path, data, (image, boxes))
+                row = bench_row(cfg, spec, path, row_data, (image, boxes))
+            if remote is not None:
+                row = attach(row, remote.get(REFERENCE if is_ref else str(path)))
             _progress(cfg, f"[{i}/{len(jobs)}] {path.name}: " + (row.error or _row_summary(row, report.metric)))
             report.rows.append(row)
             strict = _strict_options(cfg, row)

@@ -51,6 +51,11 @@ def register(sub) -> None:
     p.add_argument("--markdown", metavar="OUT", help="write the table and the machine as Markdown")
     p.add_argument("--plot", metavar="OUT.png", help="plot accuracy against latency (needs matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="accuracy rows as Ray jobs on a cluster "
+                   "(ADDRESS, or none for RAY_ADDRESS / a local instance); timing stays here, one row at a time "
+                   "(pip install 'edgepose[scale]')")  # fmt: skip
+    p.add_argument("--ray-ship-crops", action="store_true", help="with --ray: ship crops from here instead of "
+                   "workers reading the images (a path every node must see)")  # fmt: skip
     p.set_defaults(handler=run)
 
 
@@ -85,6 +90,8 @@ def run(args) -> int:
         batch_sizes=parse_batch_sizes(args.batch_sizes),
         strict_precision=args.strict_precision,
         progress=not args.quiet,
+        ray=args.ray,
+        ray_ship_crops=args.ray_ship_crops,
     )
     report = run_bench(cfg)
     data = report.to_dict()

@@ -20,7 +20,20 @@ def register(sub) -> None:
     p.add_argument("--det-bbox-thr", type=float, default=0.0, help="keep detections with score >= this (default 0)")
     p.add_argument("--no-flip", action="store_true", help="disable the flip test")
     p.add_argument("--batch-size", type=int, default=16, help="crops per inference call (default 16)")
-    p.add_argument("--threads", type=int, help="inference threads")
+    p.add_argument("--threads", type=int, help="inference threads (with --ray: per worker, default 1)")
+    p.add_argument("--serial", action="store_true", help="read, crop, infer and decode one after the other (the "
+                   "reference path; by default they overlap, with the same keypoints bit for bit)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=2, help="threads that read, crop and decode beside the engine "
+                   "(default 2; 0: on the calling thread, overlapping only with an engine's async face)")  # fmt: skip
+    ray = p.add_argument_group("Ray (pip install 'edgepose[scale]'; see README 'Evaluation at scale')")
+    ray.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="shard the dataset over Ray workers: "
+                     "ADDRESS of a cluster (host:6379, ray://host:10001, auto), or none for RAY_ADDRESS, a running "
+                     "local instance, else a new local one")  # fmt: skip
+    ray.add_argument("--ray-actors", type=int, metavar="N", help="workers (default: the cluster's CPUs / --threads)")
+    ray.add_argument("--ray-ship-crops", action="store_true", help="the driver reads and crops the images and ships "
+                     "the crops (default: workers read --images, a path every node must see)")  # fmt: skip
+    ray.add_argument("--ray-retries", type=int, default=3, metavar="N", help="restarts of a dead worker and re-runs "
+                     "of its shard (default 3)")  # fmt: skip
     p.add_argument("--predictions", help="also write every instance's keypoints (before OKS-NMS) as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="metrics JSON file")
@@ -61,16 +74,22 @@ def run(args) -> int:
         dataset, ann, images = resolve_data(spec, args.dataset, args.ann, args.images)
         return load_dataset(dataset, ann, images, spec, args.bbox_file, args.det_bbox_thr)
 
+    if args.workers < 0:
+        raise EdgeposeError(f"--workers must be 0 or more, got {args.workers}")
     ds = load(spec) if spec is not None else None  # a bad file fails before any model is loaded
-    spec, rt = open_model(args.model, args.checkpoint, args.artifact, args.threads)
-    if ds is None:
-        ds = load(spec)
-    result = evaluate_dataset(
-        spec, rt, ds, flip_test=not args.no_flip, batch_size=args.batch_size, progress=not args.no_progress,
-        det_bbox_thr=args.det_bbox_thr,
-    )  # fmt: skip
+    if args.ray is not None:
+        result, runtime_info, spec = _run_on_ray(args, ds, load)
+    else:
+        spec, rt = open_model(args.model, args.checkpoint, args.artifact, args.threads)
+        if ds is None:
+            ds = load(spec)
+        result = evaluate_dataset(
+            spec, rt, ds, flip_test=not args.no_flip, batch_size=args.batch_size, progress=not args.no_progress,
+            det_bbox_thr=args.det_bbox_thr, mode="serial" if args.serial else "pipelined", workers=args.workers,
+        )  # fmt: skip
+        runtime_info = rt.info() if hasattr(rt, "info") else {}
     doc = result.to_json()
-    doc["runtime"] = rt.info() if hasattr(rt, "info") else {}
+    doc["runtime"] = runtime_info
     doc["published"] = dict(spec.published)
     write_json(args.out, doc)
     if args.predictions:  # one instance per line: COCO val has ~100k of them
@@ -83,3 +102,18 @@ def run(args) -> int:
     print(format_table(result.metrics, spec.published))
     print(f"-> {args.out}")
     return 0
+
+
+def _run_on_ray(args, ds, load):
+    """(result, runtime info of a worker, spec) of ``edgepose eval --ray``."""
+    from ..scale import RayOptions, evaluate_on_ray, open_model_files
+
+    spec, model = open_model_files(args.model, args.checkpoint, args.artifact)
+    if ds is None:
+        ds = load(spec)
+    opts = RayOptions(address=args.ray or None, actors=args.ray_actors, threads=args.threads or 1,
+                      workers=args.workers, ship_crops=args.ray_ship_crops, retries=args.ray_retries,
+                      progress=not args.no_progress)  # fmt: skip
+    result = evaluate_on_ray(spec, model, ds, opts, flip_test=not args.no_flip, batch_size=args.batch_size,
+                             det_bbox_thr=args.det_bbox_thr)  # fmt: skip
+    return result, result.info["executor"].get("runtime", {}), spec

@@ -7,10 +7,16 @@ faster with no measurable change. This runtime leaves that choice to the plugin 
 the compiled model really uses (``INFERENCE_PRECISION_HINT`` read back from it) in ``precision_used`` and
 :meth:`info`. ``strict_options`` (``inference_precision="f32"``) is what parity at conversion and
 ``edgepose bench --strict-precision`` use for float32 figures.
+
+Besides the sync face (``__call__``), :meth:`OpenVinoRuntime.infer_async` queues a batch on OpenVINO's own
+``AsyncInferQueue`` over the same compiled model and returns a future, so that a caller (edgepose's pipelined
+eval) keeps the engine busy while it prepares the next batch.
 """
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +35,7 @@ _NORM = {"f32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16", "
 class OpenVinoOptions(RuntimeOptions):
     inference_precision: str = "auto"  # "auto" (the plugin's own choice), "f32", "bf16" or "f16"
     config: dict | None = None  # extra plugin properties
+    async_jobs: int = 0  # infer requests for infer_async (0: two calls of the largest size, <= 64)
 
 
 @register_runtime
@@ -105,6 +112,7 @@ class OpenVinoRuntime(Runtime):
         device = self.device_name()
         self.compiled = core.compile_model(model, device, config)
         self.request = self.compiled.create_infer_request()
+        self._queue, self.async_jobs = None, 0  # infer_async's AsyncInferQueue, made on first use
         used = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         self.inference_precision = used.to_string() if hasattr(used, "to_string") else str(used)  # "f32", "bf16"
         self.precision_used = _NORM.get(self.inference_precision, self.inference_precision)
@@ -118,9 +126,78 @@ class OpenVinoRuntime(Runtime):
         out = self.request.infer([self._engine_input(batch, self.layout)], share_inputs=True)
         return from_layout(np.array(out[0], copy=True), self.metadata.get("layout", {}).get("output", "NCHW"))
 
+    def infer_async(self, batch: np.ndarray) -> Future:
+        """Start inference of ``batch`` (what ``__call__`` takes) on the compiled model's ``AsyncInferQueue``;
+        a future of what ``__call__`` would return. Blocks only while every request is busy. A batch larger
+        than a fixed-batch artifact's goes as several requests, the last padded, as ``__call__`` does."""
+        batch = self._check_input(batch)
+        bs = self.batch_size
+        if bs is None or len(batch) == bs:
+            chunks = [(batch, len(batch))]
+        else:
+            chunks = []
+            for i in range(0, len(batch), bs):
+                chunk = batch[i : i + bs]
+                n = len(chunk)
+                if n < bs:
+                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], bs - n, axis=0)])
+                chunks.append((np.ascontiguousarray(chunk), n))
+        # requests for two calls of this size in flight (a caller queues the next call while the engine runs),
+        # at most 64; a larger call later grows the queue once the requests in flight are done
+        want = self.options.async_jobs or min(64, max(2, 2 * len(chunks), self._optimal_requests()))
+        if self._queue is None or want > self.async_jobs:
+            if self._queue is not None:
+                self._queue.wait_all()
+            self._queue = self._ov.AsyncInferQueue(self.compiled, want)
+            self._queue.set_callback(_request_done)
+            self.async_jobs = want
+        gather = _Gather(len(chunks), self.metadata.get("layout", {}).get("output", "NCHW"))
+        for i, (chunk, n) in enumerate(chunks):
+            x = self._engine_input(chunk, self.layout)
+            self._queue.start_async([x], (gather, i, n, x), share_inputs=True)  # x kept alive in userdata
+        return gather.future
+
+    def _optimal_requests(self) -> int:
+        try:
+            return int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        except Exception:  # noqa: BLE001 - a plugin without the property
+            return 1
+
     def info(self) -> dict[str, Any]:
         d = super().info()
         d.update(version=self._ov.get_version(), inference_precision=self.inference_precision,
                  inference_precision_asked=self.options.inference_precision)  # fmt: skip
         d.update(self.choice.info())
         return d
+
+
+class _Gather:
+    """The outputs of the requests of one ``infer_async`` call, put together in order into one future."""
+
+    def __init__(self, parts: int, layout: str):
+        self.future: Future = Future()
+        self.parts: list[np.ndarray | None] = [None] * parts
+        self.left, self.layout, self.lock = parts, layout, threading.Lock()
+
+    def put(self, i: int, out: np.ndarray | None, error: BaseException | None = None) -> None:
+        with self.lock:
+            if self.future.done():
+                return
+            if error is not None:
+                self.future.set_exception(error)
+                return
+            self.parts[i] = out
+            self.left -= 1
+            if self.left:
+                return
+        y = self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts)
+        self.future.set_result(from_layout(y, self.layout))
+
+
+def _request_done(request: Any, userdata: tuple) -> None:
+    """AsyncInferQueue callback (an OpenVINO thread): copy the output out of the request, which is reused."""
+    gather, i, n, _ = userdata
+    try:
+        gather.put(i, np.array(request.get_output_tensor(0).data, copy=True)[:n])
+    except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
+        gather.put(i, None, e)
