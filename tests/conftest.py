@@ -76,8 +76,9 @@ def demo_artifacts(demo_conversion) -> Path:
 
 @pytest.fixture(scope="session")
 def eval_models(tmp_path_factory, demo_checkpoint) -> dict[str, Path]:
-    """The demo model as ONNX with a dynamic batch ("onnx"), and as OpenVINO IR with a dynamic batch ("ov") and
-    with batch 1 ("ov_b1"), each with the metadata sidecar convert writes; a few seconds, no calibration."""
+    """The demo model as ONNX with a dynamic batch ("onnx"; "onnx_u8" taking uint8 NHWC crops), and as OpenVINO
+    IR with a dynamic batch ("ov") and with batch 1 ("ov_b1"), each with the metadata sidecar convert writes; a
+    few seconds, no calibration."""
     _require("torch", "onnx", "onnxruntime", "openvino")
     import openvino as ov
     from edgepose.converters.export import export_onnx
@@ -93,6 +94,13 @@ def eval_models(tmp_path_factory, demo_checkpoint) -> dict[str, Path]:
     meta = {"model": spec.to_dict(), "precision": "fp32", "batch": None, "layout": {"input": "NCHW", "output": "NCHW"}}
     write_sidecar(onnx_path, {**meta, "format": "onnx"})
     out = {"onnx": onnx_path}
+    from edgepose.processing import INPUT_UINT8
+
+    u8 = export_onnx(model.float().eval(), spec, d / f"{DEFAULT_MODEL}_fp32_u8in.onnx", dynamic_batch=True,
+                     input_kind=INPUT_UINT8)  # fmt: skip
+    write_sidecar(u8, {**meta, "format": "onnx", "layout": {"input": "NHWC", "output": "NCHW"},
+                       "input": {"kind": INPUT_UINT8}})  # fmt: skip
+    out["onnx_u8"] = u8
     for key, batch in (("ov", None), ("ov_b1", 1)):
         m = ov.convert_model(str(onnx_path))
         if batch:

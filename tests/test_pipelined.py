@@ -23,7 +23,7 @@ def _both(spec, infer, ds, batch_size=3, flip_test=True, workers=2):
     return serial, piped, kp_s, kp_p, facts
 
 
-@pytest.mark.parametrize("key,workers", [("onnx", 2), ("ov", 2), ("ov_b1", 2), ("ov_b1", 0)])
+@pytest.mark.parametrize("key,workers", [("onnx", 2), ("onnx_u8", 2), ("ov", 2), ("ov_b1", 2), ("ov_b1", 0)])
 def test_pipelined_is_bit_identical_to_serial(key, workers, eval_models, val_subset):
     from edgepose.runtimes import load_runtime
 
@@ -36,9 +36,28 @@ def test_pipelined_is_bit_identical_to_serial(key, workers, eval_models, val_sub
     assert serial.info["executor"] == {"mode": "serial"}
     assert facts["mode"] == "pipelined" and facts["workers"] == workers and facts["flip_merged"] is True
     assert facts["serial_calls_batch_sizes"] == []
-    assert facts["async"] is (key != "onnx")  # OpenVINO's AsyncInferQueue, ONNX Runtime sync
+    assert facts["async"] is key.startswith("ov")  # OpenVINO's AsyncInferQueue, ONNX Runtime sync
     # dynamic batch: each batch size (3, and the remainder) checked once; batch 1: one check covers all
     assert facts["fast_path_batch_sizes"] == (["any"] if key == "ov_b1" else list(dict.fromkeys([3, len(ds) % 3 or 3])))
+
+
+@pytest.mark.parametrize("key", ["onnx", "onnx_u8"])
+def test_shipped_crops_give_the_keypoints_of_images(key, eval_models, val_subset):
+    """Items carrying ready-made uint8 crops (what a Ray driver ships) give the keypoints of items read from the
+    image files, for a float-input and a uint8-input model."""
+    from edgepose.pipelined import Facts, Item, crops_of, plan_items, predict_items
+    from edgepose.processing import TopDownPipeline, input_kind_of
+    from edgepose.runtimes import load_runtime
+
+    spec, ds = val_subset
+    rt = load_runtime(eval_models[key], threads=1)
+    pipe = TopDownPipeline(spec, input_kind=input_kind_of(rt))
+    items = plan_items(ds.samples, ds.stack("center").astype(np.float32), ds.stack("scale").astype(np.float32))
+    shipped = [Item(crops_of(pipe, it), it.indices, it.centers, it.scales) for it in items]
+    from_files = predict_items(pipe, rt, items, 4, facts=Facts())
+    assert np.array_equal(predict_items(pipe, rt, shipped, 4, facts=Facts()), from_files)
+    order = np.concatenate([it.indices for it in items])
+    assert np.array_equal(from_files, predict_dataset(spec, rt, ds, batch_size=4, progress=False, mode="serial")[order])
 
 
 def test_pipelined_without_flip(eval_models, val_subset):
