@@ -121,7 +121,7 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
             jobs.append((Path(ref_source), True))  # last: torch's thread pool outlives its row
         remote = None
         if cfg.ray is not None and data is not None:  # accuracy on Ray first; timing below, here, row by row
-            from .remote import REFERENCE, attach, ray_accuracy
+            from .distributed import REFERENCE, attach, ray_accuracy
 
             remote, note = ray_accuracy(cfg, spec, jobs, data, ref_source)
             report.notes.append(note)
