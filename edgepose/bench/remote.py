@@ -1,0 +1,548 @@
+"""``edgepose bench --remote``: the same bench on another machine (a Raspberry Pi) over SSH, merged into this report.
+
+Per host, one after the other (:func:`bench_remotes`):
+
+1. probe: the remote's Python (>= 3.9, 64-bit where LiteRT needs it), architecture, free disk; a run folder
+   ``<remote-dir>/run-XXXXXXXX`` is made for this run's files;
+2. environment: ``--remote-python`` as given, else a venv ``<remote-dir>/venv-<edgepose>-py<X.Y>`` made once
+   and reused, with ``edgepose[lite]`` installed from a wheel of this checkout (its dependencies from the
+   remote's own package index; edgepose itself is reinstalled when the source changed);
+3. copy: the artifacts the remote can run (``.tflite`` always, ``.onnx``/``.xml`` only where onnxruntime /
+   openvino is importable there) with their metadata sidecars, and the evaluation data cut here (``--limit``: only
+   the subset's images travel); the sha256 of every file is computed there and compared with this side's;
+4. run ``python -m edgepose bench --no-reference --json ...`` there, its progress shown here;
+5. fetch its JSON; the rows get accuracy deltas against the PyTorch reference measured HERE, only when the remote
+   evaluated the very same annotation bytes (``config.dataset.ann_sha256``);
+6. remove the run folder (also after an error or Ctrl-C; a still running remote bench is killed first).
+
+A host that fails (unreachable, key refused, no Python, disk full, remote crash) gives one line and the report
+keeps every row that finished. A remote whose Python runs under user-mode emulation (its architecture differs
+from the kernel's ``uname -m``) is labelled so: its timings are not the emulated CPU's speed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import EdgeposeError
+from ..files import sha256_of
+from ..spec import ModelSpec, get_spec
+from .data import artifact_files, one_line, resolve_dataset
+from .ssh import RemoteError, Ssh, Target, parse_target, remote_path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIR = "~/.cache/edgepose-remote"
+MIN_PYTHON = (3, 9)
+# Architectures that ai-edge-litert publishes wheels for (the `lite` group's marker).
+LITERT_ARCHES = ("x86_64", "amd64", "aarch64", "arm64")
+VENV_FREE_BYTES = 600 * 2**20  # numpy + OpenCV + LiteRT + pycocotools in a venv, with room for pip's unpacking
+ARM = ("aarch64", "arm64", "armv7l", "armv6l", "armv8l", "arm")
+X86 = ("x86_64", "amd64", "i386", "i686")
+
+
+@dataclass
+class RemoteOptions:
+    targets: Sequence[str]
+    python: str | None = None  # an existing interpreter with edgepose[lite]: no venv is made or changed
+    directory: str = DEFAULT_DIR  # remote folder for the venv and the per-run folders
+    ssh_config: str | None = None
+    ssh_options: Sequence[str] = ()
+    threads: int | None = None  # --threads as given (None: every CPU of the remote)
+    timeout: float = 3600.0  # the remote bench itself
+    install_timeout: float = 1800.0
+    progress: bool = True
+
+
+@dataclass
+class Payload:
+    """What travels: each artifact's files, and the evaluation data, as (local file, name in the run folder)."""
+
+    artifacts: dict[str, list[tuple[Path, str]]] = field(default_factory=dict)  # artifact name -> files
+    data: list[tuple[Path, str]] = field(default_factory=list)
+    data_args: list[str] = field(default_factory=list)  # bench options, paths relative to the run folder
+    hashes: dict[str, str] = field(default_factory=dict)  # name in the run folder -> sha256
+
+
+def check_targets(targets: Sequence[str]) -> list[Target]:
+    """Parse every ``--remote`` before any work starts (a typo costs a line, not a local bench)."""
+    return [parse_target(t) for t in targets]
+
+
+def bench_remotes(report: dict[str, Any], cfg: Any, opts: RemoteOptions) -> list[dict[str, Any]]:
+    """Bench on every host in turn; ``report["remotes"]`` gets one entry per host (its rows, or its error)."""
+    spec = get_spec(report["model"])
+    report.setdefault("remotes", [])
+    with tempfile.TemporaryDirectory(prefix="edgepose-remote-") as tmp:
+        payload = build_payload(report, cfg, spec, Path(tmp))
+        for target in check_targets(opts.targets):
+            entry: dict[str, Any] = {"target": str(target), "status": "failed", "error": None, "rows": [],
+                                     "notes": [], "skipped": []}  # fmt: skip
+            report["remotes"].append(entry)
+            try:
+                RemoteRun(target, opts, payload, report, cfg, entry, Path(tmp)).run()
+                entry["status"] = "ok"
+            except Exception as e:  # noqa: BLE001 - one host's failure must keep the rows that finished
+                entry["error"] = str(e) if isinstance(e, EdgeposeError) else f"{target}: {one_line(e)}"
+                log.warning("%s", entry["error"])
+    return report["remotes"]
+
+
+# ------------------------------------------------------------------------------------------ payload
+def build_payload(report: dict[str, Any], cfg: Any, spec: ModelSpec, tmp: Path) -> Payload:
+    """The artifacts of the local rows and the evaluation data exactly as the local bench used it."""
+    from ..artifact import sidecar_path
+
+    p = Payload()
+    for row in report["rows"]:
+        if row.get("reference"):
+            continue
+        path = Path(row["path"])
+        files = [f for f in artifact_files(path) if f.is_file()]
+        side = sidecar_path(path)
+        files += [side] if side.is_file() else []
+        p.artifacts[path.name] = [(f, f"artifacts/{f.name}") for f in files]
+    if cfg.accuracy and report["config"].get("dataset"):
+        data, _ = resolve_dataset(spec, cfg.ann, cfg.images, cfg.bbox_file, cfg.dataset, cfg.limit, True, tmp)
+        if data is not None:
+            p.data, p.data_args = _data_files(spec, data, report)
+    for files in [*p.artifacts.values(), p.data]:
+        for path, name in files:
+            p.hashes[name] = sha256_of(path)
+    return p
+
+
+def _data_files(spec: ModelSpec, data: Any, report: dict[str, Any]) -> tuple[list[tuple[Path, str]], list[str]]:
+    """The annotation file (the --limit subset when cut), the detections, and only the images they use."""
+    from ..datasets import load_dataset
+
+    ds = load_dataset(data.dataset, data.ann, data.images, spec, data.bbox_file)
+    files = [(Path(data.ann), f"data/{Path(data.ann).name}")]
+    args = ["--dataset", data.dataset, "--ann", f"data/{Path(data.ann).name}", "--images", "data/images"]
+    if data.bbox_file:
+        files.append((Path(data.bbox_file), f"data/{Path(data.bbox_file).name}"))
+        args += ["--bbox-file", f"data/{Path(data.bbox_file).name}"]
+    mat = Path(data.ann).parent / "mpii_gt_val.mat"  # the MPII reader's PCKh ground truth beside the json
+    if data.dataset == "mpii" and mat.is_file():
+        files.append((mat, "data/mpii_gt_val.mat"))
+    images = {Path(s.image) for s in ds.samples}
+    timing = Path(((report["config"].get("timing_input") or {}).get("image")) or "")
+    if timing.is_file():
+        images.add(timing)  # the timing sample is the first annotated person, also when its box was cleaned away
+    root = Path(data.images).resolve()
+    for img in sorted(images):
+        try:
+            rel = img.resolve().relative_to(root)
+        except ValueError:
+            continue  # not under the image folder (the synthetic timing figure): the remote makes its own
+        files.append((img, f"data/images/{rel.as_posix()}"))
+    return files, args
+
+
+# ------------------------------------------------------------------------------------------- one host
+class RemoteRun:
+    """One host: probe, environment, copy, verify, run, fetch, merge, clean (see the module docstring)."""
+
+    def __init__(self, target: Target, opts: RemoteOptions, payload: Payload, report: dict[str, Any], cfg: Any,
+                 entry: dict[str, Any], tmp: Path):  # fmt: skip
+        self.target, self.opts, self.payload, self.report, self.cfg = target, opts, payload, report, cfg
+        self.entry, self.tmp = entry, tmp
+        self.ssh = Ssh(target, opts.ssh_config, list(opts.ssh_options))
+        self.run_dir: str | None = None
+        self.bench_running = False
+        self.base_py = opts.python or "python3"  # the commands run there (paths as the remote's shell sees them)
+        self.py = self.base_py
+
+    def info(self, msg: str, *args: Any) -> None:
+        if self.opts.progress:
+            log.info("remote %s: " + msg, self.target, *args)
+
+    def run(self) -> None:
+        t0 = time.monotonic()
+        try:
+            probe = self.probe(self.base_py)
+            self.py = py = self.opts.python or self.ensure_venv(probe)
+            if not self.opts.python:
+                probe = {**probe, **self.agent(py, "probe", self.run_dir, "probe of the venv")}
+            self.entry["python"] = {k: probe.get(k) for k in ("python", "python_executable", "edgepose", "engines")}
+            self.entry["environment"] = f"--remote-python {py}" if self.opts.python else f"venv {py}"
+            names = self.choose_artifacts(probe)
+            self.copy(names, probe)
+            remote = self.bench(py, names)
+            self.merge(remote)
+        finally:
+            self.clean()
+            self.entry["seconds"] = round(time.monotonic() - t0, 1)
+
+    # ---- 1. probe
+    def probe(self, py: str) -> dict[str, Any]:
+        base = remote_path(self.opts.directory)
+        q = shlex.quote(py)
+        script = (
+            f'echo "kernel_machine=$(uname -m)"; '
+            f"for q in qemu-aarch64-static qemu-aarch64 qemu-arm-static qemu-arm; do "
+            f'command -v "$q" >/dev/null 2>&1 && echo "qemu=$q"; done; '
+            f'ls /proc/sys/fs/binfmt_misc 2>/dev/null | grep -q qemu && echo "qemu=binfmt_misc"; '
+            f"mkdir -p {base} && cd {base} && d=$(mktemp -d \"$(pwd -P)/run-XXXXXXXX\") && "
+            f'echo "run_dir=$d" || exit 3; '
+            f"command -v {q} >/dev/null 2>&1 || {{ echo no_python; exit 0; }}; "
+            f"{q} -c {shlex.quote(agent_source())} probe \"$d\""
+        )
+        r = self.ssh.run(script, "the probe", timeout=120, check=False)
+        facts = dict(re.findall(r"^(\w+)=(.*)$", r.stdout, re.MULTILINE))
+        self.run_dir = facts.get("run_dir")
+        if r.returncode == 255:
+            raise self.ssh.fail("the probe", 255, r.stderr)
+        if r.returncode == 3 or not self.run_dir:
+            raise self.ssh.fail(f"making a folder in {self.opts.directory}", r.returncode, r.stderr)
+        if "no_python" in r.stdout.split():
+            hint = "pass --remote-python PATH" if not self.opts.python else "check --remote-python"
+            raise RemoteError(f"{self.target}: no Python at {py!r} on the remote (install python3 >= 3.9, or {hint})")
+        probe = self._json(r, "the probe", py)
+        probe["kernel_machine"] = facts.get("kernel_machine")
+        probe["qemu"] = re.findall(r"^qemu=(.*)$", r.stdout, re.MULTILINE)
+        self.entry["probe"] = probe
+        version = tuple(int(v) for v in probe["python"].split(".")[:2])
+        if version < MIN_PYTHON:
+            need = ".".join(map(str, MIN_PYTHON))
+            raise RemoteError(f"{self.target}: Python {probe['python']} at {py} is too old: edgepose needs Python "
+                              f">= {need} (pass --remote-python PATH to another)")  # fmt: skip
+        arch = userland_arch(probe)
+        lite = {"ai_edge_litert", "tflite_runtime"} & set(probe.get("engines") or [])
+        if arch not in LITERT_ARCHES and not lite:
+            raise RemoteError(f"{self.target}: {arch} userland ({probe['bits']}-bit Python): ai-edge-litert "
+                              "publishes no wheel for it, so no .tflite can run there; install a 64-bit OS "
+                              "(Raspberry Pi OS 64-bit) or see docs/raspberry-pi.md")  # fmt: skip
+        need = 16 * 2**20 + sum(f.stat().st_size for files in self.payload.artifacts.values() for f, _ in files)
+        self.check_free(probe["free_bytes"], need)
+        self.info("%s, Python %s (%s), %.0f MB free in %s", probe.get("cpu") or arch, probe["python"], arch,
+                  probe["free_bytes"] / 2**20, self.opts.directory)  # fmt: skip
+        return probe
+
+    def _json(self, r: Any, what: str, py: str) -> dict[str, Any]:
+        if r.returncode != 0:
+            if "SyntaxError" in r.stderr:
+                raise RemoteError(f"{self.target}: the Python at {py} is too old for edgepose (needs >= 3.9)")
+            raise self.ssh.fail(what, r.returncode, r.stderr)
+        try:
+            return json.loads(r.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            said = one_line(Exception(r.stderr or r.stdout))
+            raise RemoteError(f"{self.target}: {what} gave no answer ({said})") from None
+
+    def agent(self, py: str, op: str, directory: str | None, what: str, timeout: float = 300) -> dict[str, Any]:
+        cmd = f"{shlex.quote(py)} -c {shlex.quote(agent_source())} {op} {shlex.quote(str(directory))}"
+        return self._json(self.ssh.run(cmd, what, timeout=timeout, check=False), what, py)
+
+    def check_free(self, free: int, need: int, where: str | None = None) -> None:
+        if free < need:
+            raise RemoteError(f"{self.target}: not enough free disk in {where or self.opts.directory}: "
+                              f"{free / 2**20:.1f} MB free, about {need / 2**20:.1f} MB needed")  # fmt: skip
+
+    # ---- 2. environment
+    def ensure_venv(self, probe: dict[str, Any]) -> str:
+        """The managed venv's python: made once per edgepose version and Python, edgepose refreshed on change."""
+        from .. import __version__
+
+        base = self.run_dir.rsplit("/", 1)[0]  # type: ignore[union-attr]
+        pyver = ".".join(probe["python"].split(".")[:2])
+        venv = f"{base}/venv-{__version__}-py{pyver}"
+        q = shlex.quote(venv)
+        stamp = source_stamp()
+        r = self.ssh.run(f"cat {q}/.edgepose-stamp 2>/dev/null; test -x {q}/bin/python && echo have_python",
+                         "reading the venv", check=False)  # fmt: skip
+        have = "have_python" in r.stdout.split()
+        if have and stamp in r.stdout.split():
+            self.info("reusing %s", venv)
+            return f"{venv}/bin/python"
+        self.check_free(probe["free_bytes"], VENV_FREE_BYTES)
+        if not have:
+            self.info("making the venv %s", venv)
+            r = self.ssh.run(f"{shlex.quote(self.base_py)} -m venv {q}", "python3 -m venv",
+                             timeout=300, check=False)  # fmt: skip
+            if r.returncode != 0:
+                if "ensurepip" in r.stdout + r.stderr:
+                    raise RemoteError(f"{self.target}: python3 -m venv failed: the venv module lacks pip there "
+                                      "(Debian / Raspberry Pi OS: sudo apt install python3-venv)")  # fmt: skip
+                raise self.ssh.fail("python3 -m venv", r.returncode, r.stderr or r.stdout)
+        pip = f"{q}/bin/python -m pip install --disable-pip-version-check --no-input"
+        wheel = build_wheel(self.tmp)
+        if wheel is not None:
+            self.ssh.push_tar([(wheel, wheel.name)], self.run_dir, "copying the edgepose wheel", 600)  # type: ignore[arg-type]
+            w = f"{self.run_dir}/{wheel.name}"
+            steps = [f"{pip} --force-reinstall --no-deps {shlex.quote(w)}", f"{pip} {shlex.quote(w + '[lite]')}"]
+        else:  # an installed edgepose without its source: the same version from the remote's index
+            steps = [f"{pip} {shlex.quote(f'edgepose[lite]=={__version__}')}"]
+        for step in steps:
+            self.info("%s", step.split(" -m ", 1)[1])
+            rc, _, tail = self.ssh.stream(step, "pip install", self.opts.install_timeout, self._pip_line)
+            if rc != 0:
+                raise self.ssh.fail("pip install edgepose[lite]", rc, "\n".join(tail))
+        self.ssh.run(f"printf '%s\\n' {shlex.quote(stamp)} > {q}/.edgepose-stamp", "writing the venv stamp")
+        return f"{venv}/bin/python"
+
+    def _pip_line(self, line: str) -> None:
+        if line.strip() and self.opts.progress:
+            log.info("  %s| %s", self.target, line)
+
+    # ---- 3. copy and verify
+    def choose_artifacts(self, probe: dict[str, Any]) -> list[str]:
+        """``.tflite`` always; another format only where its engine is importable on the remote."""
+        from ..runtimes import runtime_for
+
+        engines = set(probe.get("engines") or [])
+        names = []
+        for name, files in self.payload.artifacts.items():
+            cls = runtime_for(files[0][0])
+            tops = {m.split(".")[0] for m in (cls.modules if cls else ())}
+            if cls is None or cls.format == "tflite" or tops & engines:
+                names.append(name)
+            else:
+                why = f"no {' / '.join(sorted(tops))} importable on the remote"
+                self.entry["skipped"].append({"artifact": name, "why": why})
+                self.entry["notes"].append(f"{name}: not sent ({why})")
+        if not names:
+            raise RemoteError(f"{self.target}: none of the artifacts can run there (no engine importable)")
+        return names
+
+    def copy(self, names: list[str], probe: dict[str, Any]) -> None:
+        files = [f for n in names for f in self.payload.artifacts[n]] + self.payload.data
+        size = sum(p.stat().st_size for p, _ in files)
+        self.check_free(probe["free_bytes"], size + 16 * 2**20)
+        self.info("copying %d files (%.1f MB) to %s", len(files), size / 1e6, self.run_dir)
+        t0 = time.monotonic()
+        self.ssh.push_tar(files, self.run_dir, "copying the artifacts and data", 600 + size / 50e3)  # type: ignore[arg-type]
+        seconds = time.monotonic() - t0
+        there = self.agent(self.py, "sha256", self.run_dir, "the sha256 check", timeout=600)
+        want = {name: self.payload.hashes[name] for _, name in files}
+        bad = sorted(n for n, h in want.items() if there.get(n) != h)
+        if bad:
+            got = there.get(bad[0])
+            raise RemoteError(f"{self.target}: {bad[0]} arrived {'damaged (sha256 differs)' if got else 'missing'}"
+                              + (f", and {len(bad) - 1} more" if len(bad) > 1 else ""))  # fmt: skip
+        self.entry["sent"] = {"files": len(files), "bytes": size, "seconds": round(seconds, 2),
+                              "sha256_verified": len(want)}  # fmt: skip
+
+    # ---- 4. run and 5. fetch
+    def bench(self, py: str, names: list[str]) -> dict[str, Any]:
+        rd, cfg = self.run_dir, self.cfg
+        argv = [py, "-m", "edgepose", "bench", "--no-reference", "--model", self.report["model"],
+                "--json", f"{rd}/out/bench.json", "--runs", str(cfg.runs), "--warmup", str(cfg.warmup),
+                "--batch", str(cfg.batch), "--device", cfg.device,
+                "--artifacts", *[f"{rd}/artifacts/{n}" for n in names]]  # fmt: skip
+        argv += ["--threads", str(self.opts.threads)] if self.opts.threads else []
+        argv += ["--allow-fallback"] if cfg.allow_fallback else []
+        argv += [] if cfg.flip_test else ["--no-flip"]
+        argv += ["--max-drop", str(cfg.max_drop)] if cfg.max_drop is not None else []
+        argv += ["--batch-sizes", ",".join(map(str, cfg.batch_sizes))] if cfg.batch_sizes else []
+        data = self.payload.data_args
+        argv += [f"{rd}/{a}" if a.startswith("data/") else a for a in data] if data else ["--no-accuracy"]
+        cmd = " ".join(map(shlex.quote, argv))
+        q = shlex.quote(rd)  # type: ignore[arg-type]
+        # in the background with its pid noted, so that a clean-up (Ctrl-C here) can stop it; its exit status told
+        script = (f"mkdir -p {q}/out && cd {q} && env PYTHONUNBUFFERED=1 TQDM_DISABLE=1 MPLBACKEND=Agg {cmd} "
+                  f"</dev/null & pid=$!; echo $pid > {q}/pid; wait $pid; rc=$?; rm -f {q}/pid; "
+                  f'echo "edgepose-remote-exit=$rc" >&2; exit $rc')  # fmt: skip
+        self.info("running the bench on %d artifact(s)", len(names))
+        self.bench_running = True
+        rc, _, tail = self.ssh.stream(script, "the remote bench", self.opts.timeout, self._bench_line)
+        exits = [ln for ln in tail if ln.startswith("edgepose-remote-exit=")]
+        self.bench_running = not exits
+        said = [ln for ln in tail if ln.strip() and not ln.startswith("edgepose-remote-exit=")]
+        if not exits:
+            raise RemoteError(f"{self.target}: the connection ended before the remote bench did (ssh exit status {rc}"
+                              + (f": {said[-1]})" if said else ")"))  # fmt: skip
+        if rc > 128 or rc < 0:
+            sig = rc - 128 if rc > 128 else -rc
+            raise RemoteError(f"{self.target}: the remote bench was killed by signal {sig} ({_signame(sig)})"
+                              + (f"; last output: {said[-1]}" if said else ""))  # fmt: skip
+        r = self.ssh.run(f"cat {q}/out/bench.json", "fetching the bench JSON", check=False)
+        if r.returncode != 0 or not r.stdout.strip():
+            raise RemoteError(f"{self.target}: the remote bench exited with status {rc} and wrote no result"
+                              + (f" ({said[-1]})" if said else ""))  # fmt: skip
+        try:
+            return json.loads(r.stdout)
+        except ValueError as e:
+            raise RemoteError(f"{self.target}: the remote bench JSON is not readable ({e})") from None
+
+    def _bench_line(self, line: str) -> None:
+        if line.strip() and self.opts.progress and not line.startswith("edgepose-remote-exit="):
+            log.info("  %s| %s", self.target, line)
+
+    # ---- merge
+    def merge(self, remote: dict[str, Any]) -> None:
+        merge_remote(self.entry, remote, self.report, self.cfg, self.target)
+
+    # ---- 6. clean
+    def clean(self) -> None:
+        rd = self.run_dir
+        if not rd:
+            return
+        if not re.fullmatch(r"/.+/run-[A-Za-z0-9]{8}", rd):
+            log.warning("%s: not removing the unexpected remote folder %r", self.target, rd)
+            return
+        q = shlex.quote(rd)
+        kill = (f'if [ -f {q}/pid ]; then p=$(cat {q}/pid); kill -TERM "$p" 2>/dev/null; sleep 1; '
+                f'kill -KILL "$p" 2>/dev/null; fi; ') if self.bench_running else ""  # fmt: skip
+        try:  # its own session: a second Ctrl-C does not cut the clean-up short
+            r = self.ssh.run(f"{kill}rm -rf {q}", "removing the run folder", timeout=60, check=False,
+                             new_session=True)  # fmt: skip
+            if r.returncode != 0:
+                log.warning("%s: could not remove %s (%s)", self.target, rd, one_line(Exception(r.stderr)))
+        except RemoteError as e:
+            log.warning("%s: could not remove %s (%s)", self.target, rd, e)
+        self.entry["cleaned"] = rd
+
+
+def _signame(sig: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return "?"
+
+
+# ------------------------------------------------------------------------------------------ merging
+def userland_arch(probe: dict[str, Any]) -> str:
+    """The Python's architecture; a 32-bit ARM Python on a 64-bit kernel says aarch64 but is armv7l."""
+    m = (probe.get("machine") or "").lower()
+    if probe.get("bits") == 32 and m in ("aarch64", "arm64", "armv8l"):
+        return "armv7l"
+    return m
+
+
+def emulation(probe: dict[str, Any]) -> str | None:
+    """Why the timings are not the reported CPU's: the Python runs under user-mode emulation (qemu)."""
+    py, kern = userland_arch(probe), (probe.get("kernel_machine") or "").lower()
+    fam = lambda a: "arm" if a in ARM else "x86" if a in X86 else a
+    if not kern or fam(py) == fam(kern):
+        return None
+    tool = "qemu user-mode emulation" if probe.get("qemu") else "user-mode emulation"
+    return f"{tool} on a {kern} host: timings are not {'ARM' if fam(py) == 'arm' else py} speed"
+
+
+def merge_remote(entry: dict[str, Any], remote: dict[str, Any], report: dict[str, Any], cfg: Any,
+                 target: Target | str) -> None:  # fmt: skip
+    """Tag the remote rows with their machine and give them deltas against the reference measured here."""
+    from . import max_drop_for
+
+    probe = entry.get("probe") or {}
+    machine = dict(remote.get("machine") or {})
+    emu = emulation(probe)
+    machine["emulation"] = emu
+    machine["host"] = str(target)
+    entry["machine"], entry["config"] = machine, remote.get("config") or {}
+    remote_notes = list(remote.get("notes") or [])
+    arch = machine.get("arch") or probe.get("machine") or "?"
+    entry["label"] = f"{arch} ({emu})" if emu else arch
+    local_ds, remote_ds = report["config"].get("dataset") or {}, entry["config"].get("dataset") or {}
+    same = bool(local_ds) and all(local_ds.get(k) == remote_ds.get(k) for k in ("ann_sha256", "bbox_file_sha256"))
+    same = same and entry["config"].get("flip_test") == report["config"].get("flip_test")
+    entry["data_identical"] = same
+    ref = report["config"].get("reference_accuracy") or {}
+    metric = report.get("metric")
+    if local_ds and not same:
+        entry["notes"].append(f"accuracy deltas omitted: the remote evaluated other data (annotation sha256 "
+                              f"{str(remote_ds.get('ann_sha256'))[:12]} there, {str(local_ds.get('ann_sha256'))[:12]} "
+                              "here)")  # fmt: skip
+    elif ref.get("value") is not None:
+        where = f"{report['machine'].get('cpu')}, the machine that ran edgepose bench --remote"
+        entry["reference_accuracy"] = {"value": ref["value"], "source": f"{ref.get('source')} ({where})"}
+        # the remote had no reference of its own; the one from here replaces that note
+        remote_notes = [n for n in remote_notes if not n.startswith("no reference accuracy")]
+    entry["notes"] += remote_notes
+    for r in remote.get("rows") or []:
+        r["host"], r["machine_label"] = str(target), entry["label"]
+        acc = r.get("accuracy")
+        r["flags"] = [f for f in r.get("flags", []) if not f.startswith("accuracy drop")]
+        if not acc:
+            entry["rows"].append(r)
+            continue
+        for k in ("reference", "delta", "max_drop", "pass"):
+            acc.pop(k, None)  # the remote had no reference row: only the one measured here counts
+        if same and ref.get("value") is not None and metric in acc.get("metrics", {}):
+            acc["metric"], acc["value"] = metric, acc["metrics"][metric]
+            acc["reference"], acc["delta"] = ref["value"], acc["value"] - ref["value"]
+            acc["max_drop"] = max_drop_for(r.get("precision", "int8"), cfg.max_drop)
+            acc["pass"] = bool(-acc["delta"] <= acc["max_drop"] + 1e-12)
+            if not acc["pass"]:
+                r["flags"].append(f"accuracy drop {-acc['delta']:.4f} > {acc['max_drop']:g}")
+        entry["rows"].append(r)
+
+
+# ------------------------------------------------------------------------------------- the edgepose wheel
+def agent_source() -> str:
+    return (Path(__file__).with_name("remote_agent.py")).read_text()
+
+
+def source_root() -> Path | None:
+    """This edgepose's source checkout (pyproject.toml beside the package), or None for an installed wheel."""
+    root = Path(__file__).resolve().parents[2]
+    py = root / "pyproject.toml"
+    return root if py.is_file() and re.search(r'^name\s*=\s*"edgepose"', py.read_text(), re.M) else None
+
+
+def _source_files(root: Path) -> list[Path]:
+    text = (root / "pyproject.toml").read_text()
+    m = re.search(r"^package-dir\s*=\s*\{(.*?)\}", text, re.M)
+    dirs = sorted({d.split("/")[0] for d in re.findall(r'=\s*"([^"]+)"', m.group(1) if m else "")} | {"edgepose"})
+    files = [root / "pyproject.toml"] + [f for f in (root / "README.md", root / "LICENSE") if f.is_file()]
+    for d in dirs:
+        files += sorted(f for f in (root / d).rglob("*") if f.is_file() and "__pycache__" not in f.parts
+                        and f.suffix != ".pyc" and ".egg-info" not in str(f))  # fmt: skip
+    return files
+
+
+def source_stamp() -> str:
+    """What the remote venv's edgepose must be: this checkout's source hash, or the installed version."""
+    import hashlib
+
+    from .. import __version__
+
+    root = source_root()
+    if root is None:
+        return f"edgepose-{__version__}"
+    h = hashlib.sha256()
+    for f in _source_files(root):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return f"edgepose-{__version__}-src-{h.hexdigest()[:16]}"
+
+
+def build_wheel(dest: Path) -> Path | None:
+    """``pip wheel --no-deps`` of this checkout, from a clean copy (the checkout stays untouched); None when
+    edgepose is installed without its source."""
+    import shutil
+    import subprocess
+
+    root = source_root()
+    if root is None:
+        return None
+    src, out = dest / "src", dest / "wheel"
+    shutil.rmtree(src, ignore_errors=True)
+    for f in _source_files(root):
+        (src / f.relative_to(root)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, src / f.relative_to(root))
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)]
+    try:
+        import setuptools  # noqa: F401 - with it here, no build environment needs downloading
+
+        cmd[4:4] = ["--no-build-isolation"]
+    except ImportError:
+        pass
+    log.info("building the edgepose wheel (pip wheel --no-deps) ...")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    wheels = sorted(out.glob("edgepose-*.whl"))
+    if r.returncode != 0 or not wheels:
+        raise EdgeposeError(f"pip wheel of {root} failed: {one_line(Exception(r.stderr or r.stdout))}")
+    return wheels[-1]
