@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
-ALIAS = "edgepose-test"  # the client config's host alias for the server
+# the client config's host alias for the server; its sessions get EDGEPOSE_TEST_LITE=1 (SetEnv/AcceptEnv), which
+# the tests' lite-only Python wrapper reads, so that one host can look like a Pi with edgepose[lite] alone
+ALIAS = "edgepose-test"
 BAD_KEY_ALIAS = "edgepose-test-badkey"  # the same server, offering a key it does not know
 
 
@@ -62,13 +64,13 @@ class TestSshd:
             f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {r / 'sshd.pid'}\n"
             f"AuthorizedKeysFile {r / 'authorized_keys'}\nStrictModes no\nPubkeyAuthentication yes\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
-            "UsePAM no\nPrintMotd no\nLogLevel ERROR\nMaxStartups 50\n"
+            "UsePAM no\nPrintMotd no\nLogLevel ERROR\nMaxStartups 50\nAcceptEnv EDGEPOSE_TEST_*\n"
         )  # fmt: skip
         host = (f"  HostName 127.0.0.1\n  Port {self.port}\n  User {self.user}\n  IdentitiesOnly yes\n"
                 f"  UserKnownHostsFile {r / 'known_hosts'}\n  GlobalKnownHostsFile /dev/null\n"
                 "  StrictHostKeyChecking accept-new\n")  # fmt: skip
         (r / "ssh_config").write_text(
-            f"Host {ALIAS}\n{host}  IdentityFile {user_key}\n\n"
+            f"Host {ALIAS}\n{host}  IdentityFile {user_key}\n  SetEnv EDGEPOSE_TEST_LITE=1\n\n"
             f"Host {BAD_KEY_ALIAS}\n{host}  IdentityFile {other_key}\n\n"
             f"Host 127.0.0.1\n  User {self.user}\n  IdentityFile {user_key}\n  IdentitiesOnly yes\n"
             f"  UserKnownHostsFile {r / 'known_hosts'}\n  GlobalKnownHostsFile /dev/null\n"

@@ -26,7 +26,6 @@ import json
 import logging
 import re
 import shlex
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -38,6 +37,8 @@ from ..errors import EdgeposeError
 from ..files import sha256_of
 from ..spec import ModelSpec, get_spec
 from .data import artifact_files, one_line, resolve_dataset
+from .remote_env import agent_source, build_wheel, source_stamp
+from .remote_report import merge_remote, userland_arch
 from .ssh import RemoteError, Ssh, Target, parse_target, remote_path
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,6 @@ MIN_PYTHON = (3, 9)
 # Architectures that ai-edge-litert publishes wheels for (the `lite` group's marker).
 LITERT_ARCHES = ("x86_64", "amd64", "aarch64", "arm64")
 VENV_FREE_BYTES = 600 * 2**20  # numpy + OpenCV + LiteRT + pycocotools in a venv, with room for pip's unpacking
-ARM = ("aarch64", "arm64", "armv7l", "armv6l", "armv8l", "arm")
-X86 = ("x86_64", "amd64", "i386", "i686")
 
 
 @dataclass
@@ -92,6 +91,9 @@ def bench_remotes(report: dict[str, Any], cfg: Any, opts: RemoteOptions) -> list
             try:
                 RemoteRun(target, opts, payload, report, cfg, entry, Path(tmp)).run()
                 entry["status"] = "ok"
+            except KeyboardInterrupt:
+                entry["error"] = f"{target}: interrupted (Ctrl-C); its run folder was removed"
+                raise
             except Exception as e:  # noqa: BLE001 - one host's failure must keep the rows that finished
                 entry["error"] = str(e) if isinstance(e, EdgeposeError) else f"{target}: {one_line(e)}"
                 log.warning("%s", entry["error"])
@@ -219,10 +221,11 @@ class RemoteRun:
                               f">= {need} (pass --remote-python PATH to another)")  # fmt: skip
         arch = userland_arch(probe)
         lite = {"ai_edge_litert", "tflite_runtime"} & set(probe.get("engines") or [])
-        if arch not in LITERT_ARCHES and not lite:
-            raise RemoteError(f"{self.target}: {arch} userland ({probe['bits']}-bit Python): ai-edge-litert "
-                              "publishes no wheel for it, so no .tflite can run there; install a 64-bit OS "
-                              "(Raspberry Pi OS 64-bit) or see docs/raspberry-pi.md")  # fmt: skip
+        if arch not in LITERT_ARCHES and not (self.opts.python and lite):  # a Python of one's own may have it
+            what = f"32-bit ARM ({arch}, e.g. 32-bit Raspberry Pi OS)" if arch.startswith("armv") else arch
+            raise RemoteError(f"{self.target}: {what} userland: ai-edge-litert publishes no wheel for it, so no "
+                              ".tflite can run there; install a 64-bit OS (Raspberry Pi OS 64-bit) or see "
+                              "docs/raspberry-pi.md")  # fmt: skip
         need = 16 * 2**20 + sum(f.stat().st_size for files in self.payload.artifacts.values() for f, _ in files)
         self.check_free(probe["free_bytes"], need)
         self.info("%s, Python %s (%s), %.0f MB free in %s", probe.get("cpu") or arch, probe["python"], arch,
@@ -358,7 +361,8 @@ class RemoteRun:
         rc, _, tail = self.ssh.stream(script, "the remote bench", self.opts.timeout, self._bench_line)
         exits = [ln for ln in tail if ln.startswith("edgepose-remote-exit=")]
         self.bench_running = not exits
-        said = [ln for ln in tail if ln.strip() and not ln.startswith("edgepose-remote-exit=")]
+        said = [ln for ln in tail if ln.strip() and not ln.startswith("edgepose-remote-exit=")
+                and not re.search(r"(^|\s)(Killed|Terminated)(\s|$)", ln)]  # the shell's own word for the signal
         if not exits:
             raise RemoteError(f"{self.target}: the connection ended before the remote bench did (ssh exit status {rc}"
                               + (f": {said[-1]})" if said else ")"))  # fmt: skip
@@ -411,138 +415,3 @@ def _signame(sig: int) -> str:
         return signal.Signals(sig).name
     except ValueError:
         return "?"
-
-
-# ------------------------------------------------------------------------------------------ merging
-def userland_arch(probe: dict[str, Any]) -> str:
-    """The Python's architecture; a 32-bit ARM Python on a 64-bit kernel says aarch64 but is armv7l."""
-    m = (probe.get("machine") or "").lower()
-    if probe.get("bits") == 32 and m in ("aarch64", "arm64", "armv8l"):
-        return "armv7l"
-    return m
-
-
-def emulation(probe: dict[str, Any]) -> str | None:
-    """Why the timings are not the reported CPU's: the Python runs under user-mode emulation (qemu)."""
-    py, kern = userland_arch(probe), (probe.get("kernel_machine") or "").lower()
-    fam = lambda a: "arm" if a in ARM else "x86" if a in X86 else a
-    if not kern or fam(py) == fam(kern):
-        return None
-    tool = "qemu user-mode emulation" if probe.get("qemu") else "user-mode emulation"
-    return f"{tool} on a {kern} host: timings are not {'ARM' if fam(py) == 'arm' else py} speed"
-
-
-def merge_remote(entry: dict[str, Any], remote: dict[str, Any], report: dict[str, Any], cfg: Any,
-                 target: Target | str) -> None:  # fmt: skip
-    """Tag the remote rows with their machine and give them deltas against the reference measured here."""
-    from . import max_drop_for
-
-    probe = entry.get("probe") or {}
-    machine = dict(remote.get("machine") or {})
-    emu = emulation(probe)
-    machine["emulation"] = emu
-    machine["host"] = str(target)
-    entry["machine"], entry["config"] = machine, remote.get("config") or {}
-    remote_notes = list(remote.get("notes") or [])
-    arch = machine.get("arch") or probe.get("machine") or "?"
-    entry["label"] = f"{arch} ({emu})" if emu else arch
-    local_ds, remote_ds = report["config"].get("dataset") or {}, entry["config"].get("dataset") or {}
-    same = bool(local_ds) and all(local_ds.get(k) == remote_ds.get(k) for k in ("ann_sha256", "bbox_file_sha256"))
-    same = same and entry["config"].get("flip_test") == report["config"].get("flip_test")
-    entry["data_identical"] = same
-    ref = report["config"].get("reference_accuracy") or {}
-    metric = report.get("metric")
-    if local_ds and not same:
-        entry["notes"].append(f"accuracy deltas omitted: the remote evaluated other data (annotation sha256 "
-                              f"{str(remote_ds.get('ann_sha256'))[:12]} there, {str(local_ds.get('ann_sha256'))[:12]} "
-                              "here)")  # fmt: skip
-    elif ref.get("value") is not None:
-        where = f"{report['machine'].get('cpu')}, the machine that ran edgepose bench --remote"
-        entry["reference_accuracy"] = {"value": ref["value"], "source": f"{ref.get('source')} ({where})"}
-        # the remote had no reference of its own; the one from here replaces that note
-        remote_notes = [n for n in remote_notes if not n.startswith("no reference accuracy")]
-    entry["notes"] += remote_notes
-    for r in remote.get("rows") or []:
-        r["host"], r["machine_label"] = str(target), entry["label"]
-        acc = r.get("accuracy")
-        r["flags"] = [f for f in r.get("flags", []) if not f.startswith("accuracy drop")]
-        if not acc:
-            entry["rows"].append(r)
-            continue
-        for k in ("reference", "delta", "max_drop", "pass"):
-            acc.pop(k, None)  # the remote had no reference row: only the one measured here counts
-        if same and ref.get("value") is not None and metric in acc.get("metrics", {}):
-            acc["metric"], acc["value"] = metric, acc["metrics"][metric]
-            acc["reference"], acc["delta"] = ref["value"], acc["value"] - ref["value"]
-            acc["max_drop"] = max_drop_for(r.get("precision", "int8"), cfg.max_drop)
-            acc["pass"] = bool(-acc["delta"] <= acc["max_drop"] + 1e-12)
-            if not acc["pass"]:
-                r["flags"].append(f"accuracy drop {-acc['delta']:.4f} > {acc['max_drop']:g}")
-        entry["rows"].append(r)
-
-
-# ------------------------------------------------------------------------------------- the edgepose wheel
-def agent_source() -> str:
-    return (Path(__file__).with_name("remote_agent.py")).read_text()
-
-
-def source_root() -> Path | None:
-    """This edgepose's source checkout (pyproject.toml beside the package), or None for an installed wheel."""
-    root = Path(__file__).resolve().parents[2]
-    py = root / "pyproject.toml"
-    return root if py.is_file() and re.search(r'^name\s*=\s*"edgepose"', py.read_text(), re.M) else None
-
-
-def _source_files(root: Path) -> list[Path]:
-    text = (root / "pyproject.toml").read_text()
-    m = re.search(r"^package-dir\s*=\s*\{(.*?)\}", text, re.M)
-    dirs = sorted({d.split("/")[0] for d in re.findall(r'=\s*"([^"]+)"', m.group(1) if m else "")} | {"edgepose"})
-    files = [root / "pyproject.toml"] + [f for f in (root / "README.md", root / "LICENSE") if f.is_file()]
-    for d in dirs:
-        files += sorted(f for f in (root / d).rglob("*") if f.is_file() and "__pycache__" not in f.parts
-                        and f.suffix != ".pyc" and ".egg-info" not in str(f))  # fmt: skip
-    return files
-
-
-def source_stamp() -> str:
-    """What the remote venv's edgepose must be: this checkout's source hash, or the installed version."""
-    import hashlib
-
-    from .. import __version__
-
-    root = source_root()
-    if root is None:
-        return f"edgepose-{__version__}"
-    h = hashlib.sha256()
-    for f in _source_files(root):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    return f"edgepose-{__version__}-src-{h.hexdigest()[:16]}"
-
-
-def build_wheel(dest: Path) -> Path | None:
-    """``pip wheel --no-deps`` of this checkout, from a clean copy (the checkout stays untouched); None when
-    edgepose is installed without its source."""
-    import shutil
-    import subprocess
-
-    root = source_root()
-    if root is None:
-        return None
-    src, out = dest / "src", dest / "wheel"
-    shutil.rmtree(src, ignore_errors=True)
-    for f in _source_files(root):
-        (src / f.relative_to(root)).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(f, src / f.relative_to(root))
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)]
-    try:
-        import setuptools  # noqa: F401 - with it here, no build environment needs downloading
-
-        cmd[4:4] = ["--no-build-isolation"]
-    except ImportError:
-        pass
-    log.info("building the edgepose wheel (pip wheel --no-deps) ...")
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    wheels = sorted(out.glob("edgepose-*.whl"))
-    if r.returncode != 0 or not wheels:
-        raise EdgeposeError(f"pip wheel of {root} failed: {one_line(Exception(r.stderr or r.stdout))}")
-    return wheels[-1]

@@ -1,11 +1,86 @@
-"""The device table of ``edgepose bench --remote``: one row per artifact, per device its p50 latency and its
-accuracy delta against the PyTorch reference measured on this machine; then what each device is."""
+"""The results of ``edgepose bench --remote``: a remote report merged into the local one (rows tagged with their
+machine, emulation named, deltas against the PyTorch reference measured on this machine when the data were the
+same bytes), and the device table: one row per artifact, per device its p50 latency and its accuracy delta."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .report import _f, label, machine_lines
+from .ssh import Target
+
+ARM = ("aarch64", "arm64", "armv7l", "armv6l", "armv8l", "arm")
+X86 = ("x86_64", "amd64", "i386", "i686")
+
+
+def userland_arch(probe: dict[str, Any]) -> str:
+    """The Python's architecture; a 32-bit ARM Python on a 64-bit kernel says aarch64 but is armv7l."""
+    m = (probe.get("machine") or "").lower()
+    if probe.get("bits") == 32 and m in ("aarch64", "arm64", "armv8l"):
+        return "armv7l"
+    return m
+
+
+def emulation(probe: dict[str, Any]) -> str | None:
+    """Why the timings are not the reported CPU's: the Python runs under user-mode emulation (qemu)."""
+    py, kern = userland_arch(probe), (probe.get("kernel_machine") or "").lower()
+    fam = lambda a: "arm" if a in ARM else "x86" if a in X86 else a
+    if not kern or fam(py) == fam(kern):
+        return None
+    tool = "qemu user-mode emulation" if probe.get("qemu") else "user-mode emulation"
+    return f"{tool} on a {kern} host: timings are not {'ARM' if fam(py) == 'arm' else py} speed"
+
+
+def merge_remote(entry: dict[str, Any], remote: dict[str, Any], report: dict[str, Any], cfg: Any,
+                 target: Target | str) -> None:  # fmt: skip
+    """Tag the remote rows with their machine and give them deltas against the reference measured here."""
+    from . import max_drop_for
+
+    probe = entry.get("probe") or {}
+    machine = dict(remote.get("machine") or {})
+    emu = emulation(probe)
+    machine["emulation"] = emu
+    machine["host"] = str(target)
+    entry["machine"], entry["config"] = machine, remote.get("config") or {}
+    remote_notes = list(remote.get("notes") or [])
+    arch = machine.get("arch") or probe.get("machine") or "?"
+    entry["label"] = f"{arch} ({emu})" if emu else arch
+    local_ds, remote_ds = report["config"].get("dataset") or {}, entry["config"].get("dataset") or {}
+    same = bool(local_ds) and all(local_ds.get(k) == remote_ds.get(k) for k in ("ann_sha256", "bbox_file_sha256"))
+    same = same and entry["config"].get("flip_test") == report["config"].get("flip_test")
+    entry["data_identical"] = same
+    ref = report["config"].get("reference_accuracy") or {}
+    metric = report.get("metric")
+    if local_ds and not same:
+        entry["notes"].append(f"accuracy deltas omitted: the remote evaluated other data (annotation sha256 "
+                              f"{str(remote_ds.get('ann_sha256'))[:12]} there, {str(local_ds.get('ann_sha256'))[:12]} "
+                              "here)")  # fmt: skip
+    elif ref.get("value") is not None:
+        where = f"{report['machine'].get('cpu')}, the machine that ran edgepose bench --remote"
+        entry["reference_accuracy"] = {"value": ref["value"], "source": f"{ref.get('source')} ({where})"}
+        # the remote had no reference of its own; the one from here replaces that note
+        remote_notes = [n for n in remote_notes if not n.startswith("no reference accuracy")]
+    entry["notes"] += remote_notes
+    for r in remote.get("rows") or []:
+        r["host"], r["machine_label"] = str(target), entry["label"]
+        acc = r.get("accuracy")
+        r["flags"] = [f for f in r.get("flags", []) if not f.startswith("accuracy drop")]
+        if not acc:
+            entry["rows"].append(r)
+            continue
+        for k in ("reference", "delta", "max_drop", "pass"):
+            acc.pop(k, None)  # the remote had no reference row: only the one measured here counts
+        if same and ref.get("value") is not None and metric in acc.get("metrics", {}):
+            acc["metric"], acc["value"] = metric, acc["metrics"][metric]
+            acc["reference"], acc["delta"] = ref["value"], acc["value"] - ref["value"]
+            acc["max_drop"] = max_drop_for(r.get("precision", "int8"), cfg.max_drop)
+            acc["pass"] = bool(-acc["delta"] <= acc["max_drop"] + 1e-12)
+            if not acc["pass"]:
+                r["flags"].append(f"accuracy drop {-acc['delta']:.4f} > {acc['max_drop']:g}")
+        entry["rows"].append(r)
+
+
+# -------------------------------------------------------------------------------------- the device table
 
 
 def devices(report: dict[str, Any]) -> list[dict[str, Any]]:

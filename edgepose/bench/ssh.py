@@ -139,8 +139,9 @@ class Ssh:
                 if re.search(pattern, err, re.IGNORECASE):
                     return RemoteError(f"{self.target}: {meaning} ({last})")
             return RemoteError(f"{self.target}: ssh failed during {what} ({last or 'exit status 255'})")
-        if re.search(r"No space left on device|Disk quota exceeded", err):
-            return RemoteError(f"{self.target}: no space left on the remote disk during {what} ({last})")
+        full = re.search(r"No space left on device|Disk quota exceeded|Wrote only \d+ of \d+ bytes", err)
+        if full:  # GNU tar says "Wrote only N of M bytes" for a short write
+            return RemoteError(f"{self.target}: no space left on the remote disk during {what} ({full.group(0)})")
         return RemoteError(f"{self.target}: {what} failed (exit status {rc}{': ' + last if last else ''})")
 
     def run(self, command: str, what: str, timeout: float = 120, check: bool = True,
