@@ -246,6 +246,19 @@ def test_remote_without_python(sshd, arts, tmp_path):
     assert rdir.is_dir() and run_dirs(rdir) == []  # the run folder made by the probe is gone again
 
 
+def test_remote_python_without_edgepose(sshd, arts, tmp_path):
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)  # no edgepose in it
+    rdir = tmp_path / "remote"
+    r = edgepose("bench", *CHEAP, "--artifacts", str(arts / f"{MODEL}_int8.tflite"), "--quiet",
+                 "--remote", sshd.alias, *remote_args(sshd, rdir, bare / "bin" / "python"))  # fmt: skip
+    assert r.returncode == 1
+    assert _errors(r.stderr) == [f"edgepose: warning: {sshd.alias}: no edgepose in the Python at {bare}/bin/python "
+                                 "(install edgepose[lite] there, or leave out --remote-python for a venv that "
+                                 "edgepose makes)"]  # fmt: skip
+    assert run_dirs(rdir) == []
+
+
 def test_remote_32bit_userland_without_litert(sshd, arts, tmp_path):
     """A userland ai-edge-litert has no wheel for (here: i686 through `setarch linux32`, as armv7l on a 32-bit Pi
     OS), with no LiteRT of its own: one line saying so, nothing copied."""

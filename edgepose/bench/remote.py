@@ -18,6 +18,9 @@ Per host, one after the other (:func:`bench_remotes`):
 A host that fails (unreachable, key refused, no Python, disk full, remote crash) gives one line and the report
 keeps every row that finished. A remote whose Python runs under user-mode emulation (its architecture differs
 from the kernel's ``uname -m``) is labelled so: its timings are not the emulated CPU's speed.
+
+(Over 400 lines: the six steps of one host are one class, read top to bottom; ssh, the remote agent, the wheel
+and the merge/report live in ``ssh``, ``remote_agent``, ``remote_env`` and ``remote_report``.)
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import shlex
+import string
 import tempfile
 import time
 from collections.abc import Sequence
@@ -160,7 +165,9 @@ class RemoteRun:
         self.target, self.opts, self.payload, self.report, self.cfg = target, opts, payload, report, cfg
         self.entry, self.tmp = entry, tmp
         self.ssh = Ssh(target, opts.ssh_config, list(opts.ssh_options))
-        self.run_dir: str | None = None
+        self.run_name = "run-" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(8))
+        self.run_dir: str | None = None  # its absolute path, once the probe has made it
+        self.probing = False
         self.bench_running = False
         self.base_py = opts.python or "python3"  # the commands run there (paths as the remote's shell sees them)
         self.py = self.base_py
@@ -177,6 +184,7 @@ class RemoteRun:
             if not self.opts.python:
                 probe = {**probe, **self.agent(py, "probe", self.run_dir, "probe of the venv")}
             self.entry["python"] = {k: probe.get(k) for k in ("python", "python_executable", "edgepose", "engines")}
+            self.check_edgepose(probe)
             self.entry["environment"] = f"--remote-python {py}" if self.opts.python else f"venv {py}"
             names = self.choose_artifacts(probe)
             self.copy(names, probe)
@@ -195,14 +203,16 @@ class RemoteRun:
             f"for q in qemu-aarch64-static qemu-aarch64 qemu-arm-static qemu-arm; do "
             f'command -v "$q" >/dev/null 2>&1 && echo "qemu=$q"; done; '
             f'ls /proc/sys/fs/binfmt_misc 2>/dev/null | grep -q qemu && echo "qemu=binfmt_misc"; '
-            f"mkdir -p {base} && cd {base} && d=$(mktemp -d \"$(pwd -P)/run-XXXXXXXX\") && "
+            f"mkdir -p {base} && cd {base} && mkdir -m 700 {self.run_name} && d=\"$(pwd -P)/{self.run_name}\" && "
             f'echo "run_dir=$d" || exit 3; '
             f"command -v {q} >/dev/null 2>&1 || {{ echo no_python; exit 0; }}; "
             f"{q} -c {shlex.quote(agent_source())} probe \"$d\""
         )
+        self.probing = True  # from here on the run folder may exist (Ctrl-C before we know its full path)
         r = self.ssh.run(script, "the probe", timeout=120, check=False)
         facts = dict(re.findall(r"^(\w+)=(.*)$", r.stdout, re.MULTILINE))
         self.run_dir = facts.get("run_dir")
+        self.probing = False  # the probe answered: the folder exists (run_dir) or was never made
         if r.returncode == 255:
             raise self.ssh.fail("the probe", 255, r.stderr)
         if r.returncode == 3 or not self.run_dir:
@@ -231,6 +241,15 @@ class RemoteRun:
         self.info("%s, Python %s (%s), %.0f MB free in %s", probe.get("cpu") or arch, probe["python"], arch,
                   probe["free_bytes"] / 2**20, self.opts.directory)  # fmt: skip
         return probe
+
+    def check_edgepose(self, probe: dict[str, Any]) -> None:
+        from .. import __version__
+
+        if not probe.get("edgepose"):
+            raise RemoteError(f"{self.target}: no edgepose in the Python at {self.py} (install edgepose[lite] there, "
+                              "or leave out --remote-python for a venv that edgepose makes)")  # fmt: skip
+        if probe["edgepose"] != __version__:
+            self.entry["notes"].append(f"edgepose {probe['edgepose']} there, {__version__} here")
 
     def _json(self, r: Any, what: str, py: str) -> dict[str, Any]:
         if r.returncode != 0:
@@ -370,12 +389,14 @@ class RemoteRun:
             sig = rc - 128 if rc > 128 else -rc
             raise RemoteError(f"{self.target}: the remote bench was killed by signal {sig} ({_signame(sig)})"
                               + (f"; last output: {said[-1]}" if said else ""))  # fmt: skip
-        r = self.ssh.run(f"cat {q}/out/bench.json", "fetching the bench JSON", check=False)
-        if r.returncode != 0 or not r.stdout.strip():
+        # after a marker: whatever a login script prints before it is not part of the JSON
+        r = self.ssh.run(f"echo EDGEPOSE-JSON && cat {q}/out/bench.json", "fetching the bench JSON", check=False)
+        text = r.stdout.split("EDGEPOSE-JSON\n", 1)[-1]
+        if r.returncode != 0 or not text.strip():
             raise RemoteError(f"{self.target}: the remote bench exited with status {rc} and wrote no result"
                               + (f" ({said[-1]})" if said else ""))  # fmt: skip
         try:
-            return json.loads(r.stdout)
+            return json.loads(text)
         except ValueError as e:
             raise RemoteError(f"{self.target}: the remote bench JSON is not readable ({e})") from None
 
@@ -390,12 +411,13 @@ class RemoteRun:
     # ---- 6. clean
     def clean(self) -> None:
         rd = self.run_dir
-        if not rd:
+        if not rd and not self.probing:
             return
-        if not re.fullmatch(r"/.+/run-[A-Za-z0-9]{8}", rd):
+        if rd and not re.fullmatch(r"/.+/run-[A-Za-z0-9]{8}", rd):
             log.warning("%s: not removing the unexpected remote folder %r", self.target, rd)
             return
-        q = shlex.quote(rd)
+        q = shlex.quote(rd) if rd else f"{remote_path(self.opts.directory)}/{self.run_name}"
+        rd = rd or f"{self.opts.directory}/{self.run_name}"
         kill = (f'if [ -f {q}/pid ]; then p=$(cat {q}/pid); kill -TERM "$p" 2>/dev/null; sleep 1; '
                 f'kill -KILL "$p" 2>/dev/null; fi; ') if self.bench_running else ""  # fmt: skip
         try:  # its own session: a second Ctrl-C does not cut the clean-up short

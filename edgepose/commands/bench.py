@@ -59,7 +59,8 @@ def register(sub) -> None:
     r.add_argument("--remote-python", metavar="PATH", help="use this Python on the remote (it must have "
                    "edgepose[lite]) instead of the venv that edgepose makes and keeps there")  # fmt: skip
     r.add_argument("--remote-dir", metavar="DIR", default="~/.cache/edgepose-remote", help="remote folder for the "
-                   "venv and the run's temporary files, removed afterwards (default ~/.cache/edgepose-remote)")
+                   "venv (kept for the next run) and the run's temporary folder (removed at the end); default "
+                   "~/.cache/edgepose-remote")  # fmt: skip
     r.add_argument("--ssh-config", metavar="FILE", help="ssh client configuration file (ssh -F)")
     r.add_argument("--ssh-option", action="append", default=[], metavar="KEY=VALUE", help="ssh -o option "
                    "(repeatable); BatchMode=yes is always set: no password prompts")  # fmt: skip
