@@ -487,3 +487,16 @@ def test_remote_bench_on_emulated_arm64(sshd, demo_artifacts, demo_checkpoint, t
             assert theirs.keys() == mine.keys() and all(theirs[k] == pytest.approx(mine[k], abs=1e-4) for k in mine)
         assert row["accuracy"]["delta"] == pytest.approx(local[row["name"]]["accuracy"]["delta"], abs=1e-4)
         assert row["model"]["p50_ms"] > 0 and row["machine_label"] == e["label"]
+
+
+def test_every_source_package_is_in_the_wheel_list():
+    """The remote venv installs a wheel of this checkout: a package missing from pyproject's list is missing there."""
+    tomllib = pytest.importorskip("tomllib")
+    conf = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(conf["packages"])
+    found = set()
+    for pkg, folder in conf["package-dir"].items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(REPO / folder).parts
+            found.add(".".join((pkg, *rel)))
+    assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
