@@ -76,6 +76,7 @@ class Payload:
     data: list[tuple[Path, str]] = field(default_factory=list)
     data_args: list[str] = field(default_factory=list)  # bench options, paths relative to the run folder
     hashes: dict[str, str] = field(default_factory=dict)  # name in the run folder -> sha256
+    wheel: list[Path | None] = field(default_factory=list)  # the edgepose wheel, once built (for every host)
 
 
 def check_targets(targets: Sequence[str]) -> list[Target]:
@@ -298,7 +299,9 @@ class RemoteRun:
                                       "(Debian / Raspberry Pi OS: sudo apt install python3-venv)")  # fmt: skip
                 raise self.ssh.fail("python3 -m venv", r.returncode, r.stderr or r.stdout)
         pip = f"{q}/bin/python -m pip install --disable-pip-version-check --no-input"
-        wheel = build_wheel(self.tmp)
+        if not self.payload.wheel:
+            self.payload.wheel.append(build_wheel(self.tmp))
+        wheel = self.payload.wheel[0]
         if wheel is not None:
             self.ssh.push_tar([(wheel, wheel.name)], self.run_dir, "copying the edgepose wheel", 600)  # type: ignore[arg-type]
             w = f"{self.run_dir}/{wheel.name}"
@@ -310,7 +313,8 @@ class RemoteRun:
             rc, _, tail = self.ssh.stream(step, "pip install", self.opts.install_timeout, self._pip_line)
             if rc != 0:
                 raise self.ssh.fail("pip install edgepose[lite]", rc, "\n".join(tail))
-        self.ssh.run(f"printf '%s\\n' {shlex.quote(stamp)} > {q}/.edgepose-stamp", "writing the venv stamp")
+        rm = f"; rm -f {shlex.quote(f'{self.run_dir}/{wheel.name}')}" if wheel is not None else ""
+        self.ssh.run(f"printf '%s\\n' {shlex.quote(stamp)} > {q}/.edgepose-stamp{rm}", "writing the venv stamp")
         return f"{venv}/bin/python"
 
     def _pip_line(self, line: str) -> None:
