@@ -368,6 +368,7 @@ class RemoteRun:
                 "--artifacts", *[f"{rd}/artifacts/{n}" for n in names]]  # fmt: skip
         argv += ["--threads", str(self.opts.threads)] if self.opts.threads else []
         argv += ["--allow-fallback"] if cfg.allow_fallback else []
+        argv += ["--strict-precision"] if getattr(cfg, "strict_precision", False) else []
         argv += [] if cfg.flip_test else ["--no-flip"]
         argv += ["--max-drop", str(cfg.max_drop)] if cfg.max_drop is not None else []
         argv += ["--batch-sizes", ",".join(map(str, cfg.batch_sizes))] if cfg.batch_sizes else []
