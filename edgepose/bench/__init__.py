@@ -142,6 +142,7 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
                 _progress(cfg, f"[{i}/{len(jobs)}] {row.name}: " + (row.error or _row_summary(row, report.metric)))
                 report.rows.append(row)
     report.machine["load_average_end"] = machine.load_average()
+    report.machine["thermal_end"] = machine.thermal()  # temperature and throttling after the work
     report.rows.sort(key=lambda r: not r.reference)  # the reference first
     finish(report, cfg)
     return report

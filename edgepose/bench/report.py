@@ -97,12 +97,31 @@ def machine_lines(report: dict[str, Any]) -> list[str]:
         f"{mem}; features: {flags}",
         f"Threads used: {cfg.get('threads')}; batch {cfg.get('batch')}; {cfg.get('warmup')} warm-up + "
         f"{cfg.get('runs')} timed runs per measurement; load average (1/5/15 min): {load}",
-        f"OS: {m['os']}; Python {m['python']}; numpy {v.get('numpy')}, OpenCV {v.get('opencv')}",
+        f"OS: {m.get('os_release') or m['os']}" + (f" ({m['os']})" if m.get("os_release") else "")
+        + f"; Python {m['python']}; numpy {v.get('numpy')}, OpenCV {v.get('opencv')}",
         f"Engines: {engines or '-'}",
         f"Accuracy data: {data}; flip test {'on' if cfg.get('flip_test') else 'off'}; reference: "
         + ((cfg.get("reference_accuracy") or {}).get("source") or "none"),
         f"Date: {m.get('date')}",
-    ]
+    ] + thermal_lines(m)
+
+
+def thermal_lines(m: dict[str, Any]) -> list[str]:
+    """Governor, clock, temperature at the start and the end, throttling (empty where the machine tells none)."""
+    t0, t1 = m.get("thermal") or {}, m.get("thermal_end") or {}
+    parts = []
+    if t0.get("governor") or t0.get("cpu_mhz"):
+        parts.append(f"governor {t0.get('governor') or '?'}, {_f(t0.get('cpu_mhz'), '.0f', '?')} MHz now "
+                     f"(max {_f(t0.get('cpu_max_mhz'), '.0f', '?')})")  # fmt: skip
+    if t0.get("temperature_c") is not None or t1.get("temperature_c") is not None:
+        parts.append(f"CPU {_f(t0.get('temperature_c'), '.1f', '?')} °C at the start, "
+                     f"{_f(t1.get('temperature_c'), '.1f', '?')} °C at the end "
+                     f"({t0.get('temperature_source') or t1.get('temperature_source')})")  # fmt: skip
+    thr = t1.get("throttling") or t0.get("throttling")
+    if thr:
+        parts.append(f"throttling: {', '.join(thr['flags']) or 'none'} ({thr['source']}"
+                     + (f" {thr['word']})" if thr.get("word") else ")"))  # fmt: skip
+    return [f"Thermal: {'; '.join(parts)}"] if parts else []
 
 
 def flag_lines(report: dict[str, Any]) -> list[str]:

@@ -56,15 +56,34 @@ def register(sub) -> None:
                    "(pip install 'edgepose[scale]')")  # fmt: skip
     p.add_argument("--ray-ship-crops", action="store_true", help="with --ray: ship crops from here instead of "
                    "workers reading the images (a path every node must see)")  # fmt: skip
+    r = p.add_argument_group("remote devices (over SSH; see docs/raspberry-pi.md)")
+    r.add_argument("--remote", action="append", metavar="[ssh://][USER@]HOST[:PORT]", help="also bench on this "
+                   "machine over SSH (a ~/.ssh/config alias works; repeat for several): edgepose[lite] in a venv "
+                   "there, the artifacts it can run and the evaluation data copied and checked by sha256, the rows "
+                   "added to the report with accuracy deltas against the reference measured here")  # fmt: skip
+    r.add_argument("--remote-python", metavar="PATH", help="use this Python on the remote (it must have "
+                   "edgepose[lite]) instead of the venv that edgepose makes and keeps there")  # fmt: skip
+    r.add_argument("--remote-dir", metavar="DIR", default="~/.cache/edgepose-remote", help="remote folder for the "
+                   "venv (kept for the next run) and the run's temporary folder (removed at the end); default "
+                   "~/.cache/edgepose-remote")  # fmt: skip
+    r.add_argument("--ssh-config", metavar="FILE", help="ssh client configuration file (ssh -F)")
+    r.add_argument("--ssh-option", action="append", default=[], metavar="KEY=VALUE", help="ssh -o option "
+                   "(repeatable); BatchMode=yes is always set: no password prompts")  # fmt: skip
+    r.add_argument("--remote-timeout", type=float, default=3600, metavar="S", help="seconds the remote bench "
+                   "may take per host (default 3600)")  # fmt: skip
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
     from ..bench import BenchConfig, run_bench
     from ..bench.batch import parse_batch_sizes, sweep_table
-    from ..bench.report import console_table, write_json, write_markdown
+    from ..bench.report import console_table
     from ..runtimes.devices import require_device
 
+    if args.remote:
+        from ..bench.remote import check_targets
+
+        check_targets(args.remote)  # a malformed --remote fails now, not after the local bench
     choice = require_device(args.device, args.allow_fallback)  # one line, exit 2, for a missing device
     if choice.fallback:
         print(f"edgepose: --device {choice.requested}: {choice.fallback}; running on CPU (--allow-fallback)",
@@ -98,12 +117,15 @@ def run(args) -> int:
     print(console_table(data))
     if args.batch_sizes:
         print(sweep_table(data))
-    if args.json_out:
-        write_json(data, args.json_out)
-        print(f"wrote {args.json_out}", file=sys.stderr)
-    if args.markdown:
-        write_markdown(data, args.markdown)
-        print(f"wrote {args.markdown}", file=sys.stderr)
+    remote_failed = False
+    if args.remote:
+        try:
+            remote_failed = _remotes(args, cfg, data)
+        except KeyboardInterrupt:
+            data["notes"].append("interrupted during the remote benches: the rows that finished are kept")
+            _write(args, data)
+            raise
+    _write(args, data)
     if args.plot:
         from ..bench.plot import write_plot
 
@@ -112,4 +134,39 @@ def run(args) -> int:
     if report.all_failed:
         print("edgepose: every artifact failed", file=sys.stderr)
         return 1
+    if remote_failed:
+        print("edgepose: a remote host failed (its line is above); the rows that finished are in the report",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0
+
+
+def _remotes(args, cfg, data: dict) -> bool:
+    """Bench on each --remote host; print the device table; True when a host failed."""
+    from ..bench.remote import RemoteOptions, bench_remotes
+    from ..bench.remote_report import console_devices
+
+    opts = RemoteOptions(targets=args.remote, python=args.remote_python, directory=args.remote_dir,
+                         ssh_config=args.ssh_config, ssh_options=args.ssh_option, threads=args.threads,
+                         timeout=args.remote_timeout, progress=not args.quiet)  # fmt: skip
+    entries = bench_remotes(data, cfg, opts)
+    print()
+    print(console_devices(data))
+    return any(e["status"] != "ok" or (e["rows"] and all(r["status"] != "ok" for r in e["rows"])) for e in entries)
+
+
+def _write(args, data: dict) -> None:
+    from ..bench.report import markdown, write_json
+    from ..files import atomic_write
+
+    if args.json_out:
+        write_json(data, args.json_out)
+        print(f"wrote {args.json_out}", file=sys.stderr)
+    if args.markdown:
+        text = markdown(data)
+        if data.get("remotes"):
+            from ..bench.remote_report import markdown_devices
+
+            text += "\n" + markdown_devices(data)
+        atomic_write(args.markdown, text)
+        print(f"wrote {args.markdown}", file=sys.stderr)
