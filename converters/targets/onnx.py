@@ -118,4 +118,11 @@ def embed_onnx(path: Path, text: str) -> None:
     atomic_write(path, model.SerializeToString())
 
 
-register_target("onnx", ".onnx", ("fp32", "fp16", "int8"), requires=("onnx", "onnxruntime"), embed=embed_onnx)(convert)
+# The head form ``--head auto`` exports per precision (converters/transforms.py), chosen by
+# benchmarks/head_forms.py: INT8 with the 3x3 form ~1.8x faster than with ConvTranspose (which ONNX Runtime
+# keeps in float between Q/DQ pairs; the 3x3 convolutions run as int8), SNR 19 -> 28.6 dB; FP32 with the 2x2
+# form ~1.1x faster than the original.
+HEAD_FORMS = {"fp32": "subpixel2x2", "int8": "subpixel3x3"}
+
+register_target("onnx", ".onnx", ("fp32", "fp16", "int8"), requires=("onnx", "onnxruntime"), embed=embed_onnx,
+                head_forms=HEAD_FORMS)(convert)
