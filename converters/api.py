@@ -1,6 +1,7 @@
 """``convert()``: a checkpoint to checked artifacts, one call (what ``edgepose convert`` runs).
 
-Steps: load the checkpoint strictly -> export ONNX once (the input of every other target) -> each target makes
+Steps: load the checkpoint strictly -> export ONNX once per head form needed (the input of every other target;
+:mod:`.transforms` rewrites the head before export, per target and precision) -> each target makes
 its precisions in a temp folder inside ``out`` -> each artifact runs through its edgepose runtime on held-out
 crops and is compared with PyTorch (:mod:`.parity`) -> metadata (sidecar + embedded) -> if every precision
 is within tolerance (or ``allow_parity_failure``), the files are moved into ``out``; otherwise nothing is
@@ -16,7 +17,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -29,7 +30,7 @@ from edgepose.errors import EdgeposeError
 from edgepose.runtimes.artifact import FORMAT_VERSION, INPUT_FLOAT, INPUT_UINT8, sidecar_path
 from edgepose.spec import DEFAULT_MODEL, ModelSpec, get_spec
 
-from . import export
+from . import export, transforms
 from . import targets as _targets  # noqa: F401  (registers every target module in converters/targets/)
 from .base import PRECISIONS, TARGETS, Context, Converted, Timer, quiet, require, version_of
 from .metadata import write_metadata, write_sidecar
@@ -173,12 +174,17 @@ def convert(
     threads: int | None = None,
     progress: bool = True,
     reference_accuracy: bool = True,
+    head: str = transforms.AUTO,
 ) -> ConversionResult:
-    """Convert ``model`` (default: the demo model) to ``targets`` x ``precisions``; see the module doc."""
+    """Convert ``model`` (default: the demo model) to ``targets`` x ``precisions``; see the module doc.
+
+    ``head``: the form the deconvolution head is exported in (:mod:`.transforms`): ``"auto"`` (each target's
+    measured fastest per precision), ``"deconv"`` (no rewrite), ``"subpixel2x2"`` or ``"subpixel3x3"``."""
     say = _logger(progress)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow (NNCF does, too)
     target_names = parse_list(targets, list(TARGETS), "target", all_ok=True)
     precs = parse_list(precisions, PRECISIONS, "precision")
+    head = transforms.check_form(head, allow_auto=True)
     kind = INPUTS.get(str(input).lower()) or (input if input in INPUTS.values() else None)
     if kind is None:
         raise EdgeposeError(f"--input {input}: choose {' or '.join(INPUTS)}")
@@ -239,14 +245,17 @@ def convert(
     try:
         ctx = Context(spec, torch_model, workdir / "export.onnx", workdir, calib_batch.astype(np.float32),
                       dynamic_batch, int8_io, spec.name, say, input_kind=kind, calib_crops=calib_crops)  # fmt: skip
-        with Timer() as t:
-            export.export_onnx(torch_model, spec, ctx.onnx_path, dynamic_batch=dynamic_batch, input_kind=kind)
-        result.timings["onnx_export"] = t.seconds
-        say(f"onnx: exported and checked in {t.seconds:.1f} s (opset {export.OPSET})")
+        forms = _head_forms(plan, head)
+        exports: dict[str, Context] = {}  # one ONNX export per head form, shared by the targets that use it
+        for form in dict.fromkeys(f for by_prec in forms.values() for f in by_prec.values()):
+            with Timer() as t:
+                exports[form] = _export_form(ctx, torch_model, form)
+            result.timings["onnx_export"] = result.timings.get("onnx_export", 0.0) + t.seconds
+            say(f"onnx: exported ({form} head) and checked in {t.seconds:.1f} s (opset {export.OPSET})")
 
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode():  # every artifact is checked against the ORIGINAL model, never the rewrite
             reference = torch_model(torch.from_numpy(parity_inputs)).numpy()
 
         ref_acc = None
@@ -263,7 +272,7 @@ def convert(
         converted: list[Converted] = []
         for name, ps in plan.items():
             with Timer() as t:
-                converted += _run_target(name, ctx, ps)
+                converted += _run_target_by_form(name, exports, forms[name], ps)
             result.timings[name] = t.seconds
             say(f"{name}: {', '.join(ps)} done in {t.seconds:.1f} s")
 
@@ -291,7 +300,7 @@ def convert(
             say(f"{c.path.name}: parity SNR {figures['snr_db']:.1f} dB, rel {figures['rel_max_err']:.1e} ({status})"
                 + _default_note(figures))
 
-        result.notes += ctx.notes
+        result.notes += list(dict.fromkeys(ctx.notes))
         bad = [a for a in result.artifacts if a.failed]
         if bad and not allow_parity_failure:
             first = bad[0]
@@ -315,6 +324,34 @@ def _default_note(figures: dict[str, Any]) -> str:
         return ""
     return (f"; checked in {figures['precision_used']}, the engine's default runs {d['precision_used']}: "
             f"SNR {d['snr_db']:.1f} dB, rel {d['rel_max_err']:.1e}")
+
+
+def _head_forms(plan: dict[str, list[str]], head: str) -> dict[str, dict[str, str]]:
+    """target -> precision -> head form: ``head`` itself, or for ``"auto"`` what each target declares."""
+    if head != transforms.AUTO:
+        return {t: {p: head for p in ps} for t, ps in plan.items()}
+    return {t: {p: TARGETS[t].head_forms.get(p, "deconv") for p in ps} for t, ps in plan.items()}
+
+
+def _export_form(ctx: Context, torch_model: Any, form: str) -> Context:
+    """The context of one head form: the (rewritten) model and its own ONNX export in the work dir."""
+    model = transforms.rewrite_head(torch_model, form)
+    path = ctx.onnx_path if form == "deconv" else ctx.workdir / f"export_{form}.onnx"
+    export.export_onnx(model, ctx.spec, path, dynamic_batch=ctx.dynamic_batch, input_kind=ctx.input_kind)
+    return replace(ctx, model=model, onnx_path=path)
+
+
+def _run_target_by_form(
+    name: str, exports: dict[str, Context], forms: dict[str, str], ps: list[str]
+) -> list[Converted]:
+    """Run target ``name`` once per head form its precisions need; each artifact's metadata names the rewrite."""
+    out: list[Converted] = []
+    for form in dict.fromkeys(forms[p] for p in ps):
+        for c in _run_target(name, exports[form], [p for p in ps if forms[p] == form]):
+            c.details["head"] = form
+            c.details["graph_rewrites"] = [*transforms.REWRITES[form], *c.details.get("graph_rewrites", [])]
+            out.append(c)
+    return sorted(out, key=lambda c: ps.index(c.precision))
 
 
 def _run_target(name: str, ctx: Context, precisions: list[str]) -> list[Converted]:

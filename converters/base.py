@@ -83,6 +83,9 @@ class Target:
     convert: Callable[[Context, list[str]], list[Converted]]
     requires: tuple[str, ...] = ()  # import names, checked before any work starts
     embed: Callable[[Path, str], None] | None = None  # writes the metadata JSON into the artifact file
+    # precision -> the head form (converters.transforms.HEAD_FORMS) that ``head="auto"`` exports for it;
+    # a precision not named keeps the original deconvolution head
+    head_forms: dict[str, str] = field(default_factory=dict)
 
 
 TARGETS: dict[str, Target] = {}
@@ -90,13 +93,14 @@ TARGETS: dict[str, Target] = {}
 
 def register_target(
     name: str, suffix: str, precisions: tuple[str, ...], requires: tuple[str, ...] = (),
-    embed: Callable[[Path, str], None] | None = None,
+    embed: Callable[[Path, str], None] | None = None, head_forms: dict[str, str] | None = None,
 ):  # fmt: skip
     """Function decorator: ``fn(ctx, precisions) -> [Converted]`` becomes the converter of target ``name``;
-    ``embed(path, text)`` puts the metadata JSON inside that target's files."""
+    ``embed(path, text)`` puts the metadata JSON inside that target's files; ``head_forms`` maps a precision to
+    the head form ``convert(head="auto")`` gives it (measured by benchmarks/head_forms.py)."""
 
     def deco(fn: Callable[[Context, list[str]], list[Converted]]):
-        TARGETS[name] = Target(name, suffix, precisions, fn, requires, embed)
+        TARGETS[name] = Target(name, suffix, precisions, fn, requires, embed, dict(head_forms or {}))
         return fn
 
     return deco

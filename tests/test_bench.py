@@ -179,6 +179,11 @@ def test_bench_every_converted_artifact(bench_env, demo_artifacts, demo_checkpoi
     _check_report(rep, out, arts)
     ov = [r for r in rep["rows"] if r["format"] == "openvino" and r["precision"] == "fp32"][0]
     assert ov["precision_used"] == _plain_openvino_precision(ov["path"])  # the plugin's own choice, read back
+    # each row says which graph rewrite its artifact's metadata records (the head rewrite), and the table lists it
+    for r in rep["rows"][1:]:
+        assert r["rewrites"] == json.loads(Path(r["path"] + ".json").read_text())["conversion"]["graph_rewrites"]
+    rewrites = {g for r in rep["rows"][1:] for g in r["rewrites"]}
+    assert rewrites and all(g in out["md"].read_text() for g in rewrites)
 
 
 def _plain_openvino_precision(path) -> str:

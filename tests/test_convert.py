@@ -252,3 +252,45 @@ def test_embedded_metadata_alone_is_enough(demo_artifacts, tmp_path):
     rt = load_runtime(dst)
     assert rt.precision == "fp16" and rt.metadata["layout"]["input"] == "NHWC"
     assert rt.metadata == json.loads((demo_artifacts / (src.name + ".json")).read_text())
+
+
+def _graph_ops(path) -> set[str]:
+    """Operator names of an artifact, read with the format's own library."""
+    if path.suffix == ".onnx":
+        import onnx
+
+        return {n.op_type for n in onnx.load(str(path)).graph.node}
+    if path.suffix == ".xml":
+        import xml.etree.ElementTree as ET
+
+        return {layer.get("type") for layer in ET.parse(path).getroot().iter("layer")}
+    from edgepose.converters.targets.tflite import tflite_operators
+
+    return {k.split(" v")[0] for k in tflite_operators(path)}
+
+
+TRANSPOSED = {".onnx": "ConvTranspose", ".xml": "ConvolutionBackpropData", ".tflite": "TRANSPOSE_CONV"}
+
+
+@pytest.mark.parametrize("target,precision", [(t, p) for t, ps in EXPECTED.items() for p in ps])
+def test_head_form_chosen_by_auto_is_in_the_graph_and_the_metadata(demo_artifacts, target, precision):
+    from edgepose.converters.base import TARGETS
+    from edgepose.converters.transforms import REWRITES
+
+    path = demo_artifacts / f"demo_coco_256x192_{precision}{SUFFIX[target]}"
+    form = TARGETS[target].head_forms.get(precision, "deconv")
+    conv = json.loads((path.parent / (path.name + ".json")).read_text())["conversion"]
+    assert conv["head"] == form and conv["graph_rewrites"] == REWRITES[form]
+    ops = _graph_ops(path)
+    assert (TRANSPOSED[path.suffix] in ops) == (form == "deconv"), sorted(ops)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_tflite_has_no_transpose_conv_and_runs_in_one_xnnpack_partition(demo_artifacts, precision):
+    from edgepose.converters.targets.tflite import tflite_operators, xnnpack_delegation
+
+    path = demo_artifacts / f"demo_coco_256x192_{precision}.tflite"
+    ops = tflite_operators(path)
+    assert not any(k.startswith("TRANSPOSE_CONV") for k in ops), ops
+    assert ops.get("DEPTH_TO_SPACE v1" if precision == "fp32" else "DEPTH_TO_SPACE v2") == 3, ops
+    assert xnnpack_delegation(path) == {"partitions": 1, "whole_graph": True}

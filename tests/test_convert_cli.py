@@ -76,6 +76,53 @@ def test_unknown_target_and_missing_default_precision(capsys, monkeypatch):
     assert "nothing to convert: onnx: fp16 not offered" in capsys.readouterr().err
 
 
+def test_head_option_rewrites_the_exported_graph(tmp_path, capsys, demo_checkpoint):
+    """--head deconv keeps ConvTranspose; --head subpixel3x3 has none; metadata says which; parity holds."""
+    import json
+
+    import onnx
+    from edgepose.converters.transforms import REWRITES
+
+    for head in ("deconv", "subpixel3x3"):
+        out = tmp_path / head
+        assert main(["convert", "--checkpoint", str(demo_checkpoint), "--target", "onnx", "--precision", "fp32",
+                     "--head", head, "--out", str(out), "--quiet"]) == 0  # fmt: skip
+        path = out / "demo_coco_256x192_fp32.onnx"
+        ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+        assert ("ConvTranspose" in ops) == (head == "deconv") and ops.count("DepthToSpace") == 3 * (head != "deconv")
+        meta = json.loads((out / (path.name + ".json")).read_text())
+        assert meta["conversion"]["head"] == head and meta["conversion"]["graph_rewrites"] == REWRITES[head]
+        assert meta["parity"]["passed"] and meta["parity"]["rel_max_err"] <= 1e-4
+    capsys.readouterr()
+    assert main(["convert", "--target", "onnx", "--head", "pixelshuffle"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["edgepose: error: unknown head form 'pixelshuffle'; choose from auto, deconv, subpixel2x2, "
+                   "subpixel3x3"]
+
+
+def test_parity_reference_is_the_original_model_not_the_rewrite(tmp_path, capsys, monkeypatch, demo_checkpoint):
+    """A wrong rewrite (one folded kernel perturbed) is caught: parity compares with the unrewritten model."""
+    import torch
+    from edgepose.converters import transforms
+
+    original = transforms.rewrite_head
+
+    def wrong(model, form):
+        new = original(model, form)
+        if form != "deconv":
+            with torch.no_grad():
+                next(m for m in new.keypoint_head.modules() if isinstance(m, torch.nn.Conv2d)).weight.mul_(1.5)
+        return new
+
+    monkeypatch.setattr(transforms, "rewrite_head", wrong)
+    out = tmp_path / "out"
+    rc = main(["convert", "--checkpoint", str(demo_checkpoint), "--target", "onnx", "--precision", "fp32",
+               "--head", "subpixel2x2", "--out", str(out), "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "parity against PyTorch out of tolerance" in err
+    assert _files(out) == []
+
+
 def test_dynamic_batch_onnx_and_openvino(tmp_path, demo_checkpoint):
     pytest.importorskip("openvino")
     import torch

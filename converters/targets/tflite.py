@@ -125,6 +125,54 @@ def tflite_io(path: Path) -> tuple[dict, dict]:
     return desc(it.get_input_details()[0]), desc(it.get_output_details()[0])
 
 
+def tflite_operators(path: Path) -> dict[str, int]:
+    """Operator counts of the main subgraph read from the flatbuffer, keyed ``"NAME vVERSION"``."""
+    schema = _tflite_schema()
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())  # the schema keeps codes < 127 in both fields
+        codes.append(f"{names.get(code, code)} v{oc.Version()}")
+    sub = model.Subgraphs(0)
+    counts: dict[str, int] = {}
+    for j in range(sub.OperatorsLength()):
+        key = codes[sub.Operators(j).OpcodeIndex()]
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def xnnpack_delegation(path: Path) -> dict[str, Any]:
+    """How LiteRT's default XNNPACK delegate partitions the graph: ``partitions`` (delegate kernels it created)
+    and ``whole_graph`` (one partition that reads the model's input and writes its output, so no operator runs
+    outside it). Read from the interpreter after ``allocate_tensors``: each delegated partition becomes one node
+    named ``DELEGATE`` appended after the model's own nodes."""
+    from edgepose.runtimes.engines.litert import interpreter_module
+
+    mod, _, _ = interpreter_module()
+    with quiet(f"LiteRT loading {path.name}"):
+        it = mod.Interpreter(model_path=str(path), num_threads=1)
+        it.allocate_tensors()
+    w = it._interpreter  # the node list is not in the public API; names/inputs/outputs per node are
+    nodes = [i for i in range(w.NumNodes()) if w.NodeName(i) == "DELEGATE"]
+    schema = _tflite_schema()
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    sub = model.Subgraphs(0)
+
+    def constant(t: int) -> bool:
+        buf = model.Buffers(sub.Tensors(t).Buffer())
+        return buf.DataLength() > 0 or buf.Offset() > 0
+
+    ins = {d["index"] for d in it.get_input_details()}
+    outs = {d["index"] for d in it.get_output_details()}
+    whole = len(nodes) == 1 and (
+        {int(t) for t in w.NodeInputs(nodes[0]) if t >= 0 and not constant(int(t))} == ins
+        and {int(t) for t in w.NodeOutputs(nodes[0])} == outs
+    )
+    return {"partitions": len(nodes), "whole_graph": bool(whole)}
+
+
 def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
     tools = {"onnx2tf": version_of("onnx2tf"), "tensorflow": version_of("tensorflow")}
     require("onnx2tf", "tensorflow", "tf_keras", target="TFLite")
@@ -211,5 +259,11 @@ def embed_tflite(path: Path, text: str) -> None:
     atomic_write(path, bytes(builder.Output()))
 
 
+# The head form ``--head auto`` exports per precision (converters/transforms.py), chosen by
+# benchmarks/head_forms.py: without TRANSPOSE_CONV, XNNPACK ran the demo model ~3x faster in FP32, FP16 and
+# INT8 (2.6-3.9x over four runs on the loaded 2-core machine; the INT8 heatmap SNR rose from 18 to 26.5 dB);
+# the 3x3 form was slower than the 2x2 one everywhere.
+HEAD_FORMS = {"fp32": "subpixel2x2", "fp16": "subpixel2x2", "int8": "subpixel2x2"}
+
 register_target("tflite", ".tflite", ("fp32", "fp16", "int8"), requires=("onnx2tf", "tensorflow", "tf_keras"),
-                embed=embed_tflite)(convert)
+                embed=embed_tflite, head_forms=HEAD_FORMS)(convert)

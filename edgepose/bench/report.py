@@ -133,6 +133,11 @@ def flag_lines(report: dict[str, Any]) -> list[str]:
         and r.get("precision_used") and r["precision_used"] != r.get("precision")
         and not any("ran in" in f for f in r.get("flags", []))
     ]  # fmt: skip
+    rewrites: dict[str, list[str]] = {}  # what was changed in a graph, as its metadata records it
+    for r in report["rows"]:
+        for g in r.get("rewrites") or []:
+            rewrites.setdefault(g, []).append(r["name"])
+    out += [f"graph rewrite in {', '.join(names)}: {g}" for g, names in rewrites.items()]
     return out + list(report.get("notes", []))
 
 

@@ -26,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("--int8-io", action="store_true", help="TFLite INT8 with int8 input/output (default: float)")
     p.add_argument("--allow-parity-failure", action="store_true", help="keep artifacts outside their tolerance")
     p.add_argument("--threads", type=int, help="threads for the parity runs")
+    p.add_argument("--head", default="auto",
+                   help="form of the deconvolution head in the exported graph: auto (each target's fastest, "
+                   "measured), deconv (as trained, no rewrite), subpixel2x2 or subpixel3x3 (exact rewrites)")
     p.add_argument("--out", help="output folder (default: artifacts/<model>/)")
     p.add_argument("--no-reference-accuracy", action="store_true", help="do not measure and record the PyTorch "
                    "original's accuracy on the default evaluation data (it lets a torch-less device report drops)")
@@ -41,7 +44,7 @@ def run(args) -> int:
         calib=args.calib, num_calib=args.num_calib, dynamic_batch=args.dynamic_batch, int8_io=args.int8_io,
         input=args.input,
         allow_parity_failure=args.allow_parity_failure, out=args.out, threads=args.threads, progress=not args.quiet,
-        reference_accuracy=not args.no_reference_accuracy,
+        reference_accuracy=not args.no_reference_accuracy, head=args.head,
     )  # fmt: skip
     print(result.table())
     for note in result.notes:
