@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -52,10 +53,11 @@ def test_time_calls_counts_warmup_and_runs():
 def test_peak_memory_sees_an_allocation():
     if not machine.reset_peak_rss():
         pytest.skip("the RSS high-water mark cannot be reset on this OS")
-    with machine.PeakMemory() as m:
-        a = np.ones(40_000_000, dtype=np.uint8)  # 40 MB, touched
-        del a
-    assert m.method == "hwm" and 38e6 <= m.delta <= 80e6
+    # in a fresh interpreter: threads left by earlier tests in this process (engines' pools) move RSS too
+    code = ("import numpy as np\nfrom edgepose.bench import machine\nwith machine.PeakMemory() as m:\n"
+            "    a = np.ones(40_000_000, dtype=np.uint8)\n    del a\nprint(m.method, m.delta)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "hwm" and 38e6 <= int(out[1]) <= 80e6, out  # 40 MB touched, then freed
 
 
 def test_openvino_size_counts_xml_and_bin(tmp_path):
