@@ -40,6 +40,7 @@ class BenchConfig:
     model: str | None = None  # None: DEFAULT_MODEL
     artifacts: Sequence[str | Path] = ()  # files and/or directories; empty: artifacts/<model>/
     reference: str | None = None  # checkpoint for the PyTorch row; None: the spec's own; "": no reference row
+    reference_sha256: str | None = None  # expected sha256 (or prefix) of the reference checkpoint
     dataset: str | None = None  # dataset format (coco, mpii, ...); None: the spec's
     ann: str | None = None
     images: str | None = None
@@ -60,6 +61,7 @@ class BenchConfig:
     progress: bool = True
     ray: str | None = None  # accuracy rows on Ray: a cluster address, "" for the default (see edgepose.scale)
     ray_ship_crops: bool = False  # Ray workers get crops from this machine instead of reading --images
+    isolate: bool = True  # each row in a child process: an engine crash fails its row, not the bench
 
 
 @dataclass
@@ -128,7 +130,11 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
         row_data = data if remote is None else None
         for i, (path, is_ref) in enumerate(jobs, 1):
             _progress(cfg, f"[{i}/{len(jobs)}] {path.name}")
-            if is_ref:
+            if cfg.isolate:
+                from .isolate import run_isolated
+
+                row = run_isolated(cfg, spec, path, row_data, (image, boxes), reference=is_ref, source=ref_source)
+            elif is_ref:
                 row = reference_row(cfg, spec, ref_source, row_data, (image, boxes))
             else:
                 row = bench_row(cfg, spec, path, row_data, (image, boxes))
