@@ -8,8 +8,8 @@ import contextlib
 import os
 from pathlib import Path
 
-from edgepose.runtimes.artifact import sidecar_path
 from edgepose.errors import EdgeposeError
+from edgepose.runtimes.artifact import sidecar_path
 
 from .base import TARGETS, Converted
 

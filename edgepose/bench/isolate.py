@@ -85,10 +85,12 @@ def _child(conn, cfg, spec, path: Path, data, sample, reference: bool, source, b
     for name in blocked:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     logger = logging.getLogger("edgepose")
-    if not logger.handlers:
-        from ..cli import setup_logging
-
-        setup_logging(quiet=level > logging.INFO)
+    if not logger.handlers:  # what the CLI shows, as the CLI shows it (bench may not import the CLI)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_LikeTheCli())
+        logger.addHandler(handler)
+        logger.propagate = False
+        logger.setLevel(level)
     from .. import runtimes
     from .row import bench_row, reference_row
 
@@ -111,10 +113,16 @@ def _child(conn, cfg, spec, path: Path, data, sample, reference: bool, source, b
         conn.close()
 
 
+class _LikeTheCli(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        return f"edgepose: warning: {msg}" if record.levelno >= logging.WARNING else msg
+
+
 def _checked_row(cfg, spec, path: Path, data, sample, bench_row) -> BenchRow:
     """The artifact's integrity is checked before the row's clock starts (hashing is not load time)."""
-    from ..runtimes.artifact import verify_artifact
     from ..errors import EdgeposeError
+    from ..runtimes.artifact import verify_artifact
 
     try:
         verify_artifact(path)
