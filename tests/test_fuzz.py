@@ -9,6 +9,7 @@ and each has a deadline.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
@@ -133,18 +134,22 @@ def test_metadata_readers_survive_mutated_artifacts(kind, seeds, tmp_path):
     check()
 
 
-def test_sidecar_reader_survives_mutated_json(tmp_path):
+@pytest.mark.parametrize("suffix", [".onnx", ".xml"])
+def test_sidecar_reader_survives_mutated_json(suffix, tmp_path):
     from edgepose.artifact import read_metadata, verify_artifact
 
-    path = tmp_path / "m.onnx"
+    path = tmp_path / f"m{suffix}"
     path.write_bytes(b"x")
-    seed = json.dumps({"format": "onnx", "file": {"name": "m.onnx", "size": 1, "sha256": "0" * 64},
-                       "layout": {"input": "NCHW"}}).encode()  # fmt: skip
+    path.with_suffix(".bin").write_bytes(b"w")
+    seed = json.dumps({"format": "openvino" if suffix == ".xml" else "onnx", "layout": {"input": "NCHW"},
+                       "file": {"name": path.name, "size": 1, "sha256": hashlib.sha256(b"x").hexdigest()},
+                       "companions": {"/../x": {"name": "x", "size": 0, "sha256": ""},
+                                      ".bin": {"name": "m.bin", "size": 1, "sha256": "1" * 64}}}).encode()  # fmt: skip
 
     @SETTINGS
     @given(st.one_of(mutated(seed), st.just(b"[" * 50_000 + b"]" * 50_000)))
     def check(data):
-        (tmp_path / "m.onnx.json").write_bytes(data)
+        (tmp_path / f"m{suffix}.json").write_bytes(data)
         _only_edgepose_errors(read_metadata, path)
         _only_edgepose_errors(verify_artifact, path)
 

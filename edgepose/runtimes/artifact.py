@@ -266,6 +266,7 @@ def verify_artifact(path: str | Path, cls: Any = None) -> dict[str, Any]:
         from .base import runtime_for
 
         cls = runtime_for(path)
+    declared = tuple(getattr(cls, "companions", ()) or ())
     side = sidecar_path(path)
     if side.is_file():
         meta = _parse_json(side.read_bytes(), side)
@@ -273,23 +274,19 @@ def verify_artifact(path: str | Path, cls: Any = None) -> dict[str, Any]:
         if cls is not None and fmt and cls.format and fmt != cls.format:
             raise EdgeposeError(f"{path}: sidecar {side.name} belongs to another file (a {fmt} artifact; this is "
                                 f"a {cls.format} file)")  # fmt: skip
-        rec = meta.get("file")
-        if rec is not None:
-            why = _mismatch(path, rec, f"sidecar {side.name}")
+        if meta.get("file") is not None:
+            why = _mismatch(path, meta["file"], f"sidecar {side.name}")
             if why:
                 raise EdgeposeError(f"{path}: {why}")
-    else:
-        meta = {}
-        if cls is None or not getattr(cls, "companions", ()):
-            return meta
-        embedded = read_embedded(path) or {}  # only a format with companions: its embedded copy vouches for them
-        companions = embedded.get("companions") or {}
-    if side.is_file():
         companions = meta.get("companions") or {}
-    if not isinstance(companions, dict):
-        raise EdgeposeError(f"{path}: damaged companion record in its metadata")
+    elif declared:  # no sidecar: the embedded copy vouches for the companions
+        meta, companions = {}, (read_embedded(path) or {}).get("companions") or {}
+    else:
+        return {}
+    if not isinstance(companions, dict) or not set(companions) <= set(declared):
+        raise EdgeposeError(f"{path}: its metadata holds a damaged companion record")
     for suffix, rec in companions.items():
-        why = _mismatch(path.with_suffix(str(suffix)), rec, path.name, companion=True)
+        why = _mismatch(path.with_suffix(suffix), rec, path.name, companion=True)
         if why:
-            raise EdgeposeError(f"{path.with_suffix(str(suffix))}: {why}")
+            raise EdgeposeError(f"{path.with_suffix(suffix)}: {why}")
     return meta
