@@ -20,6 +20,7 @@ from ..errors import EdgeposeError
 from ..spec import DEFAULT_MODEL, get_spec
 from . import machine
 from .data import discover_artifacts, resolve_dataset, timing_sample
+from .isolate import run_isolated
 from .row import BenchRow, bench_row, reference_row
 
 __all__ = ["BenchConfig", "BenchReport", "BenchRow", "run_bench", "finish", "max_drop_for", "SCHEMA"]
@@ -131,8 +132,6 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
         for i, (path, is_ref) in enumerate(jobs, 1):
             _progress(cfg, f"[{i}/{len(jobs)}] {path.name}")
             if cfg.isolate:
-                from .isolate import run_isolated
-
                 row = run_isolated(cfg, spec, path, row_data, (image, boxes), reference=is_ref, source=ref_source)
             elif is_ref:
                 row = reference_row(cfg, spec, ref_source, row_data, (image, boxes))
@@ -144,7 +143,10 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
             report.rows.append(row)
             strict = _strict_options(cfg, row)
             if strict:
-                row = bench_row(cfg, spec, path, data, (image, boxes), **strict)
+                if cfg.isolate:
+                    row = run_isolated(cfg, spec, path, data, (image, boxes), **strict)
+                else:
+                    row = bench_row(cfg, spec, path, data, (image, boxes), **strict)
                 _progress(cfg, f"[{i}/{len(jobs)}] {row.name}: " + (row.error or _row_summary(row, report.metric)))
                 report.rows.append(row)
     report.machine["load_average_end"] = machine.load_average()

@@ -36,13 +36,14 @@ def _context():
 
 
 def run_isolated(cfg: Any, spec: Any, path: Path, data: Any, sample: Any, reference: bool = False,
-                 source: str | None = None) -> BenchRow:  # fmt: skip
-    """One bench row (an artifact, or with ``reference`` the PyTorch checkpoint ``source``) in a child process."""
+                 source: str | None = None, **runtime_options: Any) -> BenchRow:  # fmt: skip
+    """One bench row (an artifact, or with ``reference`` the PyTorch checkpoint ``source``) in a child process;
+    ``runtime_options`` go to the runtime, as :func:`~edgepose.bench.row.bench_row` takes them."""
     ctx = _context()
     receiver, sender = ctx.Pipe(duplex=False)
     blocked = sorted(k for k, v in list(sys.modules.items()) if v is None and "." not in k)
     level = logging.getLogger("edgepose").getEffectiveLevel()
-    args = (sender, cfg, spec, Path(path), data, sample, reference, source, blocked, level)
+    args = (sender, cfg, spec, Path(path), data, sample, reference, source, blocked, level, runtime_options)
     proc = ctx.Process(target=_child, args=args, name=f"edgepose-bench-{Path(path).name}", daemon=True)
     stage, result = "prepare", None
     try:
@@ -69,6 +70,9 @@ def run_isolated(cfg: Any, spec: Any, path: Path, data: Any, sample: Any, refere
     row = BenchRow(name, str(source if reference else path), reference=reference)
     if reference:
         row.engine, row.format, row.precision = "torch", "pytorch", "fp32"
+    elif runtime_options:  # named as bench_row names such a row
+        row.runtime_options = dict(runtime_options)
+        row.name += " [" + ", ".join(f"{k}={v}" for k, v in runtime_options.items()) + "]"
     code = proc.exitcode
     if code is not None and code < 0:
         try:
@@ -81,7 +85,8 @@ def run_isolated(cfg: Any, spec: Any, path: Path, data: Any, sample: Any, refere
     return row
 
 
-def _child(conn, cfg, spec, path: Path, data, sample, reference: bool, source, blocked: list[str], level: int):
+def _child(conn, cfg, spec, path: Path, data, sample, reference: bool, source, blocked: list[str], level: int,
+           runtime_options: dict[str, Any]):  # fmt: skip
     for name in blocked:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     logger = logging.getLogger("edgepose")
@@ -107,7 +112,7 @@ def _child(conn, cfg, spec, path: Path, data, sample, reference: bool, source, b
         if reference:
             row = reference_row(cfg, spec, source, data, sample)
         else:
-            row = _checked_row(cfg, spec, path, data, sample, bench_row)
+            row = _checked_row(cfg, spec, path, data, sample, bench_row, runtime_options)
         conn.send(("row", row.to_dict()))
     finally:
         conn.close()
@@ -119,7 +124,7 @@ class _LikeTheCli(logging.Formatter):
         return f"edgepose: warning: {msg}" if record.levelno >= logging.WARNING else msg
 
 
-def _checked_row(cfg, spec, path: Path, data, sample, bench_row) -> BenchRow:
+def _checked_row(cfg, spec, path: Path, data, sample, bench_row, runtime_options: dict[str, Any]) -> BenchRow:
     """The artifact's integrity is checked before the row's clock starts (hashing is not load time)."""
     from ..errors import EdgeposeError
     from ..runtimes.artifact import verify_artifact
@@ -128,4 +133,4 @@ def _checked_row(cfg, spec, path: Path, data, sample, bench_row) -> BenchRow:
         verify_artifact(path)
     except EdgeposeError as e:
         return BenchRow(path.name, str(path)).fail(e)
-    return bench_row(cfg, spec, path, data, sample)
+    return bench_row(cfg, spec, path, data, sample, **runtime_options)
