@@ -69,6 +69,8 @@ def _npy_zip(path: Path, members: dict[str, tuple[dict, bytes]]) -> Path:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, demo_artifacts, demo_checkpoint) -> dict[str, str]:
+    import xml.etree.ElementTree as ET
+
     import cv2
     import torch
 
@@ -130,6 +132,10 @@ def env(tmp_path_factory, demo_artifacts, demo_checkpoint) -> dict[str, str]:
         if sidecar:
             _link(Path(f"{a['.xml']}.json"), art / d / f"{a['.xml'].name}.json")
         e[f"xml_{d}"] = xml
+    root_el = ET.parse(a[".xml"]).getroot()  # an IR from before the companion record: no rt_info entry
+    root_el.remove(root_el.find("rt_info"))
+    e["xml_x4"] = _put(art / "x4" / a[".xml"].name, ET.tostring(root_el))
+    _cut(a[".xml"].with_suffix(".bin"), e["xml_x4"].with_suffix(".bin"), 0.8)
     e["art_dir"] = _mkdir(art / "folder.onnx")
     e["art_txt"] = _put(art / "model.txt", "x")
 
@@ -218,6 +224,7 @@ CASES = [
     ("xml-bin-truncated", PA + " {xml_x1}", "truncated: ", ".bin", SUB),
     ("xml-bin-truncated-no-sidecar", PA + " {xml_x2}", "truncated: ", ".bin", SUB),
     ("xml-bin-missing", PA + " {xml_x3}", "missing", ".bin"),
+    ("xml-bin-truncated-no-record", PA + " {xml_x4}", "the model's weights reach byte", ".bin", SUB),
     ("artifact-is-a-folder", PA + " {art_dir}", "is a directory", "{art_dir}"),
     ("artifact-unknown-suffix", PA + " {art_txt}", "no runtime for '.txt'", "{art_txt}"),
     ("no-onnxruntime", PA + " {onnx}", "needs onnxruntime", "onnxruntime", ("onnxruntime",)),
