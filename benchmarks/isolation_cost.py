@@ -6,8 +6,9 @@ integrity check (sha256 of every file) cold and cached, side by side in one proc
 
 For each artifact, in each of ``--rounds`` rounds (alternating the order, so that a change of machine load hits
 both alike): the wall time of one ``--no-accuracy`` bench row through :func:`edgepose.bench.isolate.run_isolated`
-(fork server, started once, and the engine's import in every child) and through :func:`edgepose.bench.row.bench_row` in this process
-(engine already imported after the first round); the median round is reported, with the difference. Then
+(fork server, started once, and the engine's import in every child) and through
+:func:`edgepose.bench.row.bench_row` in this process (engine already imported after the first round); the
+median round is reported, with the difference. Then
 ``verify_artifact`` with an empty hash cache (cold: every file hashed) and again (cached: a stat and a lookup).
 
 Writes ``benchmarks/results/isolation_cost.json`` and ``.md`` with the machine, threads and load average.
