@@ -28,7 +28,8 @@ def register(sub) -> None:
     p.add_argument("--serial", action="store_true", help="read, crop, infer and decode one after the other (the "
                    "reference path; by default they overlap, with the same keypoints bit for bit)")  # fmt: skip
     p.add_argument("--workers", type=non_negative_int, default=2, help="threads that read, crop and decode beside "
-                   "the engine (default 2; 0: on the calling thread, overlapping only with an engine's async face)")  # fmt: skip
+                   "the engine (default 2; 0: on the calling thread, overlapping only with an engine's async "
+                   "face)")  # fmt: skip
     ray = p.add_argument_group("Ray (pip install 'edgepose[scale]'; see README 'Evaluation at scale')")
     ray.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="shard the dataset over Ray workers: "
                      "ADDRESS of a cluster (host:6379, ray://host:10001, auto), or none for RAY_ADDRESS, a running "
