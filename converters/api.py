@@ -6,10 +6,18 @@ its precisions in a temp folder inside ``out`` -> each artifact runs through its
 crops and is compared with PyTorch (:mod:`.parity`) -> metadata (sidecar + embedded) -> if every precision
 is within tolerance (or ``allow_parity_failure``), the files are moved into ``out``; otherwise nothing is
 written and the call raises :class:`EdgeposeError` with one line.
+
+Reproducible: the same inputs give byte-identical artifact files. The metadata embedded in them holds no
+date and no timing (those are in the sidecar only), and the converters keep no process-wide name counters.
+The sidecar also records each file's size and sha256, which every load checks (:mod:`edgepose.artifact`);
+the embedded copy records the companion files' (an OpenVINO ``.bin``). SIGTERM, like Ctrl-C, removes the
+temporary folder; the final moves put companions first and the main file last, and undo themselves when one
+fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -26,14 +34,16 @@ import numpy as np
 
 from edgepose import __version__
 from edgepose.calibration import CalibrationSet, default_calibration_path, read_calibration
-from edgepose.errors import EdgeposeError
-from edgepose.runtimes.artifact import FORMAT_VERSION, INPUT_FLOAT, INPUT_UINT8, sidecar_path
+from edgepose.errors import EdgeposeError, terminate_as_interrupt
+from edgepose.files import check_writable
+from edgepose.runtimes.artifact import FORMAT_VERSION, INPUT_FLOAT, INPUT_UINT8, file_record, sidecar_path
 from edgepose.spec import DEFAULT_MODEL, ModelSpec, get_spec
 
 from . import export, transforms
 from . import targets as _targets  # noqa: F401  (registers every target module in converters/targets/)
 from .base import PRECISIONS, TARGETS, Context, Converted, Timer, quiet, require, version_of
-from .metadata import write_metadata, write_sidecar
+from .metadata import embed_metadata, write_sidecar
+from .outputs import move_into_place, planned_outputs
 from .parity import TOLERANCES, check, compare, format_table, tolerance_dict
 
 log = logging.getLogger(__name__)
@@ -133,7 +143,16 @@ def _calibration(spec: ModelSpec, calib: str | Path | None, need_int8: bool) -> 
     return read_calibration(path, spec)
 
 
+def _volatile(c: Converted) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(details without timings, the timings): a wall-clock figure never goes inside an artifact file."""
+    details = {k: v for k, v in c.details.items() if "seconds" not in k}
+    timings = {k: v for k, v in c.details.items() if "seconds" in k}
+    timings["seconds"] = round(c.seconds, 2)
+    return details, timings
+
+
 def _base_metadata(spec: ModelSpec, c: Converted, source: dict, dynamic_batch: bool, kind: str) -> dict[str, Any]:
+    """The metadata embedded in the artifact: facts only, nothing that changes from one run to the next."""
     tools = {"edgepose": __version__, "python": platform.python_version(), "torch": version_of("torch"),
              "onnx": version_of("onnx"), **c.tools}  # fmt: skip
     return {
@@ -149,13 +168,21 @@ def _base_metadata(spec: ModelSpec, c: Converted, source: dict, dynamic_batch: b
         "tools": tools,
         "source": source,
         "conversion": {
-            **c.details,
-            "seconds": round(c.seconds, 2),
+            **_volatile(c)[0],
             "opset": export.OPSET,
             "dynamic_batch": dynamic_batch,
         },  # fmt: skip
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _sidecar_metadata(meta: dict[str, Any], c: Converted) -> dict[str, Any]:
+    """The sidecar: the embedded metadata plus the date, the timings and the main file's size and sha256
+    (which the embedded copy cannot hold: it would change the file it describes)."""
+    side = dict(meta)
+    side["conversion"] = {**meta["conversion"], **_volatile(c)[1]}
+    side["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    side["file"] = file_record(c.path)
+    return side
 
 
 def convert(
@@ -174,12 +201,25 @@ def convert(
     threads: int | None = None,
     progress: bool = True,
     reference_accuracy: bool = True,
+    sha256: str | None = None,
     head: str = transforms.AUTO,
 ) -> ConversionResult:
     """Convert ``model`` (default: the demo model) to ``targets`` x ``precisions``; see the module doc.
 
+    ``sha256`` (full or prefix) is the checkpoint's expected hash; a checkpoint named like a zoo model's
+    published file picks that model when ``model`` is not given. SIGTERM cleans up like Ctrl-C.
+
     ``head``: the form the deconvolution head is exported in (:mod:`.transforms`): ``"auto"`` (each target's
-    measured fastest per precision), ``"deconv"`` (no rewrite), ``"subpixel2x2"`` or ``"subpixel3x3"``."""
+    measured fastest per precision), ``"deconv"`` (no rewrite), ``"subpixel2x2"`` or ``"subpixel3x3"``.
+    """
+    with terminate_as_interrupt():
+        return _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parity, dynamic_batch,
+                        int8_io, input, allow_parity_failure, out, threads, progress, reference_accuracy, sha256,
+                        head)  # fmt: skip
+
+
+def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parity, dynamic_batch, int8_io,
+             input, allow_parity_failure, out, threads, progress, reference_accuracy, sha256, head):  # noqa: A002  # fmt: skip
     say = _logger(progress)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow (NNCF does, too)
     target_names = parse_list(targets, list(TARGETS), "target", all_ok=True)
@@ -207,18 +247,28 @@ def convert(
 
     from edgepose.checkpoint import resolve_checkpoint, sha256_of
     from edgepose.models import load_model
+    from edgepose.runtimes.open import model_for_checkpoint
 
-    spec = model if isinstance(model, ModelSpec) else get_spec(model or DEFAULT_MODEL)
+    if isinstance(model, ModelSpec):
+        spec = model
+    else:
+        spec = model_for_checkpoint(model, str(checkpoint) if checkpoint else None) if checkpoint else get_spec(
+            model or DEFAULT_MODEL)  # fmt: skip
+    out_dir = Path(out or Path("artifacts") / spec.name)
+    check_writable(out_dir, "--out", folder=True)
+    for f in planned_outputs(out_dir, spec.name, plan, "_u8in" if kind == INPUT_UINT8 else ""):
+        if f.is_dir():
+            raise EdgeposeError(f"{f}: is a directory, where convert must write a file")
+    source_ckpt = str(checkpoint or spec.checkpoint)
+    ckpt_path = resolve_checkpoint(source_ckpt, progress=progress, sha256=sha256)  # a wrong file fails first
     need_int8 = any("int8" in p for p in plan.values())
     cset = _calibration(spec, calib, need_int8)
     if int8_io and "tflite" not in plan:
         notes.append("--int8-io applies to TFLite only; ONNX and OpenVINO keep float input/output")
 
-    result = ConversionResult(spec.name, Path(out or Path("artifacts") / spec.name), notes=notes)
-    source_ckpt = str(checkpoint or spec.checkpoint)
+    result = ConversionResult(spec.name, out_dir, notes=notes)
     with Timer() as t_load:
         torch_model = load_model(spec, str(checkpoint) if checkpoint else None, progress=progress)
-    ckpt_path = resolve_checkpoint(source_ckpt, progress=False)
     source = {"checkpoint": source_ckpt, "sha256": sha256_of(ckpt_path)}
     say(f"{spec.name}: checkpoint {Path(source_ckpt).name} loaded in {t_load.seconds:.1f} s")
     result.timings["load_checkpoint"] = t_load.seconds
@@ -239,9 +289,12 @@ def convert(
                       "sha256": sha256_of(cset.path) if cset.path else None, "num": int(len(calib_batch)),
                       "source": cset.meta.get("source"), "seed": cset.meta.get("seed")}  # fmt: skip
 
-    out_dir = result.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(dir=out_dir, prefix=".convert-"))
+    made_out = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(dir=out_dir, prefix=".convert-"))
+    except OSError as e:
+        raise EdgeposeError(f"{out_dir}: cannot create the output folder ({e.strerror})") from None
     try:
         ctx = Context(spec, torch_model, workdir / "export.onnx", workdir, calib_batch.astype(np.float32),
                       dynamic_batch, int8_io, spec.name, say, input_kind=kind, calib_crops=calib_crops)  # fmt: skip
@@ -278,6 +331,8 @@ def convert(
 
         for c in converted:
             meta = _base_metadata(spec, c, source, dynamic_batch, kind)
+            if c.extra_files:  # the embedded copy vouches for the companions (it cannot hash its own file)
+                meta["companions"] = {f.suffix: file_record(f) for f in c.extra_files}
             if c.precision == "int8" and calib_info:
                 meta["calibration"] = calib_info
             if ref_acc:
@@ -289,7 +344,9 @@ def convert(
             inputs = parity_from + (" (fed as uint8 crops)" if kind == INPUT_UINT8 else "")
             meta["parity"] = {**figures, "inputs": inputs, "tolerance": tolerance_dict(c.precision),
                               "passed": not failed, "failed": failed}  # fmt: skip
-            write_metadata(c.path, meta)
+            embed_metadata(c.path, meta)
+            meta = _sidecar_metadata(meta, c)
+            write_sidecar(c.path, meta)
             files = [*c.extra_files, sidecar_path(c.path), c.path]
             size = sum(f.stat().st_size for f in files if f != sidecar_path(c.path))
             result.artifacts.append(ArtifactResult(c.target, c.precision, out_dir / c.path.name,
@@ -309,12 +366,13 @@ def convert(
                 f"{first.path.name}: parity against PyTorch out of tolerance: {'; '.join(first.failed)}{more}; "
                 "nothing written (--allow-parity-failure keeps the artifacts)"
             )
-        for c in converted:  # main file last, so that it appears only when its companions are there
-            for f in [*c.extra_files, sidecar_path(c.path), c.path]:
-                os.replace(f, out_dir / f.name)
+        move_into_place(converted, out_dir)
         result.written = True
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if made_out and not result.written:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()  # only if empty
     return result
 
 

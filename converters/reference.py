@@ -13,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from edgepose.files import atomic_write, cache_dir, sha256_of
+from edgepose.files import atomic_write, cache_dir, json_text, sha256_of
 from edgepose.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -54,5 +54,5 @@ def reference_accuracy(spec: ModelSpec, torch_model: Any, checkpoint_sha256: str
         "num_images": res.info["num_images"], "num_samples": res.info["num_samples"],
         "checkpoint_sha256": checkpoint_sha256, "engine": f"torch {torch.__version__} (CPU, FP32)",
     }  # fmt: skip
-    atomic_write(cached, json.dumps(record, indent=2) + "\n")
+    atomic_write(cached, json_text(record, str(cached), indent=2) + "\n")
     return record

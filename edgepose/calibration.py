@@ -11,12 +11,10 @@ synthetic val split): calibrating on the images you then score on flatters the I
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import sys
-import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +24,8 @@ import numpy as np
 
 from . import __version__
 from .errors import EdgeposeError
-from .files import atomic_path, cache_dir
+from .files import atomic_path, cache_dir, json_text, parse_json
+from .npz import MAX_ARRAY_BYTES, read_npz
 from .processing import box_to_center_scale, crop, normalize, read_image
 from .spec import ModelSpec
 
@@ -76,18 +75,14 @@ def read_calibration(path: str | Path, spec: ModelSpec | None = None) -> Calibra
     path = Path(path)
     if not path.is_file():
         raise EdgeposeError(f"{path}: calibration file not found")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise EdgeposeError(f"{path}: not a calibration file (an .npz from 'edgepose calibrate'; {e})") from None
+    arrays = read_npz(path, "calibration file (an .npz from 'edgepose calibrate')")
     if "crops_jpeg" in arrays and "crops" not in arrays:
         try:
-            shape = tuple(int(v) for v in arrays["shape"])
+            shape = tuple(int(v) for v in np.asarray(arrays["shape"]).reshape(-1))
             for name in ("crops", "holdout"):
                 if f"{name}_jpeg" in arrays:
                     arrays[name] = _decode_jpeg(path, arrays[f"{name}_jpeg"], arrays[f"{name}_jpeg_sizes"], shape)
-        except (KeyError, ValueError, TypeError) as e:
+        except (KeyError, ValueError, TypeError, OverflowError) as e:
             raise EdgeposeError(f"{path}: JPEG-encoded calibration file is incomplete ({e})") from None
     if "crops" not in arrays:
         raise EdgeposeError(f"{path}: calibration file has no 'crops' array (found: {', '.join(arrays) or 'none'})")
@@ -105,9 +100,11 @@ def read_calibration(path: str | Path, spec: ModelSpec | None = None) -> Calibra
     meta: dict[str, Any] = {}
     if "meta" in arrays:
         try:
-            meta = json.loads(str(arrays["meta"]))
-        except ValueError as e:
+            meta = parse_json(str(arrays["meta"]))
+        except (ValueError, RecursionError) as e:
             raise EdgeposeError(f"{path}: calibration metadata is not valid JSON ({e})") from None
+        if not isinstance(meta, dict):
+            raise EdgeposeError(f"{path}: calibration metadata is not a JSON object")
     cset = CalibrationSet(crops, holdout, meta, path)
     if spec is not None and cset.input_size != tuple(spec.input_size):
         raise EdgeposeError(
@@ -137,7 +134,7 @@ def write_calibration(path: str | Path, cset: CalibrationSet, jpeg_quality: int 
         meta["encoding"] = "raw"
         arrays.update(crops=cset.crops, holdout=cset.holdout)
     with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
+        np.savez_compressed(tmp, meta=np.array(json_text(meta, str(path))), **arrays)
     return path
 
 
@@ -157,10 +154,17 @@ def _encode_jpeg(crops: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarra
 def _decode_jpeg(path: Path, data: np.ndarray, sizes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     import cv2
 
-    out = np.empty((len(sizes), *shape), dtype=np.uint8)
-    ends = np.cumsum(sizes)
+    data, sizes = np.asarray(data).reshape(-1), np.asarray(sizes).reshape(-1)
+    if len(shape) != 3 or shape[2] != 3 or not (0 < shape[0] <= 8192 and 0 < shape[1] <= 8192):
+        raise EdgeposeError(f"{path}: JPEG crops declare shape {shape}, not (H, W, 3) with H, W in 1..8192")
+    if sizes.dtype.kind not in "iu" or (len(sizes) and sizes.min() < 1):
+        raise EdgeposeError(f"{path}: JPEG crop sizes are not positive whole numbers")
+    if len(sizes) * shape[0] * shape[1] * 3 > MAX_ARRAY_BYTES:
+        raise EdgeposeError(f"{path}: {len(sizes)} JPEG crops of {shape} would exceed {MAX_ARRAY_BYTES >> 30} GiB")
+    ends = np.cumsum(sizes.astype(np.int64))
     if data.dtype != np.uint8 or (len(ends) and ends[-1] != len(data)):
         raise EdgeposeError(f"{path}: JPEG crop data is inconsistent with its sizes")
+    out = np.empty((len(sizes), *shape), dtype=np.uint8)
     for i, (a, b) in enumerate(zip(ends - sizes, ends)):
         img = cv2.imdecode(data[a:b], cv2.IMREAD_COLOR)
         if img is None or img.shape != tuple(shape):

@@ -9,15 +9,16 @@ centres and scales ``(N, 2)`` (scale in units of 200 px, as mmpose), heatmaps ``
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import cv2
 import numpy as np
 
 from .errors import EdgeposeError
+from .images import check_image_file, image_problem, read_image  # noqa: F401  (their home before images.py)
 from .spec import ModelSpec
 
 PIXEL_STD = 200.0
@@ -44,6 +45,34 @@ def box_to_center_scale(
     # mmpose's order of float32 rounding: scale = float32([w/200, h/200]) * padding, in float32
     scale = (np.stack([w, h], axis=1) / PIXEL_STD).astype(np.float32) * np.float32(padding)
     return center.astype(np.float32), scale
+
+
+MAX_COORD = 1e6  # pixels: beyond any image; a box past it is a typo or an attack, not a person
+
+
+def check_box(vals, what: str) -> list[float]:
+    """Four finite numbers x, y, w, h with w, h > 0 and nothing beyond ``MAX_COORD``; else one line naming
+    ``what`` (the option or the file entry)."""
+    try:
+        vals = [float(v) for v in vals]
+    except (TypeError, ValueError):
+        vals = []
+    if len(vals) != 4:
+        raise EdgeposeError(f"{what}: expected x,y,w,h (four numbers)")
+    if not all(math.isfinite(v) for v in vals):
+        raise EdgeposeError(f"{what}: x,y,w,h must be finite numbers, got {vals}")
+    if vals[2] <= 0 or vals[3] <= 0:
+        raise EdgeposeError(f"{what}: positive width and height needed, got {vals}")
+    if max(abs(v) for v in vals) > MAX_COORD:
+        raise EdgeposeError(f"{what}: a coordinate beyond {MAX_COORD:g} pixels, got {vals}")
+    return vals
+
+
+def boxes_outside(boxes: np.ndarray, width: int, height: int) -> list[int]:
+    """Indices of xywh boxes that do not overlap the image at all (the model would "find" a person there)."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    out = (b[:, 0] >= width) | (b[:, 1] >= height) | (b[:, 0] + b[:, 2] <= 0) | (b[:, 1] + b[:, 3] <= 0)
+    return [int(i) for i in np.flatnonzero(out)]
 
 
 def mpii_center_scale(center: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -186,16 +215,6 @@ def normalize(
     x = np.asarray(crops, dtype=np.float32) / np.float32(255.0)
     x = (x - m) / s
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """RGB uint8 HWC (mmcv.imread(channel_order='rgb')); one clear error for an unreadable file."""
-    if not Path(path).is_file():
-        raise EdgeposeError(f"{path}: image file not found")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise EdgeposeError(f"{path}: cannot read image (missing file or not an image)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 # ------------------------------------------------------------------------------------------ flip test

@@ -280,7 +280,7 @@ def test_exit_status_1_when_every_artifact_fails(bench_env, tmp_path):
     f = tmp_path / "demo_coco_256x192_fp32.pth"
     f.write_bytes(b"not a checkpoint")
     rc, rep, _ = _bench(bench_env, tmp_path, "--no-accuracy", "--no-reference", files=[f])
-    assert rc == 1 and rep["rows"][0]["status"] == "failed" and "not a readable" in rep["rows"][0]["error"]
+    assert rc == 1 and rep["rows"][0]["status"] == "failed" and "not a PyTorch checkpoint" in rep["rows"][0]["error"]
 
 
 def test_no_artifacts_is_a_one_line_error(tmp_path, capsys):

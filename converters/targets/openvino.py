@@ -26,6 +26,15 @@ def _io(model: Any) -> tuple[dict, dict]:
     return desc(model.inputs[0]), desc(model.outputs[0])
 
 
+def stable_names(model: Any) -> Any:
+    """Give the nodes OpenVINO named itself (``Constant_13627``: a process-wide counter) names from their place
+    in the graph, so that the same model saved twice, in one process or two, gives the same XML bytes."""
+    for i, op in enumerate(model.get_ordered_ops()):
+        if op.get_friendly_name() == op.get_name():  # no name of its own: the auto-generated one
+            op.set_friendly_name(f"{op.get_type_name()}_{i}")
+    return model
+
+
 def quantize_nncf(model: Any, calib: Any, dynamic_batch: bool) -> tuple[Any, dict[str, Any]]:
     require("nncf", target="OpenVINO INT8")
     with quiet("importing NNCF"):  # it imports TensorFlow and torch when present, with their start-up chatter
@@ -66,10 +75,10 @@ def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
                 q, details = quantize_nncf(core.read_model(str(ctx.onnx_path)), ctx.calib_inputs(), ctx.dynamic_batch)
                 tools = {**tools, "nncf": version_of("nncf")}
                 with quiet("OpenVINO save_model"):
-                    ov.save_model(q, str(dst), compress_to_fp16=False)
+                    ov.save_model(stable_names(q), str(dst), compress_to_fp16=False)
             else:
                 with quiet("OpenVINO save_model"):
-                    ov.save_model(model, str(dst), compress_to_fp16=(p == "fp16"))
+                    ov.save_model(stable_names(model), str(dst), compress_to_fp16=(p == "fp16"))
                 details = {"weights": "f16" if p == "fp16" else "f32"}
         out.append(Converted("openvino", p, dst, extra_files=[dst.with_suffix(".bin")], input=inp, output=outp,
                              tools=dict(tools), details=details, seconds=t.seconds))  # fmt: skip

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +58,18 @@ def _sample_images(calib: np.ndarray, mean: Any, std: Any) -> np.ndarray:
 def onnx_to_saved_model(onnx_path: Path, saved_model: Path, sample: np.ndarray) -> None:
     """onnx2tf (offline) -> Keras model -> SavedModel with one ``serving_default`` endpoint input -> heatmaps."""
     tf = _import_tf()
+    limit = sys.getrecursionlimit()
     import onnx2tf
     import onnx2tf.onnx2tf as o2t
     import tf_keras
 
+    # onnx2tf sets the recursion limit to 2**31 - 1 on import: deep recursion then overflows the C stack and
+    # kills the process (a nested JSON file, anything) instead of raising. Give the limit back, with room.
+    sys.setrecursionlimit(max(limit, 10_000))
+
     original = o2t.download_test_image_data
     o2t.download_test_image_data = lambda: sample  # never download the sample images
+    tf_keras.backend.clear_session()  # Keras names layers from process-wide counters: same names every time
     try:
         with quiet("onnx2tf"):
             model = onnx2tf.convert(

@@ -20,6 +20,7 @@ from ..errors import EdgeposeError
 from ..spec import DEFAULT_MODEL, get_spec
 from . import machine
 from .data import discover_artifacts, resolve_dataset, timing_sample
+from .isolate import run_isolated
 from .row import BenchRow, bench_row, reference_row
 
 __all__ = ["BenchConfig", "BenchReport", "BenchRow", "run_bench", "finish", "max_drop_for", "SCHEMA"]
@@ -40,6 +41,7 @@ class BenchConfig:
     model: str | None = None  # None: DEFAULT_MODEL
     artifacts: Sequence[str | Path] = ()  # files and/or directories; empty: artifacts/<model>/
     reference: str | None = None  # checkpoint for the PyTorch row; None: the spec's own; "": no reference row
+    reference_sha256: str | None = None  # expected sha256 (or prefix) of the reference checkpoint
     dataset: str | None = None  # dataset format (coco, mpii, ...); None: the spec's
     ann: str | None = None
     images: str | None = None
@@ -60,6 +62,7 @@ class BenchConfig:
     progress: bool = True
     ray: str | None = None  # accuracy rows on Ray: a cluster address, "" for the default (see edgepose.scale)
     ray_ship_crops: bool = False  # Ray workers get crops from this machine instead of reading --images
+    isolate: bool = True  # each row in a child process: an engine crash fails its row, not the bench
 
 
 @dataclass
@@ -128,7 +131,9 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
         row_data = data if remote is None else None
         for i, (path, is_ref) in enumerate(jobs, 1):
             _progress(cfg, f"[{i}/{len(jobs)}] {path.name}")
-            if is_ref:
+            if cfg.isolate:
+                row = run_isolated(cfg, spec, path, row_data, (image, boxes), reference=is_ref, source=ref_source)
+            elif is_ref:
                 row = reference_row(cfg, spec, ref_source, row_data, (image, boxes))
             else:
                 row = bench_row(cfg, spec, path, row_data, (image, boxes))
@@ -138,7 +143,10 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
             report.rows.append(row)
             strict = _strict_options(cfg, row)
             if strict:
-                row = bench_row(cfg, spec, path, data, (image, boxes), **strict)
+                if cfg.isolate:
+                    row = run_isolated(cfg, spec, path, data, (image, boxes), **strict)
+                else:
+                    row = bench_row(cfg, spec, path, data, (image, boxes), **strict)
                 _progress(cfg, f"[{i}/{len(jobs)}] {row.name}: " + (row.error or _row_summary(row, report.metric)))
                 report.rows.append(row)
     report.machine["load_average_end"] = machine.load_average()

@@ -151,24 +151,32 @@ def _count_images(ann: Path) -> int | None:
 
 def subset_dataset(data: EvalData, limit: int, workdir: Path) -> EvalData:
     """The first ``limit`` images of a COCO-format annotation file (and their detections), written to ``workdir``."""
+    from ..files import json_text, parse_json
+
     if limit < 1:
         raise EdgeposeError(f"--limit must be at least 1, got {limit}")
     try:
-        doc = json.loads(data.ann.read_text())
-    except (OSError, ValueError) as e:
+        doc = parse_json(data.ann.read_bytes())
+    except (OSError, ValueError, RecursionError) as e:
         raise EdgeposeError(f"{data.ann}: cannot read annotations ({one_line(e)})") from None
     if not (isinstance(doc, dict) and isinstance(doc.get("images"), list) and "annotations" in doc):
         raise EdgeposeError(f"{data.ann}: --limit needs a COCO-format annotation file (images + annotations)")
     doc["images"] = doc["images"][:limit]
-    keep = {im["id"] for im in doc["images"]}
-    doc["annotations"] = [a for a in doc["annotations"] if a.get("image_id") in keep]
+    keep = {im.get("id") for im in doc["images"] if isinstance(im, dict)}
+    doc["annotations"] = [a for a in doc["annotations"] if isinstance(a, dict) and a.get("image_id") in keep]
     ann = workdir / f"subset_{limit}_{data.ann.name}"
-    ann.write_text(json.dumps(doc))
+    ann.write_text(json_text(doc, str(data.ann)))
     bbox = None
     if data.bbox_file:
-        dets = json.loads(data.bbox_file.read_text())
+        try:
+            dets = parse_json(data.bbox_file.read_bytes())
+        except (OSError, ValueError, RecursionError) as e:
+            raise EdgeposeError(f"{data.bbox_file}: cannot read detections ({one_line(e)})") from None
+        if not isinstance(dets, list):
+            raise EdgeposeError(f"{data.bbox_file}: expected a list of detections")
         bbox = workdir / f"subset_{limit}_{data.bbox_file.name}"
-        bbox.write_text(json.dumps([d for d in dets if d.get("image_id") in keep]))
+        kept = [d for d in dets if isinstance(d, dict) and d.get("image_id") in keep]
+        bbox.write_text(json_text(kept, str(data.bbox_file)))
     return EvalData(data.dataset, ann, data.images, bbox, len(doc["images"]))
 
 

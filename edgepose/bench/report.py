@@ -5,13 +5,12 @@ matplotlib is imported only by :func:`write_plot`; without it the plot is skippe
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_write
+from ..files import atomic_write, json_text
 
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
@@ -221,8 +220,20 @@ def summary_markdown(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinity replaced by ``None`` (JSON has no such numbers: a measurement that is
+    not a number is written as null, never as a bare ``NaN`` that JSON readers reject)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
 def write_json(report: dict[str, Any], path: str | Path) -> None:
-    atomic_write(path, json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write(path, json_text(finite(report), str(path), indent=2, default=str) + "\n")
 
 
 def write_markdown(report: dict[str, Any], path: str | Path) -> None:

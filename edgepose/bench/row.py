@@ -217,7 +217,7 @@ def reference_row(cfg: BenchConfig, spec: ModelSpec, source: str, data, sample) 
     from ..checkpoint import resolve_checkpoint
 
     try:
-        path = resolve_checkpoint(source, progress=cfg.progress)
+        path = resolve_checkpoint(source, progress=cfg.progress, sha256=getattr(cfg, "reference_sha256", None))
     except EdgeposeError as e:
         row = BenchRow(Path(source).name, str(source), reference=True, engine="torch", format="pytorch",
                        precision="fp32")  # fmt: skip

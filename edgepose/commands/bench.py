@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from ._args import THREADS_HELP, non_negative_float, non_negative_int, positive_int, sha256_arg
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -25,24 +27,27 @@ def register(sub) -> None:
     ref.add_argument("--reference", metavar="PTH", help="PyTorch checkpoint for the reference row (default: the "
                      "model's own)")  # fmt: skip
     ref.add_argument("--no-reference", action="store_true", help="no PyTorch reference row")
+    sha256_arg(p, "--reference")
     p.add_argument("--dataset", help="dataset format of --ann (default: the model's: coco, mpii, onehand10k, ...)")
     p.add_argument("--ann", help="annotation file (default for the demo model: the synthetic val split)")
     p.add_argument("--images", help="image directory of --ann")
     p.add_argument("--bbox-file", help="person detections (COCO results JSON) instead of ground-truth boxes")
-    p.add_argument("--limit", type=int, metavar="N", help="evaluate on the first N images only (COCO-format files)")
+    p.add_argument("--limit", type=positive_int, metavar="N",
+                   help="evaluate on the first N images only, N >= 1 (COCO-format files)")
     p.add_argument("--no-accuracy", action="store_true", help="speed, size and memory only")
     p.add_argument("--no-flip", action="store_true", help="evaluate accuracy without flip test (timing has both)")
-    p.add_argument("--threads", type=int, help="inference threads (default: every usable CPU)")
-    p.add_argument("--runs", type=int, default=100, help="timed runs per measurement (default 100)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs before them (default 10)")
-    p.add_argument("--batch", type=int, default=1, help="persons per inference call in the timing (default 1)")
+    p.add_argument("--threads", type=positive_int, help=THREADS_HELP)
+    p.add_argument("--runs", type=positive_int, default=100, help="timed runs per measurement (default 100)")
+    p.add_argument("--warmup", type=non_negative_int, default=10, help="untimed warm-up runs before them (default 10)")
+    p.add_argument("--batch", type=positive_int, default=1, help="persons per inference call in the timing (default 1)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, tensorrt (onnxruntime) or gpu "
                    "(openvino); fails at once when this machine has no such device")  # fmt: skip
     p.add_argument("--allow-fallback", action="store_true", help="run on CPU when --device is missing, saying so "
                    "in the output and in each row")  # fmt: skip
     p.add_argument("--batch-sizes", metavar="B,B,...", help="also time batched inference at these batch sizes "
                    "(e.g. 1,8,32,128): latency per batch, crops/s, pre/post share")  # fmt: skip
-    p.add_argument("--max-drop", type=float, metavar="X", help="largest accepted accuracy drop, absolute, for every "
+    p.add_argument("--max-drop", type=non_negative_float, metavar="X",
+                   help="largest accepted accuracy drop, absolute, for every "
                    "precision (default 0.01 for FP32/FP16 and 0.03 for INT8)")  # fmt: skip
     p.add_argument("--strict-precision", action="store_true", help="also bench each artifact whose engine chose a "
                    "lower float precision than float32 by default (OpenVINO: bf16 on AMX/AVX512-BF16 CPUs) with "
@@ -78,12 +83,24 @@ def run(args) -> int:
     from ..bench import BenchConfig, run_bench
     from ..bench.batch import parse_batch_sizes, sweep_table
     from ..bench.report import console_table
+    from ..files import check_writable
     from ..runtimes.devices import require_device
 
+    for path, what in ((args.json_out, "--json"), (args.markdown, "--markdown"), (args.plot, "--plot")):
+        check_writable(path, what)
+    if args.sha256 and args.no_reference:
+        from ..errors import EdgeposeError
+
+        raise EdgeposeError("--sha256 checks the --reference checkpoint; it makes no sense with --no-reference")
+    if args.sha256 and args.reference:  # a wrong reference fails now, not in its row at the end
+        from ..checkpoint import resolve_checkpoint
+
+        resolve_checkpoint(args.reference, progress=not args.quiet, sha256=args.sha256)
     if args.remote:
         from ..bench.remote import check_targets
 
         check_targets(args.remote)  # a malformed --remote fails now, not after the local bench
+
     choice = require_device(args.device, args.allow_fallback)  # one line, exit 2, for a missing device
     if choice.fallback:
         print(f"edgepose: --device {choice.requested}: {choice.fallback}; running on CPU (--allow-fallback)",
@@ -92,6 +109,7 @@ def run(args) -> int:
         model=args.model,
         artifacts=args.artifacts or (),
         reference="" if args.no_reference else args.reference,
+        reference_sha256=args.sha256,
         dataset=args.dataset,
         ann=args.ann,
         images=args.images,

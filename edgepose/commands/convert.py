@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from ._args import positive_int, sha256_arg
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -14,10 +16,11 @@ def register(sub) -> None:
     )
     p.add_argument("--model", help="zoo model name (default: the demo model)")
     p.add_argument("--checkpoint", help="PyTorch checkpoint path or URL (default: the model's own)")
+    sha256_arg(p)
     p.add_argument("--target", default="tflite", help="onnx, tflite, openvino or all; comma list (default: tflite)")
     p.add_argument("--precision", default="fp32,fp16,int8", help="comma list of fp32, fp16, int8 (default: all)")
     p.add_argument("--calib", help="calibration set .npz from 'edgepose calibrate' (default: the bundled one)")
-    p.add_argument("--num-calib", type=int, default=100, help="calibration crops to use (default: 100)")
+    p.add_argument("--num-calib", type=positive_int, default=100, help="calibration crops to use (default: 100)")
     p.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension (default: batch 1)")
     p.add_argument("--input", default="float", choices=("float", "uint8"), help="what the artifact takes: float "
                    "(default: float32 crops normalised with the model's mean/std, NCHW; TFLite NHWC) or uint8 (the "
@@ -25,7 +28,7 @@ def register(sub) -> None:
                    "files are named <model>_<precision>_u8in.<suffix>)")  # fmt: skip
     p.add_argument("--int8-io", action="store_true", help="TFLite INT8 with int8 input/output (default: float)")
     p.add_argument("--allow-parity-failure", action="store_true", help="keep artifacts outside their tolerance")
-    p.add_argument("--threads", type=int, help="threads for the parity runs")
+    p.add_argument("--threads", type=positive_int, help="threads for the parity runs, at least 1")
     p.add_argument("--head", default="auto",
                    help="form of the deconvolution head in the exported graph: auto (each target's fastest, "
                    "measured), deconv (as trained, no rewrite), subpixel2x2 or subpixel3x3 (exact rewrites)")
@@ -40,9 +43,9 @@ def run(args) -> int:
     from ..converters.api import convert
 
     result = convert(
-        model=args.model, checkpoint=args.checkpoint, targets=args.target, precisions=args.precision,
-        calib=args.calib, num_calib=args.num_calib, dynamic_batch=args.dynamic_batch, int8_io=args.int8_io,
-        input=args.input,
+        model=args.model, checkpoint=args.checkpoint, sha256=args.sha256, targets=args.target,
+        precisions=args.precision, calib=args.calib, num_calib=args.num_calib, dynamic_batch=args.dynamic_batch,
+        int8_io=args.int8_io, input=args.input,
         allow_parity_failure=args.allow_parity_failure, out=args.out, threads=args.threads, progress=not args.quiet,
         reference_accuracy=not args.no_reference_accuracy, head=args.head,
     )  # fmt: skip

@@ -50,8 +50,14 @@ def load_dataset(
     bbox_file: str | Path | None = None,
     det_bbox_thr: float = 0.0,
     check_images: bool = True,
+    skip_bad_images: bool = False,
 ) -> Dataset:
-    """Read an evaluation set; centre/scale follow ``spec``'s input size and the dataset's box rule."""
+    """Read an evaluation set; centre/scale follow ``spec``'s input size and the dataset's box rule.
+
+    ``check_images``: every image must exist and be whole (its end checked now, the whole file when it is
+    decoded); the first bad one fails naming the file, before any model is loaded. ``skip_bad_images``: bad
+    images (walked whole) are left out instead, with their ground truth, and counted in ``ds.notes``.
+    """
     if name not in DATASET_KINDS:
         raise EdgeposeError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_KINDS)}")
     kind = DATASET_KINDS[name]
@@ -63,5 +69,14 @@ def load_dataset(
     if not ds.samples:
         raise EdgeposeError(f"{bbox_file or ann}: no instances to evaluate")
     if check_images:
-        _base.check_images(images, ds.samples)
+        bad = _base.check_images(images, ds.samples, skip_missing=skip_bad_images)
+        bad.update(_base.bad_images([s for s in ds.samples if s.image not in bad], full=skip_bad_images))
+        if bad and not skip_bad_images:
+            (first, why), more = next(iter(bad.items())), len(bad) - 1
+            tail = f" (and {more} more image(s); --skip-bad-images leaves them out)" if more else ""
+            raise EdgeposeError(f"{first}: {why}{tail}")
+        if bad:
+            ds = _base.drop_images(ds, bad)
+            if not ds.samples:
+                raise EdgeposeError(f"{images}: every image of {ann.name} is missing or damaged")
     return ds

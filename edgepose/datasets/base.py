@@ -8,6 +8,8 @@ A dataset module in this package reads one format and scores it, and registers b
 from __future__ import annotations
 
 import json
+import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -15,7 +17,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import EdgeposeError
-from ..processing import PIXEL_STD, TopDownPipeline, box_to_center_scale
+from ..files import parse_json
+from ..processing import MAX_COORD, PIXEL_STD, TopDownPipeline, box_to_center_scale, boxes_outside, check_image_file
 from ..spec import DATASETS, ModelSpec
 
 
@@ -109,11 +112,13 @@ def read_json(path: str | Path, what: str = "annotation file") -> Any:
         raise EdgeposeError(f"{path}: {what} not found")
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            return parse_json(f.read())
     except json.JSONDecodeError as e:
         raise EdgeposeError(f"{path}: {what} is not valid JSON ({e.msg} at line {e.lineno})") from None
     except (OSError, UnicodeDecodeError) as e:
         raise EdgeposeError(f"{path}: cannot read {what} ({e})") from None
+    except RecursionError:
+        raise EdgeposeError(f"{path}: {what} is nested too deeply") from None
 
 
 def center_scale_for(spec: ModelSpec, name: str, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -137,18 +142,27 @@ def keypoints_of(path: Path, ann: dict, k: int) -> np.ndarray:
         raise EdgeposeError(f"{path}: annotation {ann.get('id')}: 'keypoints' is not a list of numbers") from None
     if kp.size != 3 * k:
         raise EdgeposeError(f"{path}: annotation {ann.get('id')} has {kp.size} keypoint values, expected {3 * k}")
+    if not np.isfinite(kp).all():
+        raise EdgeposeError(f"{path}: annotation {ann.get('id')}: 'keypoints' holds NaN or infinity")
     return kp.reshape(k, 3).astype(np.float32)
 
 
-def box_of(path: Path, ann: dict, key: str = "bbox") -> list[float]:
+def box_of(path: Path, ann: dict, key: str = "bbox", what: str = "annotation") -> list[float]:
+    """``[x, y, w, h]`` of an entry: four finite numbers (w, h may be 0, as mmpose takes them), else one line
+    naming the file and the entry."""
     box = ann.get(key)
     try:
         vals = [float(v) for v in box]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         vals = []
     if len(vals) < 4:
-        raise EdgeposeError(f"{path}: annotation {ann.get('id')}: '{key}' is not [x, y, w, h]")
-    return vals[:4]
+        raise EdgeposeError(f"{path}: {what} {ann.get('id')}: '{key}' is not [x, y, w, h]")
+    vals = vals[:4]
+    if not all(math.isfinite(v) for v in vals):
+        raise EdgeposeError(f"{path}: {what} {ann.get('id')}: '{key}' holds NaN or infinity ({vals})")
+    if max(abs(v) for v in vals) > MAX_COORD:
+        raise EdgeposeError(f"{path}: {what} {ann.get('id')}: '{key}' has a coordinate beyond {MAX_COORD:g} ({vals})")
+    return vals
 
 
 def coco_index(path: Path, data: Any) -> tuple[dict, dict]:
@@ -175,7 +189,64 @@ def coco_index(path: Path, data: Any) -> tuple[dict, dict]:
     return images, anns
 
 
-def check_images(image_dir: Path, samples: list[Sample]) -> None:
+log = logging.getLogger(__name__)
+
+
+def warn_outside(path: Path, boxes: list[tuple[np.ndarray, dict]], what: str = "box(es)") -> int:
+    """Count (and warn once about) boxes lying wholly outside their image; ``boxes`` pairs a box with its
+    image entry (``width``/``height``). Returns the count."""
+    n = 0
+    for box, img in boxes:
+        try:
+            w, h = float(img["width"]), float(img["height"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        n += len(boxes_outside(np.asarray(box)[None], w, h))
+    if n:
+        log.warning("%s: %d of %d %s lie wholly outside their image; the model will still 'find' a pose there",
+                    path, n, len(boxes), what)  # fmt: skip
+    return n
+
+
+def bad_images(samples: list[Sample], full: bool = False) -> dict[Path, str]:
+    """The images among ``samples`` that are missing, unreadable or truncated, with the reason.
+
+    ``full=False`` checks only the end of each file (a JPEG's end marker, a PNG's IEND; a file that ends
+    well is decoded and checked whole when it is read); ``full=True`` walks every file's structure.
+    """
+    seen: dict[Path, str | None] = {}
+    for s in samples:
+        if s.image not in seen:
+            seen[s.image] = check_image_file(s.image, quick=not full)
+    return {p: why for p, why in seen.items() if why}
+
+
+def drop_images(ds: Dataset, bad: dict[Path, str]) -> Dataset:
+    """``ds`` without the samples of ``bad`` images and without those images in its ground truth (so a
+    skipped image is neither scored nor counted as missed); the notes say which and how many."""
+    keep = [i for i, s in enumerate(ds.samples) if s.image not in bad]
+    ids = {s.image_id for s in ds.samples if s.image in bad}
+    gone = len(ds.samples) - len(keep)
+    ds.samples = [ds.samples[i] for i in keep]
+    if ds.mpii_gt is not None:
+        g = ds.mpii_gt
+        idx = np.asarray(keep, dtype=np.int64)
+        ds.mpii_gt = MpiiGroundTruth(g.joints[idx], g.visible[idx], g.head_norms[idx], g.joint_names, g.source)
+    if isinstance(ds.gt, dict) and isinstance(ds.gt.get("images"), list):
+        gt = dict(ds.gt)
+        gt["images"] = [im for im in gt["images"] if im.get("id") not in ids]
+        gt["annotations"] = [a for a in gt.get("annotations", []) if a.get("image_id") not in ids]
+        ds.gt = gt
+    ds.notes["skipped_images"] = sorted(p.name for p in bad)
+    ds.notes["skipped_instances"] = gone
+    first = next(iter(bad.items()))
+    log.warning("skipped %d bad image(s) (%d instances; --skip-bad-images), first %s: %s", len(bad), gone,
+                first[0], first[1])  # fmt: skip
+    return ds
+
+
+def check_images(image_dir: Path, samples: list[Sample], skip_missing: bool = False) -> dict[Path, str]:
+    """Fail naming the first missing image (with ``skip_missing``: return them as bad images instead)."""
     if not image_dir.is_dir():
         raise EdgeposeError(f"{image_dir}: image folder not found")
     seen: set = set()
@@ -185,9 +256,10 @@ def check_images(image_dir: Path, samples: list[Sample]) -> None:
             seen.add(s.image)
             if not s.image.is_file():
                 missing.append(s.image)
-    if missing:
+    if missing and not skip_missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise EdgeposeError(f"{missing[0]}: image file not found{more}")
+    return {p: "image file not found" for p in missing}
 
 
 def set_center_scale(spec: ModelSpec, name: str, samples: list[Sample]) -> None:

@@ -5,6 +5,7 @@ boxes as they come). Scored with COCO keypoint AP after mmpose's rescoring and O
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from .base import (
     read_json,
     register_dataset,
     set_center_scale,
+    warn_outside,
 )
 
 
@@ -65,7 +67,8 @@ def _coco_detections(path: Path, imgs: dict, images: Path, spec: ModelSpec, thr:
     if not dets:
         raise EdgeposeError(f"{path}: the detection results file is empty")
     k = DATASETS["coco"].num_keypoints
-    samples = []
+    samples: list[Sample] = []
+    placed: list[tuple[np.ndarray, dict]] = []
     for i, d in enumerate(dets):
         if not isinstance(d, dict) or not {"image_id", "category_id", "bbox", "score"} <= d.keys():
             raise EdgeposeError(f"{path}: detection {i} lacks one of image_id, category_id, bbox, score")
@@ -73,14 +76,21 @@ def _coco_detections(path: Path, imgs: dict, images: Path, spec: ModelSpec, thr:
             continue
         if d["image_id"] not in imgs:
             raise EdgeposeError(f"{path}: detection {i} refers to image {d['image_id']}, absent from the annotations")
-        score = float(d["score"])
+        try:
+            score = float(d["score"])
+        except (TypeError, ValueError):
+            score = float("nan")
+        if not math.isfinite(score):
+            raise EdgeposeError(f"{path}: detection {i}: 'score' is not a finite number ({d['score']!r})")
         if score < thr:
             continue
-        box = np.asarray(box_of(path, {"id": i, "bbox": d["bbox"]}), dtype=np.float64)
+        box = np.asarray(box_of(path, {"id": i, "bbox": d["bbox"]}, what="detection"), dtype=np.float64)
         img = imgs[d["image_id"]]
+        placed.append((box, img))
         samples.append(
             Sample(images / img["file_name"], box, None, None, np.zeros((k, 3), np.float32), d["image_id"], None, score)
         )
+    warn_outside(path, placed, "detection box(es)")
     set_center_scale(spec, "coco", samples)
     return samples
 

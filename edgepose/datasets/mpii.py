@@ -33,6 +33,8 @@ def read_mpii(ann: Path, images: Path, spec: ModelSpec) -> Dataset:
             raise EdgeposeError(f"{ann}: entry {i} lacks a valid image, center, scale, joints or joints_vis") from None
         if len(j) != k or len(jv) != k:
             raise EdgeposeError(f"{ann}: entry {i} has {len(j)} joints, expected {k}")
+        if not (np.isfinite(center).all() and np.isfinite(scale) and scale > 0 and np.isfinite(j).all()):
+            raise EdgeposeError(f"{ann}: entry {i}: center, scale or joints hold NaN, infinity or a scale <= 0")
         c, s = mpii_center_scale(center, scale)
         c, s = c[0], s[0]
         kp = np.concatenate([j - 1.0, jv[:, None]], axis=1).astype(np.float32)  # 0-based, as mmpose's joints_3d

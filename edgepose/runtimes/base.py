@@ -210,4 +210,11 @@ def load_runtime(path: str | Path, engine: str | None = None, **kwargs: Any) -> 
         raise EdgeposeError(f"{path}: unknown engine {name!r} (known: {', '.join(RUNTIMES)})")
     if not path.exists():
         raise EdgeposeError(f"{path}: artifact not found")
-    return RUNTIMES[name](path, **kwargs)
+    if path.is_dir():
+        raise EdgeposeError(f"{path}: is a directory, not an artifact file")
+    cls = RUNTIMES[name]
+    if cls.format != "pytorch":  # sizes and sha256 against the metadata, before the engine parses a byte
+        from .artifact import verify_artifact
+
+        verify_artifact(path, cls)
+    return cls(path, **kwargs)

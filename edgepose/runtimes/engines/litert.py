@@ -83,6 +83,11 @@ class LiteRtRuntime(Runtime):
         self.choice = resolve_device(self.device, self.engine, self.options.allow_fallback)
         self.device = self.choice.device
         self.metadata = read_metadata(self.path)
+        from ..artifact import tflite_problem
+
+        problem = tflite_problem(self.path)  # LiteRT reads a damaged flatbuffer out of bounds (SIGSEGV)
+        if problem:
+            raise EdgeposeError(f"{self.path}: {problem}")
         kwargs: dict[str, Any] = {"model_path": str(self.path), "num_threads": self.threads or None}
         if not self.options.xnnpack:
             kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES

@@ -31,6 +31,42 @@ HINTS = ("auto", "f32", "bf16", "f16")
 _NORM = {"f32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16", "f16": "fp16", "float16": "fp16"}
 
 
+def ov_reason(exc: BaseException) -> str:
+    """The telling line of an OpenVINO exception (they start with source locations: 'Exception from
+    src/inference/src/cpp/core.cpp:95:', 'Check ... failed at ...')."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    told = [ln for ln in lines if not ln.startswith(("Exception from ", "Check '")) and not ln.endswith(".cpp")]
+    return ((told or lines or [type(exc).__name__])[-1])[:200]
+
+
+def _ir_root(path):
+    """The IR XML's root element; a file that is not an IR (or declares a DTD/entities) is refused."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
+            raise EdgeposeError(f"{path}: not an OpenVINO IR file (it declares a DTD)")
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError, ValueError) as e:
+        raise EdgeposeError(f"{path}: not a readable OpenVINO IR file ({e})") from None
+    if root.tag != "net":
+        raise EdgeposeError(f"{path}: not an OpenVINO IR file (root element <{root.tag[:40]}>, not <net>)")
+    return root
+
+
+def _weights_needed(path) -> int:
+    """The end of the last weight blob the IR's Const layers point at (offset + size into the .bin)."""
+    end = 0
+    for data in _ir_root(path).iter("data"):
+        try:
+            end = max(end, int(data.get("offset", "")) + int(data.get("size", "")))
+        except ValueError:
+            continue
+    return end
+
+
 @dataclass
 class OpenVinoOptions(RuntimeOptions):
     inference_precision: str = "auto"  # "auto" (the plugin's own choice), "f32", "bf16" or "f16"
@@ -70,13 +106,7 @@ class OpenVinoRuntime(Runtime):
 
     @classmethod
     def read_embedded(cls, path):
-        import xml.etree.ElementTree as ET
-
-        try:
-            root = ET.parse(path).getroot()
-        except (ET.ParseError, OSError) as e:
-            raise EdgeposeError(f"{path}: not a readable OpenVINO IR file ({e})") from None
-        node = root.find(f"rt_info/{KEY}")
+        node = _ir_root(path).find(f"rt_info/{KEY}")
         return None if node is None else node.get("value")
 
     def device_name(self) -> str:
@@ -96,11 +126,16 @@ class OpenVinoRuntime(Runtime):
         self.metadata = read_metadata(self.path)
         if not self.path.with_suffix(".bin").is_file():
             raise EdgeposeError(f"{self.path}: the weights file {self.path.with_suffix('.bin').name} is missing")
+        needed = _weights_needed(self.path)
+        have = self.path.with_suffix(".bin").stat().st_size
+        if needed > have:
+            raise EdgeposeError(f"{self.path.with_suffix('.bin')}: truncated: {have} bytes, the model's weights "
+                                f"reach byte {needed}")  # fmt: skip
         core = ov.Core()
         try:
             model = core.read_model(str(self.path))
         except Exception as e:
-            raise EdgeposeError(f"{self.path}: OpenVINO cannot read it ({str(e).splitlines()[0][:200]})") from None
+            raise EdgeposeError(f"{self.path}: OpenVINO cannot read it ({ov_reason(e)})") from None
         config: dict[str, Any] = dict(self.options.config or {})
         hint = str(self.options.inference_precision).lower()
         if hint not in HINTS:
@@ -110,7 +145,10 @@ class OpenVinoRuntime(Runtime):
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = int(self.threads)
         device = self.device_name()
-        self.compiled = core.compile_model(model, device, config)
+        try:
+            self.compiled = core.compile_model(model, device, config)
+        except Exception as e:
+            raise EdgeposeError(f"{self.path}: OpenVINO cannot compile it for {device} ({ov_reason(e)})") from None
         self.request = self.compiled.create_infer_request()
         self._queue, self.async_jobs = None, 0  # infer_async's AsyncInferQueue, made on first use
         used = self.compiled.get_property("INFERENCE_PRECISION_HINT")
