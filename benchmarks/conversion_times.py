@@ -64,6 +64,9 @@ def main() -> None:
     ap.add_argument("--onnx2tf-baseline", action="store_true")
     ap.add_argument("--note", default="", help="free text for the markdown line (e.g. 'machine idle')")
     args = ap.parse_args()
+    from edgepose.cli import setup_logging
+
+    setup_logging()  # progress of convert and bench on stderr
 
     from edgepose.converters.api import convert
 

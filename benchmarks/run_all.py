@@ -22,8 +22,8 @@ RESULTS = REPO / "benchmarks" / "results"
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 # Speed targets for COCO 256x192, batch 1, 2 threads, on a 2-core x86 machine with AVX-512 VNNI and AMX.
-TARGETS_MS = {("xml", "int8"): 3.4, ("tflite", "int8"): 6.6, ("onnx", "fp32"): 14.8}
-TARGET_NAMES = {("xml", "int8"): "OpenVINO INT8", ("tflite", "int8"): "TFLite INT8 (XNNPACK)",
+TARGETS_MS = {("openvino", "int8"): 3.4, ("tflite", "int8"): 6.6, ("onnx", "fp32"): 14.8}
+TARGET_NAMES = {("openvino", "int8"): "OpenVINO INT8", ("tflite", "int8"): "TFLite INT8 (XNNPACK)",
                 ("onnx", "fp32"): "ONNX Runtime FP32"}  # fmt: skip
 
 
@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model to convert and bench (default {DEFAULT_MODEL})")
     p.add_argument("--artifacts", type=Path, help="artifact folder (default: artifacts/<model>/)")
     p.add_argument("--skip-convert", action="store_true", help="bench what is in the artifact folder")
-    p.add_argument("--force-convert", action="store_true", help="convert even when all 9 artifacts exist")
+    p.add_argument("--force-convert", action="store_true", help="convert even when every artifact exists")
     p.add_argument("--threads", type=int, default=2, help="inference threads (default 2, as the targets)")
     p.add_argument("--runs", type=int, default=200, help="timed runs per measurement (default 200)")
     p.add_argument("--warmup", type=int, default=20, help="warm-up runs (default 20)")
@@ -47,9 +47,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def convert_all(model: str, out: Path, force: bool) -> None:
     """Every target x precision through the converters' library call (skipped when all files exist)."""
-    # ONNX offers fp32 and int8 only (no fp16 target in the converters), so 8 files in all
-    expected = [out / f"{model}_{p}.{s}" for s in ("onnx", "tflite", "xml") for p in ("fp32", "fp16", "int8")
-                if (s, p) != ("onnx", "fp16")]  # fmt: skip
+    from edgepose.converters.base import (
+        TARGETS,
+        target_for,  # noqa: F401  (imports the target registry)
+    )
+
+    target_for("x.onnx")  # registers every target module
+    expected = [out / f"{model}_{p}{t.suffix}" for t in TARGETS.values() for p in t.precisions]
     if not force and all(f.is_file() for f in expected):
         print(f"run_all: all {len(expected)} artifacts already in {out}/ (--force-convert to redo)", file=sys.stderr)
         return
@@ -86,6 +90,9 @@ def overhead_line(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from edgepose.cli import setup_logging
+
+    setup_logging()  # progress of convert and bench on stderr
     from edgepose.bench import BenchConfig, run_bench
     from edgepose.bench.plot import write_plot
     from edgepose.bench.report import (
@@ -93,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         markdown,
         replace_between_markers,
         summary_markdown,
-        write_file,
         write_json,
     )
+    from edgepose.files import atomic_write as write_file
 
     out = args.artifacts or REPO / "artifacts" / args.model
     if not args.skip_convert:
@@ -112,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = ["", "Speed targets (model alone, batch 1, 2 threads, 2-core x86 with AVX-512 VNNI/AMX):", "",
                "| artifact | target p50 ms | measured p50 ms | |", "|---|---:|---:|---|", *target_lines(report),
                "", overhead_line(report)]  # fmt: skip
-    write_file(stem.with_suffix(".md"), (markdown(report) + "\n".join(targets) + "\n").encode())
+    write_file(stem.with_suffix(".md"), markdown(report) + "\n".join(targets) + "\n")
     skipped = write_plot(report, stem.with_suffix(".png"))
     print(skipped or f"run_all: wrote {stem}.{{json,md,png}}", file=sys.stderr)
 
@@ -125,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run_all: {args.readme} has no bench markers; left unchanged", file=sys.stderr)
         else:
             mode = args.readme.stat().st_mode & 0o777
-            write_file(args.readme, new.encode())
+            write_file(args.readme, new)
             args.readme.chmod(mode)
             print(f"run_all: updated the bench section of {args.readme}", file=sys.stderr)
     return 1 if all(r["status"] != "ok" for r in report["rows"] if not r["reference"]) else 0

@@ -59,7 +59,7 @@ class ControlSet:
     ds: Any  # edgepose.datasets.Dataset restricted to the control images
     metric: str
     info: dict[str, Any]
-    inputs: np.ndarray  # (N, 3, H, W) float32 normalised crops, one per instance
+    crops: np.ndarray  # (N, H, W, 3) uint8 RGB crops, one per instance
     image_index: np.ndarray  # (N,) index of each instance's image in ``images``
     images: list[Any]  # image ids, control order
     flip_test: bool = True
@@ -68,20 +68,37 @@ class ControlSet:
     reference_keypoints: np.ndarray | None = None
     reference_infer: Callable[[np.ndarray], np.ndarray] | None = None
     _subsets: dict = field(default_factory=dict, repr=False)
+    _inputs: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def inputs(self) -> np.ndarray:
+        """(N, 3, H, W) float32: the crops normalised with the model's mean/std (what PyTorch takes)."""
+        if self._inputs is None:
+            from edgepose.processing import normalize
+
+            self._inputs = normalize(self.crops, self.spec.mean, self.spec.std)
+        return self._inputs
+
+    def inputs_for(self, infer: Any, rows: Any = slice(None)) -> np.ndarray:
+        """The crops ``rows`` as ``infer`` takes them: uint8 NHWC (an artifact made with ``--input uint8``)
+        or normalised float NCHW."""
+        from edgepose.processing import INPUT_UINT8, input_kind_of
+
+        return np.ascontiguousarray(self.crops[rows] if input_kind_of(infer) == INPUT_UINT8 else self.inputs[rows])
 
     # ------------------------------------------------------------------ scoring
     def predict(self, infer: Callable[[np.ndarray], np.ndarray], rows: np.ndarray | None = None) -> np.ndarray:
         """Keypoints (n, K, 3) of the instances ``rows`` (default all), through the shared pipeline."""
-        from edgepose.processing import TopDownPipeline
+        from edgepose.processing import TopDownPipeline, input_kind_of
 
-        rows = np.arange(len(self.inputs)) if rows is None else np.asarray(rows)
-        pipe = TopDownPipeline(self.spec, flip_test=self.flip_test)
+        rows = np.arange(len(self.crops)) if rows is None else np.asarray(rows)
+        pipe = TopDownPipeline(self.spec, flip_test=self.flip_test, input_kind=input_kind_of(infer))
         centers = np.stack([self.ds.samples[i].center for i in rows]).astype(np.float32)
         scales = np.stack([self.ds.samples[i].scale for i in rows]).astype(np.float32)
         out = np.zeros((len(rows), self.spec.num_keypoints, 3), np.float32)
         for a in range(0, len(rows), self.batch_size):
             sel = rows[a : a + self.batch_size]
-            hm = pipe.forward(infer, np.ascontiguousarray(self.inputs[sel]))
+            hm = pipe.forward(infer, self.inputs_for(infer, sel))
             out[a : a + len(sel)] = pipe.decode(hm, centers[a : a + len(sel)], scales[a : a + len(sel)])
         return out
 
@@ -220,7 +237,7 @@ def control_set(
     :meth:`ControlSet.set_reference` scores the PyTorch model on it."""
     from edgepose.datasets import load_dataset
     from edgepose.evaluate import default_data
-    from edgepose.processing import TopDownPipeline, read_image
+    from edgepose.processing import INPUT_UINT8, TopDownPipeline, read_image
 
     opts = opts or ControlOptions()
     if (opts.ann is None) != (opts.images is None):
@@ -246,23 +263,43 @@ def control_set(
         raise EdgeposeError(f"{ann}: the control split shares {len(shared)} image(s) with the calibration set "
                             f"(e.g. {shared[0]}); control on images the crops did not come from")  # fmt: skip
     pos = {img: i for i, img in enumerate(ids)}
-    pipe = TopDownPipeline(spec)
-    inputs = np.empty((len(ds.samples), 3, spec.input_size[1], spec.input_size[0]), np.float32)
+    pipe = TopDownPipeline(spec, input_kind=INPUT_UINT8)
+    crops = np.empty((len(ds.samples), spec.input_size[1], spec.input_size[0], 3), np.uint8)
     by_image: dict[Path, list[int]] = {}
     for i, s in enumerate(ds.samples):
         by_image.setdefault(s.image, []).append(i)
     for path, idx in by_image.items():
         c = np.stack([ds.samples[i].center for i in idx]).astype(np.float32)
         sc = np.stack([ds.samples[i].scale for i in idx]).astype(np.float32)
-        inputs[idx] = pipe.preprocess(read_image(path), c, sc)
+        crops[idx] = pipe.preprocess(read_image(path), c, sc)
     digest = hashlib.sha256("\n".join(str(i) for i in sorted(ids, key=str)).encode()).hexdigest()
     info = {"source": where, "dataset": dataset, "ann": ann.name, "ann_path": str(ann), "images": str(images),
             "selection": f"first {len(ids)} images with instances, in file order", "num_images": len(ids),
             "num_instances": len(ds.samples), "image_ids_sha256": digest, "boxes": "ground truth",
             "flip_test": bool(opts.flip_test), "disjoint_from_calibration": True}  # fmt: skip
     metric = HEADLINE[DATASETS[dataset].metric]
-    return ControlSet(spec, ds, metric, info, inputs, np.array([pos[s.image_id] for s in ds.samples]), ids,
+    return ControlSet(spec, ds, metric, info, crops, np.array([pos[s.image_id] for s in ds.samples]), ids,
                       opts.flip_test, opts.batch_size)  # fmt: skip
+
+
+def control_for(spec: ModelSpec, opts: ControlOptions | None, cset: Any, need_int8: bool, max_drop: float | None,
+                notes: list[str]) -> ControlSet | None:  # fmt: skip
+    """The control split of a conversion (``None`` without INT8 or without evaluation data: a zoo model with
+    no ``--control-ann``, said in ``notes``; ``--max-drop`` then fails with one line)."""
+    if max_drop is not None and not math.isfinite(float(max_drop)):
+        raise EdgeposeError(f"--max-drop must be a finite number, got {max_drop}")
+    if not need_int8:
+        if max_drop is not None:
+            notes.append("--max-drop applies to INT8 artifacts only; none asked for")
+        return None
+    cs = control_set(spec, opts, cset.meta.get("images", []) if cset is not None else [])
+    if cs is None:
+        if max_drop is not None:
+            raise EdgeposeError(f"--max-drop needs evaluation data for {spec.name}: pass --control-ann and "
+                                "--control-images (a split the calibration images are not from)")  # fmt: skip
+        notes.append("no evaluation data: INT8 accuracy on the task metric not checked "
+                     "(--control-ann/--control-images)")  # fmt: skip
+    return cs
 
 
 def torch_infer(model: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -366,5 +403,6 @@ def latency(plain: Path, controlled: Path, x: np.ndarray, runs: int = 20, thread
             "loadavg_1min": load}  # fmt: skip
 
 
-__all__ = ["ControlOptions", "ControlSet", "control_set", "restore", "latency", "HEADLINE", "DEFAULT_TASK_BUDGET",
-           "DEFAULT_CONTROL_IMAGES", "subset_dataset", "instance_oks", "growth", "apply_task"]  # fmt: skip
+__all__ = ["ControlOptions", "ControlSet", "control_set", "control_for", "restore", "latency", "HEADLINE",
+           "DEFAULT_TASK_BUDGET", "DEFAULT_CONTROL_IMAGES", "subset_dataset", "instance_oks", "growth",
+           "apply_task"]  # fmt: skip

@@ -1,22 +1,31 @@
 """``convert()``: a checkpoint to checked artifacts, one call (what ``edgepose convert`` runs).
 
-Steps: load the checkpoint strictly -> export ONNX once (the input of every other target) -> each target makes
+Steps: load the checkpoint strictly -> export ONNX once per head form needed (the input of every other target;
+:mod:`.transforms` rewrites the head before export, per target and precision) -> each target makes
 its precisions in a temp folder inside ``out`` -> each artifact runs through its edgepose runtime on held-out
 crops and is compared with PyTorch (:mod:`.parity`) -> metadata (sidecar + embedded) -> if every precision
 is within tolerance (or ``allow_parity_failure``), the files are moved into ``out``; otherwise nothing is
 written and the call raises :class:`EdgeposeError` with one line.
+
+Reproducible: the same inputs give byte-identical artifact files. The metadata embedded in them holds no
+date and no timing (those are in the sidecar only), and the converters keep no process-wide name counters.
+The sidecar also records each file's size and sha256, which every load checks (:mod:`edgepose.artifact`);
+the embedded copy records the companion files' (an OpenVINO ``.bin``). SIGTERM, like Ctrl-C, removes the
+temporary folder; the final moves put companions first and the main file last, and undo themselves when one
+fails.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -24,21 +33,25 @@ from typing import Any, Callable
 import numpy as np
 
 from edgepose import __version__
-from edgepose.artifact import FORMAT_VERSION, sidecar_path
 from edgepose.calibration import CalibrationSet, check_calibration, default_calibration_path, read_calibration
-from edgepose.errors import EdgeposeError
+from edgepose.errors import EdgeposeError, terminate_as_interrupt
+from edgepose.files import check_writable
+from edgepose.runtimes.artifact import FORMAT_VERSION, INPUT_FLOAT, INPUT_UINT8, file_record, sidecar_path
 from edgepose.spec import DEFAULT_MODEL, ModelSpec, get_spec
 
-from . import accuracy
-from . import export as onnx_export
+from . import accuracy, export, transforms
 from . import targets as _targets  # noqa: F401  (registers every target module in converters/targets/)
 from .base import PRECISIONS, TARGETS, Context, Converted, Timer, quiet, require, version_of
-from .metadata import write_metadata, write_sidecar
+from .metadata import embed_metadata, write_sidecar
+from .outputs import move_into_place, planned_outputs
 from .parity import TOLERANCES, check, compare, format_table, tolerance_dict
+
+log = logging.getLogger(__name__)
 
 NUM_CALIB = 100
 NUM_PARITY = 16
 PARITY_SEED = 4242  # synthetic parity crops when a calibration file has no holdout (train 777, val 20241)
+INPUTS = {"float": INPUT_FLOAT, "uint8": INPUT_UINT8}  # --input choices -> metadata input.kind
 
 
 @dataclass
@@ -87,13 +100,14 @@ def parse_list(value: str | Sequence[str] | None, allowed: Sequence[str], what: 
 
 
 def _logger(progress: bool) -> Callable[[str], None]:
+    """Progress lines with the seconds since the start, through logging (the CLI shows INFO)."""
     t0 = time.perf_counter()
 
-    def log(msg: str) -> None:
+    def say(msg: str) -> None:
         if progress:
-            print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+            log.info("[%6.1fs] %s", time.perf_counter() - t0, msg)
 
-    return log
+    return say
 
 
 def synthetic_parity_crops(spec: ModelSpec, n: int, seed: int = PARITY_SEED) -> np.ndarray:
@@ -125,11 +139,20 @@ def _calibration(spec: ModelSpec, calib: str | Path | None, need_int8: bool) -> 
             f"INT8 is calibrated on the bundled synthetic set {path.name}; calibrating on your own images is "
             f"better: edgepose calibrate --model {spec.name} --images DIR --out FILE.npz, then --calib FILE.npz"
         )
-        print(f"edgepose: warning: {msg}", file=sys.stderr)
+        log.warning("%s", msg)
     return read_calibration(path, spec)
 
 
-def _base_metadata(spec: ModelSpec, c: Converted, source: dict, dynamic_batch: bool) -> dict[str, Any]:
+def _volatile(c: Converted) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(details without timings, the timings): a wall-clock figure never goes inside an artifact file."""
+    details = {k: v for k, v in c.details.items() if "seconds" not in k}
+    timings = {k: v for k, v in c.details.items() if "seconds" in k}
+    timings["seconds"] = round(c.seconds, 2)
+    return details, timings
+
+
+def _base_metadata(spec: ModelSpec, c: Converted, source: dict, dynamic_batch: bool, kind: str) -> dict[str, Any]:
+    """The metadata embedded in the artifact: facts only, nothing that changes from one run to the next."""
     tools = {"edgepose": __version__, "python": platform.python_version(), "torch": version_of("torch"),
              "onnx": version_of("onnx"), **c.tools}  # fmt: skip
     return {
@@ -139,19 +162,27 @@ def _base_metadata(spec: ModelSpec, c: Converted, source: dict, dynamic_batch: b
         "model": spec.to_dict(),
         "batch": c.input["shape"][0] if c.input.get("shape") else (None if dynamic_batch else 1),
         "decode": "default",
-        "layout": c.layout,
-        "input": c.input,
+        "layout": {**c.layout, "input": "NHWC"} if kind == INPUT_UINT8 else c.layout,
+        "input": {**c.input, "kind": kind},
         "output": c.output,
         "tools": tools,
         "source": source,
         "conversion": {
-            **c.details,
-            "seconds": round(c.seconds, 2),
-            "opset": onnx_export.OPSET,
+            **_volatile(c)[0],
+            "opset": export.OPSET,
             "dynamic_batch": dynamic_batch,
         },  # fmt: skip
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _sidecar_metadata(meta: dict[str, Any], c: Converted) -> dict[str, Any]:
+    """The sidecar: the embedded metadata plus the date, the timings and the main file's size and sha256
+    (which the embedded copy cannot hold: it would change the file it describes)."""
+    side = dict(meta)
+    side["conversion"] = {**meta["conversion"], **_volatile(c)[1]}
+    side["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    side["file"] = file_record(c.path)
+    return side
 
 
 def convert(
@@ -164,18 +195,46 @@ def convert(
     num_parity: int = NUM_PARITY,
     dynamic_batch: bool = False,
     int8_io: bool = False,
+    input: str = "float",  # noqa: A002 - the CLI's --input
     allow_parity_failure: bool = False,
     out: str | Path | None = None,
     threads: int | None = None,
     progress: bool = True,
+    reference_accuracy: bool = True,
+    sha256: str | None = None,
+    head: str = transforms.AUTO,
     max_drop: float | None = None,
     control: accuracy.ControlOptions | None = None,
 ) -> ConversionResult:
-    """Convert ``model`` (default: the demo model) to ``targets`` x ``precisions``; see the module doc."""
-    log = _logger(progress)
+    """Convert ``model`` (default: the demo model) to ``targets`` x ``precisions``; see the module doc.
+
+    ``sha256`` (full or prefix) is the checkpoint's expected hash; a checkpoint named like a zoo model's
+    published file picks that model when ``model`` is not given. SIGTERM cleans up like Ctrl-C.
+
+    ``head``: the form the deconvolution head is exported in (:mod:`.transforms`): ``"auto"`` (each target's
+    measured fastest per precision), ``"deconv"`` (no rewrite), ``"subpixel2x2"`` or ``"subpixel3x3"``.
+
+    INT8 (:mod:`.accuracy`): each artifact is scored on a control split of evaluation data (``control``; the
+    demo model's: its synthetic val split) and fails beyond a drop of 0.03 in the model's metric; with
+    ``max_drop``, layers are kept in float until the drop is within it, or the call fails writing nothing.
+    """
+    with terminate_as_interrupt():
+        return _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parity, dynamic_batch,
+                        int8_io, input, allow_parity_failure, out, threads, progress, reference_accuracy, sha256,
+                        head, max_drop, control)  # fmt: skip
+
+
+def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parity, dynamic_batch, int8_io,
+             input, allow_parity_failure, out, threads, progress, reference_accuracy, sha256, head,
+             max_drop, control):  # noqa: A002  # fmt: skip
+    say = _logger(progress)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow (NNCF does, too)
     target_names = parse_list(targets, list(TARGETS), "target", all_ok=True)
     precs = parse_list(precisions, PRECISIONS, "precision")
+    head = transforms.check_form(head, allow_auto=True)
+    kind = INPUTS.get(str(input).lower()) or (input if input in INPUTS.values() else None)
+    if kind is None:
+        raise EdgeposeError(f"--input {input}: choose {' or '.join(INPUTS)}")
     plan: dict[str, list[str]] = {}
     notes: list[str] = []
     for t in target_names:
@@ -195,94 +254,131 @@ def convert(
 
     from edgepose.checkpoint import resolve_checkpoint, sha256_of
     from edgepose.models import load_model
+    from edgepose.runtimes.open import model_for_checkpoint
 
-    spec = model if isinstance(model, ModelSpec) else get_spec(model or DEFAULT_MODEL)
+    if isinstance(model, ModelSpec):
+        spec = model
+    else:
+        spec = model_for_checkpoint(model, str(checkpoint) if checkpoint else None) if checkpoint else get_spec(
+            model or DEFAULT_MODEL)  # fmt: skip
+    out_dir = Path(out or Path("artifacts") / spec.name)
+    check_writable(out_dir, "--out", folder=True)
+    for f in planned_outputs(out_dir, spec.name, plan, "_u8in" if kind == INPUT_UINT8 else ""):
+        if f.is_dir():
+            raise EdgeposeError(f"{f}: is a directory, where convert must write a file")
+    source_ckpt = str(checkpoint or spec.checkpoint)
+    ckpt_path = resolve_checkpoint(source_ckpt, progress=progress, sha256=sha256)  # a wrong file fails first
     need_int8 = any("int8" in p for p in plan.values())
     cset = _calibration(spec, calib, need_int8)
     if need_int8 and cset is not None:  # a degenerate set is refused before any work
         check_calibration(cset, num_calib, spec)
-    calib_images = cset.meta.get("images", []) if cset else []
-    control_cs = accuracy.control_set(spec, control, calib_images) if need_int8 else None
-    if need_int8 and control_cs is None:
-        if max_drop is not None:
-            raise EdgeposeError(f"--max-drop needs evaluation data for {spec.name}: pass --control-ann and "
-                                "--control-images (a split the calibration images are not from)")  # fmt: skip
-        notes.append("no evaluation data: INT8 accuracy on the task metric not checked "
-                     "(--control-ann/--control-images)")
+    if max_drop is not None and kind == INPUT_UINT8:  # the layer search feeds float crops
+        raise EdgeposeError("--max-drop with --input uint8 is not supported yet: convert with --input float")
+    control_cs = accuracy.control_for(spec, control, cset, need_int8, max_drop, notes)
     if int8_io and "tflite" not in plan:
         notes.append("--int8-io applies to TFLite only; ONNX and OpenVINO keep float input/output")
 
-    result = ConversionResult(spec.name, Path(out or Path("artifacts") / spec.name), notes=notes)
-    source_ckpt = str(checkpoint or spec.checkpoint)
+    result = ConversionResult(spec.name, out_dir, notes=notes)
     with Timer() as t_load:
         torch_model = load_model(spec, str(checkpoint) if checkpoint else None, progress=progress)
-    ckpt_path = resolve_checkpoint(source_ckpt, progress=False)
     source = {"checkpoint": source_ckpt, "sha256": sha256_of(ckpt_path)}
-    log(f"{spec.name}: checkpoint {Path(source_ckpt).name} loaded in {t_load.seconds:.1f} s")
+    say(f"{spec.name}: checkpoint {Path(source_ckpt).name} loaded in {t_load.seconds:.1f} s")
     result.timings["load_checkpoint"] = t_load.seconds
     if control_cs is not None:
         with Timer() as t:
             control_cs.set_reference(torch_model, source["sha256"])
-        log(f"control split: {control_cs.info['num_images']} images, {control_cs.info['num_instances']} instances; "
+        say(f"control split: {control_cs.info['num_images']} images, {control_cs.info['num_instances']} instances; "
             f"PyTorch {control_cs.metric} {control_cs.reference:.4f} ({t.seconds:.1f} s)")  # fmt: skip
 
     calib_batch = cset.calibration_batch(spec, num_calib) if (cset is not None and need_int8) else np.zeros((0,))
+    calib_crops = cset.crops[:num_calib] if (cset is not None and need_int8) else np.zeros((0,), np.uint8)
     if cset is not None and len(cset.holdout):
         parity_crops, parity_from = cset.holdout[:num_parity], f"holdout crops of {cset.path.name}"
     else:
         parity_crops, parity_from = synthetic_parity_crops(spec, num_parity), f"synthetic crops (seed {PARITY_SEED})"
     from edgepose.processing import normalize
 
-    parity_inputs = normalize(parity_crops, spec.mean, spec.std)
+    parity_inputs = normalize(parity_crops, spec.mean, spec.std)  # what PyTorch takes
+    artifact_inputs = parity_crops if kind == INPUT_UINT8 else parity_inputs  # what the artifacts take
     calib_info = None
     if need_int8 and cset is not None:
         calib_info = {"file": cset.path.name if cset.path else None, "bundled": calib is None,
                       "sha256": sha256_of(cset.path) if cset.path else None, "num": int(len(calib_batch)),
                       "source": cset.meta.get("source"), "seed": cset.meta.get("seed")}  # fmt: skip
 
-    out_dir = result.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(dir=out_dir, prefix=".convert-"))
+    made_out = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(dir=out_dir, prefix=".convert-"))
+    except OSError as e:
+        raise EdgeposeError(f"{out_dir}: cannot create the output folder ({e.strerror})") from None
     try:
         ctx = Context(spec, torch_model, workdir / "export.onnx", workdir, calib_batch.astype(np.float32),
-                      dynamic_batch, int8_io, spec.name, log, keep_work=max_drop is not None)  # fmt: skip
-        with Timer() as t:
-            onnx_export.export_onnx(torch_model, spec, ctx.onnx_path, dynamic_batch=dynamic_batch)
-        result.timings["onnx_export"] = t.seconds
-        log(f"onnx: exported and checked in {t.seconds:.1f} s (opset {onnx_export.OPSET})")
+                      dynamic_batch, int8_io, spec.name, say, input_kind=kind, calib_crops=calib_crops,
+                      keep_work=max_drop is not None)  # fmt: skip
+        forms = _head_forms(plan, head)
+        exports: dict[str, Context] = {}  # one ONNX export per head form, shared by the targets that use it
+        for form in dict.fromkeys(f for by_prec in forms.values() for f in by_prec.values()):
+            with Timer() as t:
+                exports[form] = _export_form(ctx, torch_model, form)
+            result.timings["onnx_export"] = result.timings.get("onnx_export", 0.0) + t.seconds
+            say(f"onnx: exported ({form} head) and checked in {t.seconds:.1f} s (opset {export.OPSET})")
 
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode():  # every artifact is checked against the ORIGINAL model, never the rewrite
             reference = torch_model(torch.from_numpy(parity_inputs)).numpy()
+
+        ref_acc = None
+        if reference_accuracy:
+            from .reference import reference_accuracy as measure_reference
+
+            with Timer() as t:
+                ref_acc = measure_reference(spec, torch_model, source["sha256"])
+            if ref_acc:
+                result.timings["reference_accuracy"] = t.seconds
+                say(f"reference: PyTorch {ref_acc['metric']} {ref_acc['value']:.4f} on {ref_acc['dataset']} "
+                    f"({ref_acc['num_images']} images), recorded in every artifact")  # fmt: skip
 
         converted: list[Converted] = []
         for name, ps in plan.items():
             with Timer() as t:
-                converted += _run_target(name, ctx, ps)
+                converted += _run_target_by_form(name, exports, forms[name], ps)
             result.timings[name] = t.seconds
-            log(f"{name}: {', '.join(ps)} done in {t.seconds:.1f} s")
+            say(f"{name}: {', '.join(ps)} done in {t.seconds:.1f} s")
 
         for c in converted:
-            meta = _base_metadata(spec, c, source, dynamic_batch)
+            meta = _base_metadata(spec, c, source, dynamic_batch, kind)
             if c.precision == "int8" and calib_info:
                 meta["calibration"] = calib_info
-            write_sidecar(c.path, meta)  # the runtime reads layout and quantisation from it
+            if ref_acc:
+                meta["reference_accuracy"] = ref_acc
             task = None
             if c.precision == "int8" and control_cs is not None:  # task metric; --max-drop: accuracy control
                 from .mixed import check_int8
 
+                write_sidecar(c.path, meta)  # the runtime reads layout and quantisation from it
                 with Timer() as t:
-                    task = check_int8(c, ctx, control_cs, max_drop, threads)
+                    task = check_int8(c, exports[c.details["head"]], control_cs, max_drop, threads)
                 result.timings[f"task_{c.target}"] = t.seconds
+            if c.extra_files:  # the embedded copy vouches for the companions (it cannot hash its own file)
+                meta["companions"] = {f.suffix: file_record(f) for f in c.extra_files}
+            write_sidecar(c.path, meta)  # the runtime reads layout and quantisation from it
             with Timer() as t:
-                figures = _run_parity(c.path, parity_inputs, reference, threads)
+                figures = _run_parity(c.path, artifact_inputs, reference, threads)
             failed = check(figures, c.precision)
-            if task:
+            latency = None
+            if task:  # the control drop beside the tensor parity; the latency (a timing) in the sidecar only
                 failed += accuracy.apply_task(meta, task)
-            meta["parity"] = {**figures, "inputs": parity_from, "tolerance": tolerance_dict(c.precision),
+                latency = (meta.get("accuracy_control") or {}).pop("latency", None)
+            inputs = parity_from + (" (fed as uint8 crops)" if kind == INPUT_UINT8 else "")
+            meta["parity"] = {**figures, "inputs": inputs, "tolerance": tolerance_dict(c.precision),
                               "passed": not failed, "failed": failed, **({"task": task["task"]} if task else {})}
-            write_metadata(c.path, meta)
+            embed_metadata(c.path, meta)
+            meta = _sidecar_metadata(meta, c)
+            if latency:
+                meta["accuracy_control"] = {**meta["accuracy_control"], "latency": latency}
+            write_sidecar(c.path, meta)
             files = [*c.extra_files, sidecar_path(c.path), c.path]
             size = sum(f.stat().st_size for f in files if f != sidecar_path(c.path))
             result.artifacts.append(ArtifactResult(c.target, c.precision, out_dir / c.path.name,
@@ -290,9 +386,10 @@ def convert(
                                                    c.seconds, size, meta))  # fmt: skip
             result.timings[f"parity_{c.target}_{c.precision}"] = t.seconds
             status = "ok" if not failed else "OUT OF TOLERANCE: " + "; ".join(failed)
-            log(f"{c.path.name}: parity SNR {figures['snr_db']:.1f} dB, rel {figures['rel_max_err']:.1e} ({status})")
+            say(f"{c.path.name}: parity SNR {figures['snr_db']:.1f} dB, rel {figures['rel_max_err']:.1e} ({status})"
+                + _default_note(figures))
 
-        result.notes += ctx.notes
+        result.notes += list(dict.fromkeys(ctx.notes))
         bad = [a for a in result.artifacts if a.failed]
         if bad and not allow_parity_failure:
             first = bad[0]
@@ -301,13 +398,50 @@ def convert(
                 f"{first.path.name}: parity against PyTorch out of tolerance: {'; '.join(first.failed)}{more}; "
                 "nothing written (--allow-parity-failure keeps the artifacts)"
             )
-        for c in converted:  # main file last, so that it appears only when its companions are there
-            for f in [*c.extra_files, sidecar_path(c.path), c.path]:
-                os.replace(f, out_dir / f.name)
+        move_into_place(converted, out_dir)
         result.written = True
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if made_out and not result.written:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()  # only if empty
     return result
+
+
+def _default_note(figures: dict[str, Any]) -> str:
+    d = figures.get("default")
+    if not d or d.get("same_as_checked"):
+        return ""
+    return (f"; checked in {figures['precision_used']}, the engine's default runs {d['precision_used']}: "
+            f"SNR {d['snr_db']:.1f} dB, rel {d['rel_max_err']:.1e}")
+
+
+def _head_forms(plan: dict[str, list[str]], head: str) -> dict[str, dict[str, str]]:
+    """target -> precision -> head form: ``head`` itself, or for ``"auto"`` what each target declares."""
+    if head != transforms.AUTO:
+        return {t: {p: head for p in ps} for t, ps in plan.items()}
+    return {t: {p: TARGETS[t].head_forms.get(p, "deconv") for p in ps} for t, ps in plan.items()}
+
+
+def _export_form(ctx: Context, torch_model: Any, form: str) -> Context:
+    """The context of one head form: the (rewritten) model and its own ONNX export in the work dir."""
+    model = transforms.rewrite_head(torch_model, form)
+    path = ctx.onnx_path if form == "deconv" else ctx.workdir / f"export_{form}.onnx"
+    export.export_onnx(model, ctx.spec, path, dynamic_batch=ctx.dynamic_batch, input_kind=ctx.input_kind)
+    return replace(ctx, model=model, onnx_path=path)
+
+
+def _run_target_by_form(
+    name: str, exports: dict[str, Context], forms: dict[str, str], ps: list[str]
+) -> list[Converted]:
+    """Run target ``name`` once per head form its precisions need; each artifact's metadata names the rewrite."""
+    out: list[Converted] = []
+    for form in dict.fromkeys(forms[p] for p in ps):
+        for c in _run_target(name, exports[form], [p for p in ps if forms[p] == form]):
+            c.details["head"] = form
+            c.details["graph_rewrites"] = [*transforms.REWRITES[form], *c.details.get("graph_rewrites", [])]
+            out.append(c)
+    return sorted(out, key=lambda c: ps.index(c.precision))
 
 
 def _run_target(name: str, ctx: Context, precisions: list[str]) -> list[Converted]:
@@ -324,11 +458,24 @@ def _run_target(name: str, ctx: Context, precisions: list[str]) -> list[Converte
 
 
 def _run_parity(path: Path, inputs: np.ndarray, reference: np.ndarray, threads: int | None) -> dict[str, Any]:
-    from edgepose.runtimes import load_runtime
+    """Parity figures of the artifact computing in float32 where its engine can be told to (the figures the
+    tolerance checks; OpenVINO's ``inference_precision="f32"``), and, under ``"default"``, the figures of the
+    engine's own default precision (bf16 on AMX CPUs for OpenVINO) when that differs: what users get."""
+    from edgepose.runtimes import load_runtime, runtime_for
 
+    cls = runtime_for(path)
+    strict = dict(cls.strict_options) if cls is not None else {}
     with quiet(f"running {path.name}"):
-        out = load_runtime(path, threads=threads)(inputs)
-    return compare(reference, out)
+        rt = load_runtime(path, threads=threads, **strict)
+        figures = compare(reference, rt(inputs))
+    figures.update(precision_used=rt.precision_used, runtime_options=strict)
+    if strict:
+        with quiet(f"running {path.name} at the engine's default precision"):
+            rt = load_runtime(path, threads=threads)
+            same = rt.precision_used == figures["precision_used"]
+            figures["default"] = {"precision_used": rt.precision_used, "same_as_checked": same,
+                                  **({} if same else compare(reference, rt(inputs)))}  # fmt: skip
+    return figures
 
 
 __all__ = ["convert", "ConversionResult", "ArtifactResult", "TOLERANCES", "NUM_CALIB", "NUM_PARITY"]

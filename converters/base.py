@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgepose.errors import EdgeposeError
+from edgepose.runtimes.artifact import INPUT_FLOAT, INPUT_UINT8
 from edgepose.spec import ModelSpec
 
 INSTALL_HINT = "pip install 'edgepose[convert]'"
@@ -40,10 +41,23 @@ class Context:
     stem: str = ""  # file name stem: "<model>" -> "<model>_<precision>.<suffix>"
     log: Callable[[str], None] = print
     notes: list[str] = field(default_factory=list)  # said to the user at the end
+    input_kind: str = INPUT_FLOAT  # INPUT_UINT8: the exported model takes uint8 NHWC RGB crops
+    calib_crops: np.ndarray | None = None  # the uint8 NHWC crops ``calib`` was normalised from
     keep_work: bool = False  # keep intermediate files (the TFLite SavedModel) for the INT8 accuracy control
 
+    @property
+    def uint8_input(self) -> bool:
+        return self.input_kind == INPUT_UINT8
+
+    def calib_inputs(self) -> np.ndarray:
+        """The calibration batch as the exported model takes it: ``calib``, or the uint8 NHWC crops."""
+        if not self.uint8_input:
+            return self.calib
+        return self.calib_crops if self.calib_crops is not None else np.zeros((0,), np.uint8)
+
     def artifact_path(self, precision: str, suffix: str) -> Path:
-        return self.workdir / f"{self.stem or self.spec.name}_{precision}{suffix}"
+        """``<stem>_<precision>[_u8in]<suffix>`` in the work dir (``_u8in``: takes uint8 crops)."""
+        return self.workdir / f"{self.stem or self.spec.name}_{precision}{'_u8in' if self.uint8_input else ''}{suffix}"
 
 
 @dataclass
@@ -70,6 +84,9 @@ class Target:
     convert: Callable[[Context, list[str]], list[Converted]]
     requires: tuple[str, ...] = ()  # import names, checked before any work starts
     embed: Callable[[Path, str], None] | None = None  # writes the metadata JSON into the artifact file
+    # precision -> the head form (converters.transforms.HEAD_FORMS) that ``head="auto"`` exports for it;
+    # a precision not named keeps the original deconvolution head
+    head_forms: dict[str, str] = field(default_factory=dict)
 
 
 TARGETS: dict[str, Target] = {}
@@ -77,13 +94,14 @@ TARGETS: dict[str, Target] = {}
 
 def register_target(
     name: str, suffix: str, precisions: tuple[str, ...], requires: tuple[str, ...] = (),
-    embed: Callable[[Path, str], None] | None = None,
+    embed: Callable[[Path, str], None] | None = None, head_forms: dict[str, str] | None = None,
 ):  # fmt: skip
     """Function decorator: ``fn(ctx, precisions) -> [Converted]`` becomes the converter of target ``name``;
-    ``embed(path, text)`` puts the metadata JSON inside that target's files."""
+    ``embed(path, text)`` puts the metadata JSON inside that target's files; ``head_forms`` maps a precision to
+    the head form ``convert(head="auto")`` gives it (measured by benchmarks/head_forms.py)."""
 
     def deco(fn: Callable[[Context, list[str]], list[Converted]]):
-        TARGETS[name] = Target(name, suffix, precisions, fn, requires, embed)
+        TARGETS[name] = Target(name, suffix, precisions, fn, requires, embed, dict(head_forms or {}))
         return fn
 
     return deco

@@ -6,21 +6,20 @@ need ``onnx`` (ONNX), ``flatbuffers`` + the TFLite schema (TFLite) and only the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgepose.artifact import sidecar_path
 from edgepose.errors import EdgeposeError
-from edgepose.files import atomic_write
+from edgepose.files import atomic_write, json_text
+from edgepose.runtimes.artifact import sidecar_path
 
 __all__ = ["write_sidecar", "write_metadata", "embed_metadata"]
 
 
 def _dumps(meta: dict[str, Any], indent: int | None = 2) -> str:
-    return json.dumps(meta, indent=indent, sort_keys=False, default=_json_default)
+    return json_text(meta, "artifact metadata", indent=indent, sort_keys=False, default=_json_default)
 
 
 def _json_default(o: Any) -> Any:

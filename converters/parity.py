@@ -9,6 +9,10 @@ Figures (all on raw heatmaps, no flip, both sides run on the same float32 NCHW i
   *confident* keypoints (reference peak >= 0.2, mmpose's ``vis_thr``): an untrained or absent joint has no
   peak to agree on, and its argmax is noise. ``kp_count`` says how many there were.
 
+The figures are measured with the engine computing in float32 where it can be told to (OpenVINO's
+``inference_precision="f32"``: its CPU plugin otherwise picks bf16 on AMX CPUs, where 1e-4 cannot hold);
+the figures of the engine's default precision are recorded beside them under ``default`` (not checked).
+
 Tolerances (a precision outside its tolerance fails the conversion unless ``--allow-parity-failure``):
 
 * fp32: rel_max_err <= 1e-4.
@@ -119,9 +123,20 @@ def tolerance_dict(precision: str) -> dict[str, Any]:
     return d
 
 
+def _default_cell(p: dict[str, Any]) -> str:
+    """What the engine's default precision gives, beside the checked (float32) figures."""
+    d = p.get("default")
+    if not d:
+        return "-"
+    if d.get("same_as_checked"):
+        return f"same ({d.get('precision_used')})"
+    return f"{d.get('precision_used')}: SNR {d['snr_db']:.1f} dB"
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Rows of {artifact, precision, size_mb, parity, failed} as an aligned text table."""
-    head = ("artifact", "MB", "max|err|", "rel", "mean|err|", "SNR dB", "kp px", "kp<=0.5px", "tolerance", "ok")
+    head = ("artifact", "MB", "max|err|", "rel", "mean|err|", "SNR dB", "kp px", "kp<=0.5px", "tolerance", "ok",
+            "engine default")  # fmt: skip
     lines = [head]
     for r in rows:
         p = r["parity"]
@@ -130,7 +145,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         lines.append((
             r["artifact"], f"{r['size_mb']:.1f}", f"{p['max_abs_err']:.2e}", f"{p['rel_max_err']:.2e}",
             f"{p['mean_abs_err']:.2e}", f"{p['snr_db']:.1f}", kp, within, TOLERANCES[r["precision"]].describe(),
-            "yes" if not r["failed"] else "NO",
+            "yes" if not r["failed"] else "NO", _default_cell(p),
         ))  # fmt: skip
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
     text = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines]

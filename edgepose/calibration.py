@@ -11,11 +11,10 @@ synthetic val split): calibrating on the images you then score on flatters the I
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import re
 import sys
-import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +24,8 @@ import numpy as np
 
 from . import __version__
 from .errors import EdgeposeError
-from .files import atomic_path, cache_dir
+from .files import atomic_path, cache_dir, json_text, parse_json
+from .npz import MAX_ARRAY_BYTES, read_npz
 from .processing import box_to_center_scale, crop, normalize, read_image
 from .spec import ModelSpec
 
@@ -50,6 +50,9 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 _EVAL_RE = re.compile(r"(?<![a-z])(val|valid|validation|test|testdev|eval)(?![a-z])")
 
 
+log = logging.getLogger(__name__)
+
+
 @dataclass
 class CalibrationSet:
     """Crops for calibration and held-out crops for parity, with where they came from."""
@@ -68,9 +71,6 @@ class CalibrationSet:
         """The first ``num`` crops, normalised for ``spec``: float32 NCHW."""
         return normalize(self.crops[:num], spec.mean, spec.std)
 
-    def holdout_batch(self, spec: ModelSpec, num: int | None = None) -> np.ndarray:
-        return normalize(self.holdout[:num], spec.mean, spec.std)
-
 
 # ------------------------------------------------------------------------------------------- files
 def read_calibration(path: str | Path, spec: ModelSpec | None = None) -> CalibrationSet:
@@ -78,18 +78,14 @@ def read_calibration(path: str | Path, spec: ModelSpec | None = None) -> Calibra
     path = Path(path)
     if not path.is_file():
         raise EdgeposeError(f"{path}: calibration file not found")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise EdgeposeError(f"{path}: not a calibration file (an .npz from 'edgepose calibrate'; {e})") from None
+    arrays = read_npz(path, "calibration file (an .npz from 'edgepose calibrate')")
     if "crops_jpeg" in arrays and "crops" not in arrays:
         try:
-            shape = tuple(int(v) for v in arrays["shape"])
+            shape = tuple(int(v) for v in np.asarray(arrays["shape"]).reshape(-1))
             for name in ("crops", "holdout"):
                 if f"{name}_jpeg" in arrays:
                     arrays[name] = _decode_jpeg(path, arrays[f"{name}_jpeg"], arrays[f"{name}_jpeg_sizes"], shape)
-        except (KeyError, ValueError, TypeError) as e:
+        except (KeyError, ValueError, TypeError, OverflowError) as e:
             raise EdgeposeError(f"{path}: JPEG-encoded calibration file is incomplete ({e})") from None
     if "crops" not in arrays:
         raise EdgeposeError(f"{path}: calibration file has no 'crops' array (found: {', '.join(arrays) or 'none'})")
@@ -107,9 +103,11 @@ def read_calibration(path: str | Path, spec: ModelSpec | None = None) -> Calibra
     meta: dict[str, Any] = {}
     if "meta" in arrays:
         try:
-            meta = json.loads(str(arrays["meta"]))
-        except ValueError as e:
+            meta = parse_json(str(arrays["meta"]))
+        except (ValueError, RecursionError) as e:
             raise EdgeposeError(f"{path}: calibration metadata is not valid JSON ({e})") from None
+        if not isinstance(meta, dict):
+            raise EdgeposeError(f"{path}: calibration metadata is not a JSON object")
     cset = CalibrationSet(crops, holdout, meta, path)
     if spec is not None and cset.input_size != tuple(spec.input_size):
         raise EdgeposeError(
@@ -179,7 +177,7 @@ def write_calibration(path: str | Path, cset: CalibrationSet, jpeg_quality: int 
         meta["encoding"] = "raw"
         arrays.update(crops=cset.crops, holdout=cset.holdout)
     with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
+        np.savez_compressed(tmp, meta=np.array(json_text(meta, str(path))), **arrays)
     return path
 
 
@@ -199,10 +197,17 @@ def _encode_jpeg(crops: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarra
 def _decode_jpeg(path: Path, data: np.ndarray, sizes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     import cv2
 
-    out = np.empty((len(sizes), *shape), dtype=np.uint8)
-    ends = np.cumsum(sizes)
+    data, sizes = np.asarray(data).reshape(-1), np.asarray(sizes).reshape(-1)
+    if len(shape) != 3 or shape[2] != 3 or not (0 < shape[0] <= 8192 and 0 < shape[1] <= 8192):
+        raise EdgeposeError(f"{path}: JPEG crops declare shape {shape}, not (H, W, 3) with H, W in 1..8192")
+    if sizes.dtype.kind not in "iu" or (len(sizes) and sizes.min() < 1):
+        raise EdgeposeError(f"{path}: JPEG crop sizes are not positive whole numbers")
+    if len(sizes) * shape[0] * shape[1] * 3 > MAX_ARRAY_BYTES:
+        raise EdgeposeError(f"{path}: {len(sizes)} JPEG crops of {shape} would exceed {MAX_ARRAY_BYTES >> 30} GiB")
+    ends = np.cumsum(sizes.astype(np.int64))
     if data.dtype != np.uint8 or (len(ends) and ends[-1] != len(data)):
         raise EdgeposeError(f"{path}: JPEG crop data is inconsistent with its sizes")
+    out = np.empty((len(sizes), *shape), dtype=np.uint8)
     for i, (a, b) in enumerate(zip(ends - sizes, ends)):
         img = cv2.imdecode(data[a:b], cv2.IMREAD_COLOR)
         if img is None or img.shape != tuple(shape):
@@ -238,8 +243,7 @@ def default_calibration_path(spec: ModelSpec, make: bool = True) -> Path:
             f"no default calibration set {name} for {spec.name}; make one with "
             f"'edgepose calibrate --model {spec.name} --images DIR --out FILE.npz' and pass --calib FILE.npz"
         )
-    print(f"edgepose: making the default calibration set {name} from the synthetic training split (once)",
-          file=sys.stderr)  # fmt: skip
+    log.info("making the default calibration set %s from the synthetic training split (once)", name)
     return write_calibration(_cache_dir() / name, synthetic_calibration(spec), jpeg_quality=95)
 
 

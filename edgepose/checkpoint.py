@@ -12,7 +12,7 @@ from typing import Any
 
 from . import files
 from .errors import EdgeposeError
-from .spec import checkpoint_hash_from_name
+from .spec import checkpoint_hash_from_name, spec_for_checkpoint
 
 PACKAGE_PREFIX = "package:"
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -34,8 +34,8 @@ def is_url(s: str) -> bool:
 def resolve_checkpoint(source: str | Path, progress: bool = True, sha256: str | None = None) -> Path:
     """Turn a path, a ``package:`` name or a URL into a local file (downloading URLs into the cache).
 
-    ``sha256`` (full hash or a prefix) is checked for every kind of source; a URL is also checked against the
-    prefix mmcv puts in its file name.
+    ``sha256`` (full hash or a prefix) is checked for every kind of source; a URL, and a local file named like a
+    zoo model's published checkpoint, is also checked against the prefix mmcv puts in its file name.
     """
     source = str(source)
     if source.startswith(PACKAGE_PREFIX):
@@ -50,7 +50,17 @@ def resolve_checkpoint(source: str | Path, progress: bool = True, sha256: str | 
             raise EdgeposeError(f"{path}: checkpoint file not found")
     if sha256:
         _check_hash(path, _norm_hash(sha256), str(path))
+    elif spec_for_checkpoint(path.name) is not None and (prefix := checkpoint_hash_from_name(path.name)):
+        _check_hash(path, prefix, f"{path} (named like the published {spec_for_checkpoint(path.name).name} file)")
     return path
+
+
+def check_sha256(path: str | Path, sha256: str) -> str:
+    """Check ``path`` against ``sha256`` (full hash or prefix, as ``--sha256`` takes it); returns the full hash."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeposeError(f"{path}: file not found")
+    return _check_hash(path, _norm_hash(sha256), str(path))
 
 
 def _norm_hash(value: str) -> str:
@@ -61,7 +71,7 @@ def _norm_hash(value: str) -> str:
 
 
 def _check_hash(path: Path, expected: str, what: str) -> str:
-    actual = sha256_of(path)
+    actual = files.sha256_cached(path)
     if not actual.startswith(expected):
         raise EdgeposeError(f"{what}: sha256 {actual[:12]}... does not match the expected {expected[:12]}...")
     return actual
@@ -118,14 +128,17 @@ def download_checkpoint(
 
 def read_state_dict(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint safely (``weights_only=True``) and unwrap ``{'meta', 'state_dict'}``."""
+    import warnings
+
     import torch
 
     path = Path(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for truncated / foreign files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EdgeposeError(f"{path}: not a readable PyTorch checkpoint ({first[:200]})") from None
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the reason below says it all
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for truncated / foreign / code-carrying files
+        raise EdgeposeError(f"{path}: {load_failure(path, e)}") from None
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(k, str) for k in obj):
@@ -138,6 +151,40 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
     if bad:
         raise EdgeposeError(f"{path}: entry {bad[0]!r} is not a tensor")
     return state
+
+
+def load_failure(path: Path, exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused ``path``, in edgepose's words.
+
+    torch's own messages are long, cut badly on one line, and advise ``weights_only=False``, which would run
+    whatever code the file carries: edgepose never says that.
+    """
+    import re
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        return f"cannot read the file ({e.strerror})"
+    text = str(exc)
+    if size == 0:
+        return "the file is empty (0 bytes): not a PyTorch checkpoint"
+    if "GLOBAL" in text or "global" in text.lower() and "unsupported" in text.lower():
+        m = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f" ({m.group(1)})" if m else ""
+        return (f"refused: it holds Python objects beyond tensors{what}; edgepose loads tensors only and never "
+                "runs code from a checkpoint")  # fmt: skip
+    if head[:2] == b"PK":
+        return "damaged or truncated PyTorch checkpoint (its zip archive cannot be read)"
+    if head[:1] == b"\x80":  # a pickle (protocol 2 and up)
+        if "Unsupported operand" in text:
+            return ("refused: a pickle that torch.save did not write (it needs a general unpickler, which can run "
+                    "code; edgepose loads tensors only)")  # fmt: skip
+        return "damaged or truncated PyTorch checkpoint (legacy pickle format)"
+    if head[:2] == b"\x1f\x8b":
+        return "a gzip file, not a PyTorch checkpoint (unpack it first)"
+    return "not a PyTorch checkpoint (neither a zip archive nor a pickle)"
 
 
 def check_state_dict(model, state: Mapping[str, Any], source: str = "checkpoint", limit: int = 5) -> None:

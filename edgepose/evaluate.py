@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from .datasets import Dataset, load_dataset
+from .datasets import DATASET_KINDS, Dataset, load_dataset
 from .errors import EdgeposeError
-from .metrics import coco_keypoint_ap, coco_results, hand_metrics, mpii_pckh, rescore
-from .processing import Infer, TopDownPipeline, read_image
+from .metrics import rescore
+from .processing import Infer, TopDownPipeline, input_kind_of, read_image
 from .spec import DATASETS, ModelSpec
 
 __all__ = [
-    "EvalResult", "evaluate", "evaluate_dataset", "resolve_data", "dataset_for_spec", "default_data",
-    "predict_dataset", "score",
+    "EvalResult", "evaluate", "evaluate_dataset", "resolve_data", "default_data",
+    "predict_dataset", "score", "result_for", "check_dataset",
 ]  # fmt: skip
 
 
@@ -35,11 +35,6 @@ class EvalResult:
     def to_json(self) -> dict[str, Any]:
         """The metrics file: facts first, then ``metrics`` (fractions 0..1, EPE in pixels)."""
         return {**self.info, "metrics": self.metrics}
-
-
-def dataset_for_spec(spec: ModelSpec) -> str:
-    """The evaluation set a model was trained for (its spec's dataset)."""
-    return spec.dataset
 
 
 def default_data(spec: ModelSpec) -> tuple[str, Path, Path] | None:
@@ -88,15 +83,27 @@ def predict_dataset(
     batch_size: int = 16,
     progress: bool = True,
     decoder: str = "default",
+    mode: str = "pipelined",
+    workers: int = 2,
+    facts: dict | None = None,
 ) -> np.ndarray:
     """Keypoints ``(N, K, 3)`` for every sample, in sample order.
 
     Samples are grouped by image (each image read once); crops from consecutive images share batches of
-    ``batch_size``.
+    ``batch_size``. ``mode="serial"`` runs read, crop, inference and decode one after the other (the
+    reference); ``"pipelined"`` (:mod:`edgepose.pipelined`, ``workers`` threads; 0: the calling thread, with an
+    engine's async face) overlaps them and gives the same keypoints bit for bit. ``facts`` (a dict), when
+    given, receives what ran.
     """
     if batch_size < 1:
         raise EdgeposeError(f"batch size must be at least 1, got {batch_size}")
-    pipe = TopDownPipeline(spec, flip_test=flip_test, decoder=decoder)
+    if mode not in ("serial", "pipelined"):
+        raise EdgeposeError(f"eval mode {mode!r}: choose serial or pipelined")
+    if mode == "pipelined":
+        return _predict_pipelined(spec, infer, ds, flip_test, batch_size, progress, decoder, workers, facts)
+    if facts is not None:
+        facts.update(mode="serial")
+    pipe = TopDownPipeline(spec, flip_test=flip_test, decoder=decoder, input_kind=input_kind_of(infer))
     n = len(ds.samples)
     out = np.zeros((n, spec.num_keypoints, 3), dtype=np.float32)
     centers = np.stack([s.center for s in ds.samples]).astype(np.float32)
@@ -141,26 +148,32 @@ def predict_dataset(
     return out
 
 
+def _predict_pipelined(spec, infer, ds, flip_test, batch_size, progress, decoder, workers, facts) -> np.ndarray:
+    from .pipelined import Facts, plan_items, predict_items
+
+    pipe = TopDownPipeline(spec, flip_test=flip_test, decoder=decoder, input_kind=input_kind_of(infer))
+    centers = np.stack([s.center for s in ds.samples]).astype(np.float32)
+    scales = np.stack([s.scale for s in ds.samples]).astype(np.float32)
+    items = plan_items(ds.samples, centers, scales)
+    out = np.zeros((len(ds.samples), spec.num_keypoints, 3), dtype=np.float32)
+    bar = _Progress(len(ds.samples), progress, f"eval {ds.name}")
+    got = Facts()
+    try:
+        keypoints = predict_items(pipe, infer, items, batch_size, workers=workers, progress=bar.update, facts=got)
+    finally:
+        bar.close()
+    out[np.concatenate([it.indices for it in items])] = keypoints
+    if facts is not None:
+        facts.update(got.to_dict())
+    return out
+
+
 def score(ds: Dataset, keypoints: np.ndarray, spec: ModelSpec | None = None) -> tuple[dict, np.ndarray]:
-    """(metrics, per-instance scores) for predicted ``keypoints`` (N, K, 3) on ``ds``, as mmpose scores them."""
-    info = DATASETS[ds.name]
+    """(metrics, per-instance scores) for predicted ``keypoints`` (N, K, 3) on ``ds``, as mmpose scores them;
+    the dataset's own registered scorer computes the metrics."""
     box_scores = np.asarray([s.score for s in ds.samples], dtype=np.float32)
     inst_scores = rescore(keypoints, box_scores)
-    if info.metric == "coco_ap":
-        areas = np.asarray([s.area for s in ds.samples], dtype=np.float32)
-        results = coco_results([s.image_id for s in ds.samples], keypoints, box_scores, areas, info.sigmas)
-        metrics = coco_keypoint_ap(ds.gt, results, info.sigmas)
-    elif info.metric == "pckh":
-        gt = ds.mpii_gt
-        metrics = mpii_pckh(keypoints, gt.joints, gt.visible, gt.head_norms, gt.joint_names)
-    else:
-        gts = ds.stack("keypoints")
-        mask = gts[..., 2] > 0
-        if info.metric == "hand_pckh":
-            metrics = hand_metrics(keypoints, gts, mask, head_sizes=[s.head_size for s in ds.samples])
-        else:
-            metrics = hand_metrics(keypoints, gts, mask, bbox_sizes=[np.max(s.raw_bbox[2:]) for s in ds.samples])
-    return metrics, inst_scores
+    return DATASET_KINDS[ds.name].score(ds, keypoints), inst_scores
 
 
 def _predictions(ds: Dataset, keypoints: np.ndarray, scores: np.ndarray) -> list[dict]:
@@ -169,8 +182,7 @@ def _predictions(ds: Dataset, keypoints: np.ndarray, scores: np.ndarray) -> list
         p: dict[str, Any] = {"image_id": s.image_id}
         if s.annotation_id is not None:
             p["annotation_id"] = s.annotation_id
-        if ds.name == "coco":
-            p["category_id"] = 1
+        p.update(DATASET_KINDS[ds.name].prediction_fields)
         p.update(
             image=s.image.name,
             bbox=[float(v) for v in s.bbox],
@@ -195,7 +207,7 @@ def resolve_data(
             raise EdgeposeError(f"model {spec.name}: give the annotation file and the image folder to evaluate on")
         dataset = dataset or default[0]
         ann, images = default[1], default[2]
-    dataset = dataset or dataset_for_spec(spec)
+    dataset = dataset or spec.dataset
     if dataset not in DATASETS:
         raise EdgeposeError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     if DATASETS[dataset].num_keypoints != spec.num_keypoints:
@@ -217,6 +229,7 @@ def evaluate(
     batch_size: int = 16,
     progress: bool = True,
     det_bbox_thr: float = 0.0,
+    mode: str = "pipelined",
 ) -> EvalResult:
     """Run ``infer`` (NCHW float32 -> NKHW heatmaps, e.g. a Runtime) over a set and score it as mmpose does.
 
@@ -225,7 +238,15 @@ def evaluate(
     """
     dataset, ann, images = resolve_data(spec, dataset, ann, images)
     ds = load_dataset(dataset, ann, images, spec, bbox_file, det_bbox_thr)
-    return evaluate_dataset(spec, infer, ds, flip_test, batch_size, progress, det_bbox_thr)
+    return evaluate_dataset(spec, infer, ds, flip_test, batch_size, progress, det_bbox_thr, mode=mode)
+
+
+def check_dataset(spec: ModelSpec, ds: Dataset) -> None:
+    if DATASETS[ds.name].num_keypoints != spec.num_keypoints:
+        raise EdgeposeError(
+            f"model {spec.name} predicts {spec.num_keypoints} keypoints, dataset {ds.name} has "
+            f"{DATASETS[ds.name].num_keypoints}"
+        )
 
 
 def evaluate_dataset(
@@ -236,19 +257,29 @@ def evaluate_dataset(
     batch_size: int = 16,
     progress: bool = True,
     det_bbox_thr: float = 0.0,
+    mode: str = "pipelined",
+    workers: int = 2,
 ) -> EvalResult:
     """:func:`evaluate` on an already loaded :class:`~edgepose.datasets.Dataset`."""
-    if DATASETS[ds.name].num_keypoints != spec.num_keypoints:
-        raise EdgeposeError(
-            f"model {spec.name} predicts {spec.num_keypoints} keypoints, dataset {ds.name} has "
-            f"{DATASETS[ds.name].num_keypoints}"
-        )
-    keypoints = predict_dataset(spec, infer, ds, flip_test, batch_size, progress)
+    check_dataset(spec, ds)
+    facts: dict[str, Any] = {}
+    keypoints = predict_dataset(spec, infer, ds, flip_test, batch_size, progress, mode=mode, workers=workers,
+                                facts=facts)  # fmt: skip
+    return result_for(spec, ds, keypoints, flip_test, batch_size, det_bbox_thr, facts)
+
+
+def result_for(
+    spec: ModelSpec, ds: Dataset, keypoints: np.ndarray, flip_test: bool, batch_size: int, det_bbox_thr: float,
+    executor: dict[str, Any] | None = None,
+) -> EvalResult:
+    """The :class:`EvalResult` of predicted ``keypoints`` on ``ds`` (scored here, once); ``executor`` says how
+    the keypoints were computed (serial, pipelined, on Ray)."""
     metrics, inst_scores = score(ds, keypoints, spec)
     info: dict[str, Any] = {
         "model": spec.name,
         "dataset": ds.name,
         "metric": DATASETS[ds.name].metric,
+        "headline": DATASET_KINDS[ds.name].headline,
         "ann": str(ds.ann_file),
         "images": str(ds.image_dir),
         "boxes": "detections" if ds.bbox_file else "ground truth",
@@ -259,5 +290,6 @@ def evaluate_dataset(
         "flip_test": bool(flip_test),
         "batch_size": int(batch_size),
         **ds.notes,
+        "executor": dict(executor or {}),
     }
     return EvalResult(metrics, _predictions(ds, keypoints, inst_scores), info)

@@ -1,21 +1,32 @@
-"""Files: the one atomic writer and the one cache folder that every part of edgepose uses.
+"""Files: the one atomic writer, the one output-path check, the one JSON writer and the one cache folder.
 
 Every file edgepose writes goes through :func:`atomic_path`: the content is written to a hidden temporary
 file beside the destination and moved into place with ``os.replace`` only when complete, so a crash, a full
 disk or Ctrl-C never leaves a half-written file under the final name. The file gets the mode a plain
-``open()`` would give (``0o666 & ~umask``), not ``mkstemp``'s private 0600.
+``open()`` would give (``0o666 & ~umask``), not ``mkstemp``'s private 0600. A file system error while
+writing becomes one :class:`EdgeposeError` line naming the file.
+
+Every command checks its output paths with :func:`check_writable` before any work starts, so a bad path
+fails at once and not after an hour of evaluation. JSON is written with :func:`json_text` (strict: a NaN or
+an infinity is an error, never a bare ``NaN`` that no JSON reader accepts).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_path", "atomic_write", "cache_dir", "normal_mode", "sha256_of"]
+from .errors import EdgeposeError
+
+__all__ = ["atomic_path", "atomic_write", "cache_dir", "check_writable", "json_text", "normal_mode", "parse_json",
+           "sha256_of", "sha256_cached"]  # fmt: skip
 
 
 def normal_mode() -> int:
@@ -25,23 +36,31 @@ def normal_mode() -> int:
     return 0o666 & ~mask
 
 
+def _why(e: OSError) -> str:
+    return e.strerror or type(e).__name__
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = ".part") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on a clean exit it becomes ``path`` (normal mode), else it goes.
 
     ``suffix`` lets writers that pick a format from the name (``np.savez``, ``cv2.imwrite``, matplotlib)
-    see the right extension.
+    see the right extension. An ``OSError`` (read-only folder, full disk, a directory in the way) becomes
+    an :class:`EdgeposeError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+        os.close(fd)
         yield Path(tmp)
         os.chmod(tmp, normal_mode())
         os.replace(tmp, path)
+    except OSError as e:
+        raise EdgeposeError(f"{path}: cannot write ({_why(e)})") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -52,6 +71,73 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def json_text(obj: Any, what: str = "JSON", **kwargs: Any) -> str:
+    """``json.dumps`` that refuses NaN and infinities (``allow_nan=False``) with one line saying where."""
+    try:
+        return json.dumps(obj, allow_nan=False, **kwargs)
+    except ValueError as e:
+        raise EdgeposeError(f"{what}: refusing to write a value that is not a finite number ({e})") from None
+
+
+JSON_DEPTH = 200  # nesting levels a JSON file from outside may have (annotation files need fewer than 10)
+
+
+def parse_json(data: bytes | str) -> Any:
+    """``json.loads`` for files from outside, with nesting bounded: a file of 100 000 ``[`` raises
+    ``RecursionError`` instead of overflowing the C stack (which kills the process when a library has raised the
+    recursion limit: onnx2tf sets it to 2**31 - 1 on import). Raises ``ValueError``/``RecursionError`` as
+    ``json.loads`` does; callers turn them into one line naming the file."""
+    import sys
+
+    depth, frame = 0, sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(depth + JSON_DEPTH)
+    try:
+        return json.loads(data)
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def check_writable(path: str | Path | None, what: str = "output", folder: bool = False) -> None:
+    """Fail at once, with one line, when ``path`` cannot be written later.
+
+    ``folder=False``: ``path`` is a file (it may exist, but not as a directory); ``folder=True``: a directory
+    that may exist. Missing parent folders must be creatable: the nearest existing one must be a folder we can
+    create files in (probed with a real temporary file, since permission bits do not bind root and a
+    read-only mount shows only on writing). Nothing is left behind.
+    """
+    if path is None or str(path) == "":
+        return
+    p = Path(path).expanduser()
+    label = f"{what} {p}"
+    if p.exists() or p.is_symlink():
+        if folder and not p.is_dir():
+            raise EdgeposeError(f"{label}: exists and is not a folder")
+        if not folder and p.is_dir():
+            raise EdgeposeError(f"{label}: is a directory; give a file name")
+        if not folder and not p.is_file():
+            raise EdgeposeError(f"{label}: exists and is not a regular file")
+    anchor = p if (folder and p.is_dir()) else p.parent
+    while not anchor.exists():
+        if anchor.is_symlink():
+            raise EdgeposeError(f"{label}: {anchor} is a broken symbolic link")
+        if anchor.parent == anchor:
+            break
+        anchor = anchor.parent
+    if not anchor.is_dir():
+        raise EdgeposeError(f"{label}: {anchor} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=anchor, prefix=".edgepose-probe-")
+    except OSError as e:
+        where = "its folder" if anchor in (p, p.parent) else f"{anchor} (to make its folder)"
+        reason = "read-only" if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else _why(e)
+        raise EdgeposeError(f"{label}: cannot write in {where}: {reason}") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def cache_dir(*parts: str) -> Path:
@@ -67,3 +153,44 @@ def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+# sha256 of big files, hashed once: keyed by the real path, size, mtime, ctime and inode (a rewrite changes
+# ctime, which no user can set), in this process and in a small JSON file under the cache folder.
+_HASHES: dict[tuple, str] = {}
+_HASH_FILE = "file-hashes.json"
+_HASH_FILE_MAX = 512
+
+
+def _stat_key(path: Path) -> tuple:
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def sha256_cached(path: str | Path) -> str:
+    """:func:`sha256_of`, remembered while the file is unchanged (see the comment above)."""
+    path = Path(path)
+    key = _stat_key(path)
+    if key in _HASHES:
+        return _HASHES[key]
+    store = cache_dir(_HASH_FILE)
+    try:
+        known = parse_json(store.read_bytes())
+        entry = known.get(key[0]) if isinstance(known, dict) else None
+        if isinstance(entry, list) and len(entry) == 5 and tuple(entry[:4]) == key[1:]:
+            _HASHES[key] = str(entry[4])
+            return _HASHES[key]
+    except (OSError, ValueError, RecursionError):
+        known = {}
+    digest = sha256_of(path)
+    _HASHES[key] = digest
+    if _stat_key(path) == key:  # unchanged while hashing: worth remembering across runs
+        try:
+            known = dict(list(known.items())[-(_HASH_FILE_MAX - 1) :]) if isinstance(known, dict) else {}
+            known.pop(key[0], None)
+            known[key[0]] = [*key[1:], digest]
+            store.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(store, json.dumps(known))
+        except (OSError, EdgeposeError):
+            pass  # a cache we cannot write only costs time
+    return digest

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +11,11 @@ import cv2
 import numpy as np
 
 from .errors import EdgeposeError
-from .files import atomic_write
-from .processing import Infer, TopDownPipeline, read_image
+from .files import atomic_write, json_text
+from .processing import Infer, TopDownPipeline, boxes_outside, check_box, input_kind_of, read_image
 from .spec import ModelSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,13 +42,7 @@ class Prediction:
 
 def parse_bbox(text: str) -> list[float]:
     """``"x,y,w,h"`` -> four floats, with a clear error for anything else."""
-    try:
-        vals = [float(v) for v in text.split(",")]
-    except ValueError:
-        vals = []
-    if len(vals) != 4 or vals[2] <= 0 or vals[3] <= 0:
-        raise EdgeposeError(f"--bbox {text!r}: expected x,y,w,h with positive width and height")
-    return vals
+    return check_box(str(text).split(","), f"--bbox {text!r}")
 
 
 def predict_image(
@@ -56,17 +52,30 @@ def predict_image(
     boxes: Sequence[Sequence[float]] | None = None,
     flip_test: bool | None = None,
     decoder: str = "default",
+    image: np.ndarray | None = None,
 ) -> Prediction:
-    image = read_image(image_path)
+    """Keypoints for each box (the whole image without one); ``image`` (RGB) saves reading the file again.
+
+    Boxes must be finite with positive size; a box wholly outside the image is kept (the caller asked for it)
+    but counted in a warning.
+    """
+    if image is None:
+        image = read_image(image_path)
     if not boxes:
         boxes = [[0.0, 0.0, float(image.shape[1]), float(image.shape[0])]]
+    boxes = [check_box(b, f"{image_path}: box {i}") for i, b in enumerate(boxes)]
     boxes_arr = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    pipe = TopDownPipeline(spec, flip_test=flip_test, decoder=decoder)
+    outside = boxes_outside(boxes_arr, image.shape[1], image.shape[0])
+    if outside:
+        log.warning("%s: %d of %d box(es) lie wholly outside the %dx%d image (box %s); their keypoints are "
+                    "guesses on black padding", image_path, len(outside), len(boxes_arr), image.shape[1],
+                    image.shape[0], ", ".join(map(str, outside[:5])))  # fmt: skip
+    pipe = TopDownPipeline(spec, flip_test=flip_test, decoder=decoder, input_kind=input_kind_of(infer))
     return Prediction(str(image_path), boxes_arr, pipe(infer, image, boxes_arr))
 
 
 def write_json(path: str | Path, obj) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    atomic_write(path, json_text(obj, str(path), indent=2) + "\n")
 
 
 def write_image(path: str | Path, image_rgb: np.ndarray) -> None:

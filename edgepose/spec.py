@@ -23,6 +23,7 @@ __all__ = [
     "get_spec",
     "list_models",
     "DEFAULT_MODEL",
+    "spec_for_checkpoint",
 ]
 
 MMPOSE_URL = "https://download.openmmlab.com/mmpose/"
@@ -237,37 +238,47 @@ def mpii_256x256() -> ModelSpec:
     )  # fmt: skip
 
 
-@register
-def onehand10k_256x256() -> ModelSpec:
-    return ModelSpec(
-        "onehand10k_256x256", "onehand10k", (256, 256),
-        MMPOSE_URL + "hand/mobilenetv2/mobilenetv2_onehand10k_256x256-f3a3d90e_20210330.pth",
-        published={"PCK@0.2": 0.986, "AUC": 0.537, "EPE": 28.60},
-        config=_CFG.format(kind="hand", ds="onehand10k", ds2="onehand10k", size="256x256"),
-        description="OneHand10K hand, 21 keypoints",
+# The hand models come in two releases. The model cards (and mmpose's README up to v0.12/v0.13) publish the
+# first checkpoints (2020-12-18; RHD 2021-03-27): those are the plain names, so a file or URL copied from a
+# card finds its own spec, hash and numbers. mmpose re-released all three on 2021-03-30 with better numbers:
+# those are the ``_20210330`` variants. (mmpose v0.10's README linked the 2020-12-18 files under
+# top_down/mobilenetv2/; later READMEs under hand/mobilenetv2/, used here. Either URL is recognised by its
+# file name, see :func:`spec_for_checkpoint`.)
+_HAND = MMPOSE_URL + "hand/mobilenetv2/"
+_HAND_RELEASES = {  # name: (dataset, config ds, ckpt stem, card file, card numbers, later file, later numbers)
+    "onehand10k_256x256": (
+        "onehand10k", "onehand10k", "OneHand10K hand, 21 keypoints",
+        "mobilenetv2_onehand10k_256x256-55d34d7d_20201218.pth", {"PCK@0.2": 0.984, "AUC": 0.526, "EPE": 29.52},
+        "mobilenetv2_onehand10k_256x256-f3a3d90e_20210330.pth", {"PCK@0.2": 0.986, "AUC": 0.537, "EPE": 28.60},
+    ),
+    "panoptic_256x256": (
+        "panoptic", "panoptic2d", "CMU Panoptic hand, 21 keypoints",
+        "mobilenetv2_panoptic_256x256-b9ec9b68_20201218.pth", {"PCKh@0.7": 0.998, "AUC": 0.684, "EPE": 10.09},
+        "mobilenetv2_panoptic_256x256-b733d98c_20210330.pth", {"PCKh@0.7": 0.998, "AUC": 0.694, "EPE": 9.70},
+    ),
+    "rhd_256x256": (
+        "rhd", "rhd2d", "RHD hand, 21 keypoints",
+        "mobilenetv2_rhd2d_256x256-b3bca4bd_20210327.pth", {"PCK@0.2": 0.977, "AUC": 0.873, "EPE": 3.14},
+        "mobilenetv2_rhd2d_256x256-85fa02db_20210330.pth", {"PCK@0.2": 0.985, "AUC": 0.883, "EPE": 2.80},
+    ),
+}  # fmt: skip
+
+
+def _hand_specs(name: str) -> tuple[ModelSpec, ModelSpec]:
+    ds, cfg_ds, desc, card, card_pub, later, later_pub = _HAND_RELEASES[name]
+    config = _CFG.format(kind="hand", ds=cfg_ds, ds2=cfg_ds, size="256x256")
+    date = card.rsplit("_", 1)[-1][:8]
+    return (
+        ModelSpec(name, ds, (256, 256), _HAND + card, published=card_pub, config=config,
+                  description=f"{desc} (model card checkpoint, {date[:4]}-{date[4:6]}-{date[6:]})"),
+        ModelSpec(f"{name}_20210330", ds, (256, 256), _HAND + later, published=later_pub, config=config,
+                  description=f"{desc} (mmpose's re-release, 2021-03-30)"),
     )  # fmt: skip
 
 
-@register
-def panoptic_256x256() -> ModelSpec:
-    return ModelSpec(
-        "panoptic_256x256", "panoptic", (256, 256),
-        MMPOSE_URL + "hand/mobilenetv2/mobilenetv2_panoptic_256x256-b733d98c_20210330.pth",
-        published={"PCKh@0.7": 0.998, "AUC": 0.694, "EPE": 9.70},
-        config=_CFG.format(kind="hand", ds="panoptic2d", ds2="panoptic2d", size="256x256"),
-        description="CMU Panoptic hand, 21 keypoints",
-    )  # fmt: skip
-
-
-@register
-def rhd_256x256() -> ModelSpec:
-    return ModelSpec(
-        "rhd_256x256", "rhd", (256, 256),
-        MMPOSE_URL + "hand/mobilenetv2/mobilenetv2_rhd2d_256x256-85fa02db_20210330.pth",
-        published={"PCK@0.2": 0.985, "AUC": 0.883, "EPE": 2.80},
-        config=_CFG.format(kind="hand", ds="rhd", ds2="rhd2d", size="256x256"),
-        description="RHD hand, 21 keypoints",
-    )  # fmt: skip
+for _name in _HAND_RELEASES:
+    for _spec in _hand_specs(_name):
+        register(lambda _spec=_spec: _spec)
 
 
 @register
@@ -277,6 +288,18 @@ def demo_coco_256x192() -> ModelSpec:
         checkpoint_sha256="9e38b63e695afc0ea243949a8e139181519ca4524ace82e7c5ef0544edf31227",
         description="coco_256x192 architecture trained by edgepose on synthetic figures (demo only)",
     )  # fmt: skip
+
+
+def spec_for_checkpoint(source: str | None) -> ModelSpec | None:
+    """The zoo model whose published checkpoint file has the name of ``source`` (a path or URL), if any: a file
+    copied from a model card finds its own spec, expected hash and published numbers."""
+    if not source:
+        return None
+    name = str(source).replace("\\", "/").rsplit("/", 1)[-1]
+    for spec in MODELS.values():
+        if spec.checkpoint.rsplit("/", 1)[-1] == name and not spec.checkpoint.startswith("package:"):
+            return spec
+    return None
 
 
 def spec_from_metadata(meta: dict) -> ModelSpec:

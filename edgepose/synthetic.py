@@ -11,7 +11,6 @@ flip augmentation and flip test stay correct). Every image comes from its own ge
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -22,7 +21,7 @@ import cv2
 import numpy as np
 
 from .errors import EdgeposeError
-from .files import atomic_write
+from .files import atomic_write, json_text
 from .spec import DATASETS
 
 __all__ = ["SPLITS", "VERSION", "render_image", "generate", "ensure_split", "cache_root"]
@@ -364,7 +363,7 @@ def generate(out_dir: str | Path, split: str = "val", num_images: int | None = N
         "images": images, "annotations": anns, "categories": _categories(),
     }  # fmt: skip
     ann_path = out_dir / "annotations.json"
-    atomic_write(ann_path, json.dumps(doc, separators=(",", ":")))
+    atomic_write(ann_path, json_text(doc, str(ann_path), separators=(",", ":")))
     return ann_path, images_dir
 
 

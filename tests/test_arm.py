@@ -193,6 +193,8 @@ fun main(args: Array<String>) {
         out.println("${cs.cx} ${cs.cy} ${cs.sw} ${cs.sh}")
         out.println(PoseDecoder.crop(img, iw, ih, cs, model).joinToString(" "))
         out.println(PoseDecoder.crop(img, iw, ih, cs, model, mirror = true).joinToString(" "))
+        val raw = PoseDecoder.cropBytes(img, iw, ih, cs, model)
+        out.println(raw.joinToString(" ") { (it.toInt() and 0xFF).toString() })
         out.println(merged.joinToString(" "))
         out.println(PoseDecoder.decode(merged, cs, model).joinToString(" ") { it.joinToString(" ") })
     }
@@ -243,7 +245,7 @@ def test_kotlin_decoder_follows_edgepose_processing(kotlin_decoder, tmp_path, se
     )  # fmt: skip
     subprocess.run(["java", "-jar", str(kotlin_decoder), str(tmp_path / "in.txt"), str(tmp_path / "out.txt")],
                    check=True, timeout=120)  # fmt: skip
-    cs, crop, mirrored, merged, kps = [
+    cs, crop, mirrored, crop_bytes, merged, kps = [
         np.array(line.split(), dtype=np.float64).astype(np.float32)
         for line in (tmp_path / "out.txt").read_text().splitlines()
     ]
@@ -254,6 +256,12 @@ def test_kotlin_decoder_follows_edgepose_processing(kotlin_decoder, tmp_path, se
     # cv2 interpolates in fixed point: most pixels equal, the rest a 1/32-pixel position step away
     assert (levels < 1e-3).mean() > 0.95 and levels.mean() < 0.2 and levels.max() <= 16
     np.testing.assert_array_equal(mirrored.reshape(256, 192, 3), crop.reshape(256, 192, 3)[:, ::-1])
+    # the bytes a uint8-input artifact takes; crop() is their normalisation (to 1 ulp: Kotlin's mean is float32)
+    raw = crop_bytes.reshape(1, 256, 192, 3).astype(np.uint8)
+    ref_norm = normalize(raw, spec.mean, spec.std)[0].transpose(1, 2, 0)
+    np.testing.assert_allclose(crop.reshape(256, 192, 3), ref_norm, rtol=0, atol=1e-6)
+    grey = np.abs(raw[0].astype(np.int32) - crop_batch(img, c, s, spec.input_size)[0].astype(np.int32))
+    assert (grey == 0).mean() > 0.95 and grey.max() <= 16
     ref_merged = merge_flip(hm, fl, spec.flip_pairs, spec.shift_heatmap)
     np.testing.assert_array_equal(merged, nhwc(ref_merged))
     ref_kps = keypoints_from_heatmaps(ref_merged, c, s)[0]

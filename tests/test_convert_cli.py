@@ -11,6 +11,8 @@ pytest.importorskip("onnxruntime")
 
 from edgepose.cli import main  # noqa: E402
 
+CONVERT = ["convert", "--no-reference-accuracy"]  # the recorded reference is tested in test_convert.py
+
 
 def _files(d):
     return sorted(p.relative_to(d).as_posix() for p in d.rglob("*")) if d.exists() else []
@@ -20,7 +22,7 @@ def test_bad_calibration_file_fails_with_one_line_and_writes_nothing(tmp_path, c
     bad = tmp_path / "calib.npz"
     bad.write_bytes(b"this is not an npz file")
     out = tmp_path / "out"
-    rc = main(["convert", "--checkpoint", str(demo_checkpoint), "--target", "onnx", "--precision", "int8",
+    rc = main([*CONVERT, "--checkpoint", str(demo_checkpoint), "--target", "onnx", "--precision", "int8",
                "--calib", str(bad), "--out", str(out), "--quiet"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
@@ -37,7 +39,7 @@ def test_failure_midway_leaves_no_artifact(tmp_path, capsys, monkeypatch, demo_c
 
     monkeypatch.setattr(onnx_target, "quantize_onnx", broken)
     out = tmp_path / "out"
-    rc = main(["convert", "--checkpoint", str(demo_checkpoint), "--target", "onnx", "--precision", "fp32,int8",
+    rc = main([*CONVERT, "--checkpoint", str(demo_checkpoint), "--target", "onnx", "--precision", "fp32,int8",
                "--num-calib", "4", "--out", str(out), "--quiet"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
@@ -50,7 +52,7 @@ def test_parity_failure_fails_unless_allowed(tmp_path, capsys, monkeypatch, demo
 
     monkeypatch.setitem(parity.TOLERANCES, "fp32", parity.Tolerance(max_rel_err=0.0))
     out = tmp_path / "out"
-    args = ["convert", "--checkpoint", str(demo_checkpoint), "--target", "onnx", "--precision", "fp32",
+    args = [*CONVERT, "--checkpoint", str(demo_checkpoint), "--target", "onnx", "--precision", "fp32",
             "--out", str(out), "--quiet"]  # fmt: skip
     rc = main(args)
     err = capsys.readouterr().err.strip().splitlines()
@@ -61,11 +63,64 @@ def test_parity_failure_fails_unless_allowed(tmp_path, capsys, monkeypatch, demo
     assert _files(out) == ["demo_coco_256x192_fp32.onnx", "demo_coco_256x192_fp32.onnx.json"]
 
 
-def test_unknown_target_and_missing_default_precision(capsys):
+def test_unknown_target_and_missing_default_precision(capsys, monkeypatch):
+    import dataclasses
+
+    from edgepose.converters.base import TARGETS
+
     assert main(["convert", "--target", "coreml"]) == 2
     assert "unknown target 'coreml'" in capsys.readouterr().err
+    # a target that does not offer a precision (every registered one offers all three today)
+    monkeypatch.setitem(TARGETS, "onnx", dataclasses.replace(TARGETS["onnx"], precisions=("fp32", "int8")))
     assert main(["convert", "--target", "onnx", "--precision", "fp16"]) == 2
     assert "nothing to convert: onnx: fp16 not offered" in capsys.readouterr().err
+
+
+def test_head_option_rewrites_the_exported_graph(tmp_path, capsys, demo_checkpoint):
+    """--head deconv keeps ConvTranspose; --head subpixel3x3 has none; metadata says which; parity holds."""
+    import json
+
+    import onnx
+    from edgepose.converters.transforms import REWRITES
+
+    for head in ("deconv", "subpixel3x3"):
+        out = tmp_path / head
+        assert main(["convert", "--checkpoint", str(demo_checkpoint), "--target", "onnx", "--precision", "fp32",
+                     "--head", head, "--out", str(out), "--quiet"]) == 0  # fmt: skip
+        path = out / "demo_coco_256x192_fp32.onnx"
+        ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+        assert ("ConvTranspose" in ops) == (head == "deconv") and ops.count("DepthToSpace") == 3 * (head != "deconv")
+        meta = json.loads((out / (path.name + ".json")).read_text())
+        assert meta["conversion"]["head"] == head and meta["conversion"]["graph_rewrites"] == REWRITES[head]
+        assert meta["parity"]["passed"] and meta["parity"]["rel_max_err"] <= 1e-4
+    capsys.readouterr()
+    assert main(["convert", "--target", "onnx", "--head", "pixelshuffle"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["edgepose: error: unknown head form 'pixelshuffle'; choose from auto, deconv, subpixel2x2, "
+                   "subpixel3x3"]
+
+
+def test_parity_reference_is_the_original_model_not_the_rewrite(tmp_path, capsys, monkeypatch, demo_checkpoint):
+    """A wrong rewrite (one folded kernel perturbed) is caught: parity compares with the unrewritten model."""
+    import torch
+    from edgepose.converters import transforms
+
+    original = transforms.rewrite_head
+
+    def wrong(model, form):
+        new = original(model, form)
+        if form != "deconv":
+            with torch.no_grad():
+                next(m for m in new.keypoint_head.modules() if isinstance(m, torch.nn.Conv2d)).weight.mul_(1.5)
+        return new
+
+    monkeypatch.setattr(transforms, "rewrite_head", wrong)
+    out = tmp_path / "out"
+    rc = main(["convert", "--checkpoint", str(demo_checkpoint), "--target", "onnx", "--precision", "fp32",
+               "--head", "subpixel2x2", "--out", str(out), "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "parity against PyTorch out of tolerance" in err
+    assert _files(out) == []
 
 
 def test_dynamic_batch_onnx_and_openvino(tmp_path, demo_checkpoint):
@@ -74,15 +129,16 @@ def test_dynamic_batch_onnx_and_openvino(tmp_path, demo_checkpoint):
     from edgepose.converters.api import convert
 
     from edgepose.models import load_model
-    from edgepose.runtimes import load_runtime
+    from edgepose.runtimes import load_runtime, runtime_for
 
-    res = convert(checkpoint=str(demo_checkpoint), targets="onnx,openvino", precisions="fp32", dynamic_batch=True,
+    res = convert(checkpoint=str(demo_checkpoint), reference_accuracy=False,
+                  targets="onnx,openvino", precisions="fp32", dynamic_batch=True,
                   out=tmp_path, progress=False)  # fmt: skip
     x = np.random.default_rng(0).standard_normal((3, 3, 256, 192)).astype(np.float32)
     with torch.inference_mode():
         ref = load_model("demo_coco_256x192", str(demo_checkpoint), progress=False)(torch.from_numpy(x)).numpy()
     for a in res.artifacts:
-        rt = load_runtime(a.path)
+        rt = load_runtime(a.path, **runtime_for(a.path).strict_options)  # OpenVINO in f32, not its default bf16
         assert rt.batch_size is None and a.metadata["batch"] is None
         assert a.metadata["input"]["shape"][0] is None
         out = rt(x)
@@ -100,7 +156,8 @@ def test_tflite_int8_io(tmp_path, demo_checkpoint):
     from edgepose.models import load_model
     from edgepose.runtimes import load_runtime
 
-    res = convert(checkpoint=str(demo_checkpoint), targets="tflite", precisions="int8", int8_io=True, num_calib=8,
+    res = convert(checkpoint=str(demo_checkpoint), reference_accuracy=False,
+                  targets="tflite", precisions="int8", int8_io=True, num_calib=8,
                   out=tmp_path, progress=False, control=ControlOptions(size=10))  # fmt: skip
     [a] = res.artifacts
     meta = a.metadata
@@ -137,7 +194,8 @@ def test_missing_converter_dependency_names_the_install_command(tmp_path):
                     raise ImportError("blocked for this test")
         sys.meta_path.insert(0, Block())
         from edgepose.cli import main
-        raise SystemExit(main(["convert", "--target", "tflite", "--checkpoint", "{tmp_path}/x.pth",
+        raise SystemExit(main(["convert", "--no-reference-accuracy", "--target", "tflite",
+                               "--checkpoint", "{tmp_path}/x.pth",
                                "--out", "{tmp_path}/out"]))
         """
     )

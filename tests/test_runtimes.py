@@ -6,6 +6,8 @@ output is one line of numpy. NHWC and int8 handling is checked on TFLite files m
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from edgepose.converters.metadata import write_sidecar
@@ -62,6 +64,50 @@ def test_onnxruntime_dynamic_batch_and_metadata(tmp_path):
     np.testing.assert_allclose(rt(x), expected(x), rtol=1e-6, atol=1e-6)
 
 
+def _uint8_onnx_model(path):
+    """uint8 NHWC in -> Cast -> Transpose to NCHW -> the affine map (an ``--input uint8`` artifact in small)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(A.reshape(3, 1, 1, 1), "w")
+    b = numpy_helper.from_array(B, "b")
+    nodes = [helper.make_node("Cast", ["input"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("Transpose", ["f"], ["t"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["t", "w", "b"], ["heatmaps"], group=3)]  # fmt: skip
+    inp = helper.make_tensor_value_info("input", TensorProto.UINT8, [1, 4, 5, 3])
+    out = helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [1, 3, 4, 5])
+    model = helper.make_model(helper.make_graph(nodes, "g", [inp], [out], [w, b]),
+                              opset_imports=[helper.make_opsetid("", 13)])  # fmt: skip
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    write_sidecar(path, {"precision": "fp32", "layout": {"input": "NHWC", "output": "NCHW"},
+                         "input": {"name": "input", "dtype": "uint8", "kind": "uint8_nhwc_rgb"}})  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_uint8_input_artifact_takes_crops_and_refuses_floats(tmp_path, engine):
+    pytest.importorskip(engine)
+    path = _uint8_onnx_model(tmp_path / "u8.onnx")
+    if engine == "openvino":
+        import openvino as ov
+
+        xml = tmp_path / "u8.xml"
+        ov.save_model(ov.Core().read_model(str(path)), str(xml))
+        write_sidecar(xml, {**json.loads(path.with_name("u8.onnx.json").read_text()), "format": "openvino"})
+        path = xml
+    rt = load_runtime(path, **({"inference_precision": "f32"} if engine == "openvino" else {}))
+    assert rt.input_kind == "uint8_nhwc_rgb" and rt.info()["input_kind"] == "uint8_nhwc_rgb"
+    crops = np.random.default_rng(3).integers(0, 256, (3, 4, 5, 3), dtype=np.uint8)  # batch 3 through batch 1
+    np.testing.assert_allclose(rt(crops), expected(crops.transpose(0, 3, 1, 2).astype(np.float32)), rtol=1e-6)
+    with pytest.raises(EdgeposeError, match=r"u8\.(onnx|xml): takes uint8 NHWC RGB crops .* got float32"):
+        rt(crops.transpose(0, 3, 1, 2).astype(np.float32))
+    float_rt = load_runtime(_onnx_model(tmp_path / "f.onnx")) if engine == "onnxruntime" else None
+    if float_rt is not None:
+        with pytest.raises(EdgeposeError, match=r"f\.onnx: takes float32 NCHW normalised crops .* got uint8"):
+            float_rt(crops)
+
+
 def test_unknown_device_and_bad_file(tmp_path):
     pytest.importorskip("onnxruntime")
     with pytest.raises(EdgeposeError, match=r"npu\b.*(unknown device|not supported).*\(use cpu, cuda"):
@@ -83,14 +129,25 @@ def _openvino_model(path, batch: int = 1):
     return path
 
 
-def test_openvino_runs_in_f32_by_default_and_reports_it(tmp_path):
+def test_openvino_default_is_the_plugins_choice_and_strict_is_f32(tmp_path):
+    """By default the CPU plugin picks (bf16 on AMX/AVX512-BF16 CPUs); the runtime reports what it picked,
+    read back independently here from a plain OpenVINO compile; strict_options asks for f32."""
+    import openvino as ov
+
+    from edgepose.runtimes import RUNTIMES
+
     path = _openvino_model(tmp_path / "m.xml")
+    plain = ov.Core().compile_model(str(path), "CPU").get_property("INFERENCE_PRECISION_HINT").to_string()
     rt = load_runtime(path)
+    assert rt.info()["inference_precision"] == plain and rt.info()["version"] and rt.batch_size == 1
+    assert rt.precision_used == {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[plain]
+    assert rt.info()["precision_used"] == rt.precision_used
+    strict = load_runtime(path, **RUNTIMES["openvino"].strict_options)
+    assert strict.info()["inference_precision"] == "f32" and strict.precision_used == "fp32"
     x = _x(3)
-    np.testing.assert_allclose(rt(x), expected(x), rtol=1e-6, atol=1e-6)
-    assert rt.batch_size == 1 and rt.info()["inference_precision"] == "f32" and rt.info()["version"]
-    auto = load_runtime(path, inference_precision="auto")  # the plugin's own choice: bf16 on AMX/AVX512-BF16 CPUs
-    assert auto.info()["inference_precision"] in {"f32", "bf16", "f16"}
+    np.testing.assert_allclose(strict(x), expected(x), rtol=1e-6, atol=1e-6)
+    with pytest.raises(EdgeposeError, match="inference_precision 'fp64'"):
+        load_runtime(path, inference_precision="fp64")
 
 
 def test_openvino_missing_bin(tmp_path):

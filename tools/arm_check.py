@@ -20,6 +20,9 @@ One command (run as root on an x86-64 Debian/Ubuntu host):
 
 Exit status: 0 all artifacts agree, 1 some disagree or a step failed, 2 bad input, 77 the check cannot run
 here (not root, no apt/Debian mirror/PyPI reachable). Timings under emulation are not ARM speed.
+
+Longer than edgepose's ~400-line rule on purpose: one standalone root script whose steps read top to bottom;
+the rootfs building lives in tools/arm_rootfs.py and the guest side in tools/arm_guest.py.
 """
 
 from __future__ import annotations

@@ -104,6 +104,11 @@ def clean_env(**extra: str) -> dict[str, str]:
         "PIP_CONFIG_FILE": os.devnull,
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
     }
+    # trust and proxy settings are the network's, not pip's choices: a TLS-intercepting proxy needs its CA
+    for key in ("PIP_CERT", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY",
+                "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        if os.environ.get(key):
+            env[key] = os.environ[key]
     env.update(extra)
     return env
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from edgepose.artifact import KEY
 from edgepose.files import atomic_write
+from edgepose.runtimes.artifact import KEY
 
 from ..base import Context, Converted, Timer, quiet, register_target, require, version_of
 from ..export import INPUT_NAME, OPSET, OUTPUT_NAME, onnx_io
@@ -70,8 +70,24 @@ def quantize_onnx(src: Path, dst: Path, calib: np.ndarray, batch_size: int = 1) 
             "num_calibration": int(len(calib)), "float_nodes": head}  # fmt: skip
 
 
+def to_fp16(src: Path, dst: Path) -> dict[str, Any]:
+    """Weights and compute in float16, float32 input and output (a Cast at each end), with ONNX Runtime's own
+    converter. For GPUs (CUDA / TensorRT execution providers); on CPU, ONNX Runtime runs most fp16 ops through
+    casts and is slower than FP32."""
+    require("onnxruntime", target="ONNX FP16")
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(src))
+    with quiet("ONNX FP16 conversion"):
+        half = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    onnx.save(half, str(dst))
+    return {"method": "onnxruntime.transformers.float16", "weights": "float16", "compute": "float16",
+            "io": "float32 (cast inside the graph)"}  # fmt: skip
+
+
 def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
-    """The exported FP32 file as the fp32 artifact; an ONNX Runtime QDQ model as the int8 one."""
+    """The exported FP32 file as the fp32 artifact; its float16 twin as fp16; an ONNX Runtime QDQ model as int8."""
     tools = {"torch": version_of("torch"), "onnx": version_of("onnx"), "onnxruntime": version_of("onnxruntime"),
              "onnxsim": version_of("onnxsim")}  # fmt: skip
     out = []
@@ -82,9 +98,11 @@ def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
             if p == "fp32":
                 shutil.copyfile(ctx.onnx_path, dst)
                 details: dict[str, Any] = {"opset": OPSET, "exporter": "torch.onnx (TorchScript)"}
+            elif p == "fp16":
+                details = to_fp16(ctx.onnx_path, dst)
             else:
                 ctx.log(f"onnx int8: ONNX Runtime static quantisation on {len(ctx.calib)} crops")
-                details = quantize_onnx(ctx.onnx_path, dst, ctx.calib, 1 if not ctx.dynamic_batch else 8)
+                details = quantize_onnx(ctx.onnx_path, dst, ctx.calib_inputs(), 1 if not ctx.dynamic_batch else 8)
         out.append(Converted("onnx", p, dst, input=inp, output=outp, tools=tools, details=details, seconds=t.seconds))
     return out
 
@@ -100,4 +118,12 @@ def embed_onnx(path: Path, text: str) -> None:
     atomic_write(path, model.SerializeToString())
 
 
-register_target("onnx", ".onnx", ("fp32", "int8"), requires=("onnx", "onnxruntime"), embed=embed_onnx)(convert)
+# The head form ``--head auto`` exports per precision (converters/transforms.py), chosen by
+# benchmarks/head_forms.py: INT8 with the 3x3 form ~1.75x faster than with ConvTranspose (which ONNX Runtime
+# keeps in float between Q/DQ pairs; the 3x3 convolutions run as int8; the 2x2 form gained ~1.1x), heatmap SNR
+# 19 -> 28.6 dB, and faster than FP32. FP32 and FP16 keep the original head: on the CPU provider the rewrites
+# were within a few % of it (0.94-1.10x over four loaded runs), FP16 ~0.9x.
+HEAD_FORMS = {"fp32": "deconv", "fp16": "deconv", "int8": "subpixel3x3"}
+
+register_target("onnx", ".onnx", ("fp32", "fp16", "int8"), requires=("onnx", "onnxruntime"), embed=embed_onnx,
+                head_forms=HEAD_FORMS)(convert)

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgepose.artifact import KEY
 from edgepose.errors import EdgeposeError
 from edgepose.files import atomic_write
+from edgepose.runtimes.artifact import KEY
 
 from ..base import Context, Converted, Timer, io_spec, quiet, register_target, require, version_of
 from ..export import export_onnx
@@ -57,12 +58,18 @@ def _sample_images(calib: np.ndarray, mean: Any, std: Any) -> np.ndarray:
 def onnx_to_saved_model(onnx_path: Path, saved_model: Path, sample: np.ndarray) -> None:
     """onnx2tf (offline) -> Keras model -> SavedModel with one ``serving_default`` endpoint input -> heatmaps."""
     tf = _import_tf()
+    limit = sys.getrecursionlimit()
     import onnx2tf
     import onnx2tf.onnx2tf as o2t
     import tf_keras
 
+    # onnx2tf sets the recursion limit to 2**31 - 1 on import: deep recursion then overflows the C stack and
+    # kills the process (a nested JSON file, anything) instead of raising. Give the limit back, with room.
+    sys.setrecursionlimit(max(limit, 10_000))
+
     original = o2t.download_test_image_data
     o2t.download_test_image_data = lambda: sample  # never download the sample images
+    tf_keras.backend.clear_session()  # Keras names layers from process-wide counters: same names every time
     try:
         with quiet("onnx2tf"):
             model = onnx2tf.convert(
@@ -74,7 +81,7 @@ def onnx_to_saved_model(onnx_path: Path, saved_model: Path, sample: np.ndarray) 
             )
     finally:
         o2t.download_test_image_data = original
-    spec = tf.TensorSpec(model.inputs[0].shape, tf.float32, "input")
+    spec = tf.TensorSpec(model.inputs[0].shape, model.inputs[0].dtype, "input")  # float32, or uint8 crops
     with quiet("SavedModel export"):
         archive = tf_keras.export.ExportArchive()
         archive.track(model)
@@ -102,7 +109,8 @@ def tflite_from_saved_model(
         conv.representative_dataset = representative
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if int8_io:
-            conv.inference_input_type = tf.int8
+            if data.dtype != np.uint8:  # a uint8-crop input stays as it is: the bytes are the input
+                conv.inference_input_type = tf.int8
             conv.inference_output_type = tf.int8
     with quiet(f"TFLite {precision} conversion"):
         return conv.convert()
@@ -124,6 +132,54 @@ def tflite_io(path: Path) -> tuple[dict, dict]:
     return desc(it.get_input_details()[0]), desc(it.get_output_details()[0])
 
 
+def tflite_operators(path: Path) -> dict[str, int]:
+    """Operator counts of the main subgraph read from the flatbuffer, keyed ``"NAME vVERSION"``."""
+    schema = _tflite_schema()
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())  # the schema keeps codes < 127 in both fields
+        codes.append(f"{names.get(code, code)} v{oc.Version()}")
+    sub = model.Subgraphs(0)
+    counts: dict[str, int] = {}
+    for j in range(sub.OperatorsLength()):
+        key = codes[sub.Operators(j).OpcodeIndex()]
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def xnnpack_delegation(path: Path) -> dict[str, Any]:
+    """How LiteRT's default XNNPACK delegate partitions the graph: ``partitions`` (delegate kernels it created)
+    and ``whole_graph`` (one partition that reads the model's input and writes its output, so no operator runs
+    outside it). Read from the interpreter after ``allocate_tensors``: each delegated partition becomes one node
+    named ``DELEGATE`` appended after the model's own nodes."""
+    from edgepose.runtimes.engines.litert import interpreter_module
+
+    mod, _, _ = interpreter_module()
+    with quiet(f"LiteRT loading {path.name}"):
+        it = mod.Interpreter(model_path=str(path), num_threads=1)
+        it.allocate_tensors()
+    w = it._interpreter  # the node list is not in the public API; names/inputs/outputs per node are
+    nodes = [i for i in range(w.NumNodes()) if w.NodeName(i) == "DELEGATE"]
+    schema = _tflite_schema()
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    sub = model.Subgraphs(0)
+
+    def constant(t: int) -> bool:
+        buf = model.Buffers(sub.Tensors(t).Buffer())
+        return buf.DataLength() > 0 or buf.Offset() > 0
+
+    ins = {d["index"] for d in it.get_input_details()}
+    outs = {d["index"] for d in it.get_output_details()}
+    whole = len(nodes) == 1 and (
+        {int(t) for t in w.NodeInputs(nodes[0]) if t >= 0 and not constant(int(t))} == ins
+        and {int(t) for t in w.NodeOutputs(nodes[0])} == outs
+    )
+    return {"partitions": len(nodes), "whole_graph": bool(whole)}
+
+
 def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
     tools = {"onnx2tf": version_of("onnx2tf"), "tensorflow": version_of("tensorflow")}
     require("onnx2tf", "tensorflow", "tf_keras", target="TFLite")
@@ -134,13 +190,21 @@ def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
         if ctx.dynamic_batch:  # onnx2tf cannot build ConvTranspose with an unknown batch: convert batch 1
             ctx.notes.append("tflite: dynamic batch is not supported (onnx2tf, ConvTranspose); TFLite files have "
                              "batch 1 and the runtime splits larger batches")  # fmt: skip
-            onnx_path = saved_model.parent / "static_batch.onnx"
-            export_onnx(ctx.model, ctx.spec, onnx_path, dynamic_batch=False)
+        if ctx.dynamic_batch or ctx.uint8_input:
+            # uint8 crops: onnx2tf gets the uint8 input in NCHW (no transpose in the graph) and moves it channels
+            # last itself, as it does every input: the TFLite input is then uint8 N x H x W x 3
+            onnx_path = saved_model.parent / "for_onnx2tf.onnx"
+            export_onnx(ctx.model, ctx.spec, onnx_path, dynamic_batch=False, input_kind=ctx.input_kind,
+                        uint8_layout="NCHW")  # fmt: skip
         ctx.log("tflite: onnx2tf -> SavedModel (NHWC)")
         onnx_to_saved_model(onnx_path, saved_model, _sample_images(ctx.calib, ctx.spec.mean, ctx.spec.std))
     ctx.log(f"tflite: SavedModel ready in {t0.seconds:.1f} s")
     out = []
     calib_nhwc = np.ascontiguousarray(ctx.calib.transpose(0, 2, 3, 1)) if len(ctx.calib) else None
+    if ctx.uint8_input:
+        calib_nhwc = ctx.calib_inputs() if len(ctx.calib_inputs()) else None
+        if ctx.int8_io:
+            ctx.notes.append("tflite: --int8-io with --input uint8: the input stays the uint8 crop, the output is int8")
     for i, p in enumerate(precisions):
         with Timer() as t:
             if p == "int8":
@@ -203,5 +267,11 @@ def embed_tflite(path: Path, text: str) -> None:
     atomic_write(path, bytes(builder.Output()))
 
 
+# The head form ``--head auto`` exports per precision (converters/transforms.py), chosen by
+# benchmarks/head_forms.py: without TRANSPOSE_CONV, XNNPACK ran the demo model ~3x faster in FP32, FP16 and
+# INT8 (2.6-3.9x over four runs on the loaded 2-core machine; the INT8 heatmap SNR rose from 18 to 26.5 dB);
+# the 3x3 form was slower than the 2x2 one everywhere.
+HEAD_FORMS = {"fp32": "subpixel2x2", "fp16": "subpixel2x2", "int8": "subpixel2x2"}
+
 register_target("tflite", ".tflite", ("fp32", "fp16", "int8"), requires=("onnx2tf", "tensorflow", "tf_keras"),
-                embed=embed_tflite)(convert)
+                embed=embed_tflite, head_forms=HEAD_FORMS)(convert)

@@ -1,53 +1,39 @@
 """``edgepose bench``: every artifact's accuracy and speed, side by side, on the machine at hand.
 
-One row per artifact plus the PyTorch FP32 original (the reference). A row measures, in this order: load time
-and first inference, then the model alone (warm-up calls, then ``runs`` timed calls, ``perf_counter_ns``), the
-per-person pipeline without and with flip test (crop+normalise / inference / flip / decode timed separately),
-peak RSS growth over load and inference, and last the accuracy on the dataset through
-:func:`edgepose.evaluate.evaluate`. A row that fails (unreadable artifact, engine not installed, no metadata)
-is kept with a one-line reason; the other rows still run. Rendering (table, Markdown, plot) lives in
-:mod:`edgepose.bench_report`.
+One row (:class:`~edgepose.bench.row.BenchRow`) per artifact plus the PyTorch FP32 original (the reference);
+:func:`run_bench` measures them one after the other and :func:`finish` adds what needs several rows (accuracy
+deltas against the reference, pass/fail, flags). The package: ``row`` (one row), ``timing`` (the one timing
+loop), ``batch`` (batched sweep), ``data`` (artifacts and evaluation data), ``machine`` (machine facts, RSS),
+``report`` (console, Markdown, JSON), ``plot`` (accuracy against latency).
 """
 
 from __future__ import annotations
 
-import gc
-import importlib
-import sys
+import logging
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import EdgeposeError
-from ..processing import TopDownPipeline
-from ..spec import DEFAULT_MODEL, ModelSpec, get_spec, spec_from_metadata
-from . import machine as sysinfo
-from .data import (
-    EvalData,
-    artifact_files,
-    artifact_size,
-    discover_artifacts,
-    guess_precision,
-    one_line,
-    read_artifact_metadata,
-    resolve_dataset,
-    timing_sample,
-)
-from .int8 import int8_control
-from .timing import summarize, time_calls, time_pipeline
+from ..spec import DEFAULT_MODEL, get_spec
+from . import machine
+from .data import discover_artifacts, resolve_dataset, timing_sample
+from .isolate import run_isolated
+from .row import BenchRow, bench_row, reference_row
 
-SCHEMA = "edgepose.bench/1"
-# The headline metric of each dataset's evaluation (the name edgepose.evaluate reports it under).
-MAIN_METRIC = {"coco_ap": "AP", "pckh": "PCKh", "hand_pck": "PCK@0.2", "hand_pckh": "PCKh@0.7"}
+__all__ = ["BenchConfig", "BenchReport", "BenchRow", "run_bench", "finish", "max_drop_for", "SCHEMA"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "edgepose.bench/2"
 # Largest accepted accuracy drop against the PyTorch FP32 original, in the metric's own units (AP, PCK are
 # fractions 0..1): float artifacts must match (1 point), full-integer quantisation may cost up to 3 points.
 DEFAULT_MAX_DROP = {"fp32": 0.01, "fp16": 0.01, "int8": 0.03}
 OVERHEAD_TARGET_PCT = 5.0
+
+
 @dataclass
 class BenchConfig:
     """Everything ``edgepose bench`` needs; the defaults bench the demo model's artifacts offline."""
@@ -55,6 +41,7 @@ class BenchConfig:
     model: str | None = None  # None: DEFAULT_MODEL
     artifacts: Sequence[str | Path] = ()  # files and/or directories; empty: artifacts/<model>/
     reference: str | None = None  # checkpoint for the PyTorch row; None: the spec's own; "": no reference row
+    reference_sha256: str | None = None  # expected sha256 (or prefix) of the reference checkpoint
     dataset: str | None = None  # dataset format (coco, mpii, ...); None: the spec's
     ann: str | None = None
     images: str | None = None
@@ -69,9 +56,13 @@ class BenchConfig:
     max_drop: float | None = None  # None: DEFAULT_MAX_DROP by precision
     device: str = "cpu"  # cpu, cuda, cuda:N, tensorrt, gpu (see edgepose.runtimes.devices)
     allow_fallback: bool = False  # run on CPU (and say so in the row) when the device is missing
-    batch_sizes: Sequence[int] = ()  # batched sweep (edgepose.bench_batch); empty: none
+    batch_sizes: Sequence[int] = ()  # batched sweep (edgepose.bench.batch); empty: none
     eval_batch: int = 16
+    strict_precision: bool = False  # also bench each artifact with its engine's strict_options (float32 compute)
     progress: bool = True
+    ray: str | None = None  # accuracy rows on Ray: a cluster address, "" for the default (see edgepose.scale)
+    ray_ship_crops: bool = False  # Ray workers get crops from this machine instead of reading --images
+    isolate: bool = True  # each row in a child process: an engine crash fails its row, not the bench
 
 
 @dataclass
@@ -80,266 +71,124 @@ class BenchReport:
     config: dict[str, Any]
     model: str
     metric: str | None
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[BenchRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
-    def artifact_rows(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows if not r.get("reference")]
+    def artifact_rows(self) -> list[BenchRow]:
+        return [r for r in self.rows if not r.reference]
 
     @property
     def all_failed(self) -> bool:
         rows = self.artifact_rows
-        return bool(rows) and all(r["status"] == "failed" for r in rows)
+        return bool(rows) and all(r.status == "failed" for r in rows)
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "model": self.model, "metric": self.metric, "machine": self.machine,
-                "config": self.config, "notes": self.notes, "rows": self.rows}  # fmt: skip
+                "config": self.config, "notes": self.notes, "rows": [r.to_dict() for r in self.rows]}  # fmt: skip
 
 
-def _preimport(engine: str) -> None:
-    """Import the engine's library before a row's measurements, so that the first artifact of an engine is not
-    charged for the import (load time and memory then compare like with like); a missing one is reported by
-    the runtime's own load."""
-    from ..runtimes import RUNTIMES
-
-    cls = RUNTIMES.get(engine)
-    for name in cls.modules if cls else ():
-        try:
-            importlib.import_module(name)
-            return
-        except Exception:  # noqa: BLE001 - a missing or broken engine is reported by the runtime's load
-            continue
-
-
-def _log(cfg: BenchConfig, msg: str) -> None:
-    if cfg.progress:
-        print(f"bench: {msg}", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------------------------- rows
-def bench_row(
-    cfg: BenchConfig,
-    spec: ModelSpec,
-    path: Path,
-    data: EvalData | None,
-    sample: tuple[np.ndarray, np.ndarray],
-    engine: str | None = None,
-    reference: bool = False,
-    **runtime_options: Any,
-) -> dict[str, Any]:
-    """Measure one artifact; never raises for the artifact's own faults (the row says ``failed`` and why)."""
-    from ..runtimes import engine_for, load_runtime
-
-    row: dict[str, Any] = {"name": path.name, "path": str(path), "reference": reference, "status": "ok",
-                           "error": None, "flags": [], "notes": []}  # fmt: skip
-    rt = None
-    try:
-        row["size_bytes"] = artifact_size(path)
-        row["files"] = [p.name for p in artifact_files(path)]
-        meta = {} if reference else read_artifact_metadata(path)
-        engine = engine or engine_for(path)
-        row.update(engine=engine, format=path.suffix.lstrip(".").lower(), precision=guess_precision(path, meta))
-        if reference:
-            row["precision"] = "fp32"
-        _preimport(engine)
-        gc.collect()
-        image, boxes = sample
-        boxes = np.repeat(boxes[:1], cfg.batch, axis=0)
-        with sysinfo.PeakMemory() as mem:
-            t0 = time.perf_counter_ns()
-            rt = load_runtime(path, engine=engine, threads=cfg.threads, device=cfg.device,
-                              allow_fallback=cfg.allow_fallback, **runtime_options)  # fmt: skip
-            row["load_s"] = (time.perf_counter_ns() - t0) / 1e9
-            meta = meta or dict(rt.metadata or {})
-            if not meta and not reference:
-                raise EdgeposeError(f"{path}: no metadata (neither embedded nor in {path.name}.json); "
-                                    "cannot tell which model and pre-processing it expects")  # fmt: skip
-            _check_model(path, spec, meta)
-            if row["precision"] == "unknown":
-                row["precision"] = guess_precision(path, meta)
-            pipe = TopDownPipeline(spec, flip_test=False)
-            x = pipe.preprocess(image, *pipe.boxes_to_center_scale(boxes))
-            t0 = time.perf_counter_ns()
-            out = rt(x)
-            row["first_inference_ms"] = (time.perf_counter_ns() - t0) / 1e6
-            expect = (cfg.batch, spec.num_keypoints, spec.heatmap_size[1], spec.heatmap_size[0])
-            if tuple(out.shape) != expect:
-                raise EdgeposeError(f"{path}: output shape {tuple(out.shape)}, expected {expect}")
-            row["model"] = summarize(time_calls(lambda: rt(x), cfg.runs, cfg.warmup), items=cfg.batch)
-        row["memory"] = {"peak_rss_delta_bytes": mem.delta, "method": mem.method}
-        row["pipeline"] = {
-            "no_flip": time_pipeline(spec, rt, image, boxes, False, cfg.runs, cfg.warmup),
-            "flip": time_pipeline(spec, rt, image, boxes, True, cfg.runs, cfg.warmup),
-        }
-        row["pipeline"]["flip_cost_ms"] = row["pipeline"]["flip"]["p50_ms"] - row["pipeline"]["no_flip"]["p50_ms"]
-        info = _safe_info(rt)
-        row["runtime_info"] = info
-        row["device"], row["fallback"] = info.get("device", "cpu"), info.get("fallback")
-        if row["fallback"]:
-            row["flags"].append(f"ran on {row['device']}, not {cfg.device}: {row['fallback']}")
-        if cfg.batch_sizes:
-            from .batch import batch_sweep
-
-            row["batch_sweep"] = batch_sweep(spec, rt, image, boxes[:1], cfg.batch_sizes, cfg.runs, cfg.warmup,
-                                             progress=cfg.progress)  # fmt: skip
-        row["precision_used"] = _precision_used(info, row["precision"])
-        row["metadata_reference"] = _metadata_reference(meta)
-        row["int8_control"] = int8_control(meta)  # plain/controlled INT8 drop, float layers (convert --max-drop)
-        if data is not None:
-            row["accuracy"] = {"metrics": _evaluate(cfg, spec, rt, data, path)}
-    except Exception as e:  # noqa: BLE001 - any failure of one artifact must leave the other rows running
-        row["status"], row["error"] = "failed", one_line(e)
-    finally:
-        rt = None  # release the engine before the next row
-        gc.collect()
-    return row
-
-
-def _check_model(path: Path, spec: ModelSpec, meta: dict) -> None:
-    name = (meta.get("model") or {}).get("name") if isinstance(meta.get("model"), dict) else meta.get("model")
-    if name and name != spec.name:
-        raise EdgeposeError(f"{path}: artifact is for model {name}, not {spec.name} (pass --model {name})")
-    if meta.get("model"):
-        k = spec_from_metadata(meta).num_keypoints
-        if k != spec.num_keypoints:
-            raise EdgeposeError(f"{path}: artifact has {k} keypoints, model {spec.name} has {spec.num_keypoints}")
-
-
-def _safe_info(rt: Any) -> dict[str, Any]:
-    try:
-        return {k: v for k, v in rt.info().items() if isinstance(v, (str, int, float, bool, list, dict, type(None)))}
-    except Exception as e:  # noqa: BLE001
-        return {"error": one_line(e)}
-
-
-def _precision_used(info: dict[str, Any], declared: str) -> str:
-    """The precision the engine reports it computed in (OpenVINO may run an FP32 model in bf16 on AMX)."""
-    for key in ("inference_precision", "precision_used", "execution_precision"):
-        if info.get(key):
-            return _norm_precision(str(info[key]))
-    return _norm_precision(str(info.get("precision") or declared))
-
-
-def _norm_precision(p: str) -> str:
-    p = p.lower().replace("<type: '", "").strip("'> ")
-    return {
-        "f32": "fp32",
-        "float32": "fp32",
-        "f16": "fp16",
-        "float16": "fp16",
-        "i8": "int8",
-        "u8": "int8",
-        "bfloat16": "bf16",
-    }.get(p, p)
-
-
-def _metadata_reference(meta: dict) -> dict[str, Any] | None:
-    """The PyTorch reference accuracy an artifact's metadata records (for devices without torch)."""
-    for key in ("reference_accuracy", "reference_metrics"):
-        if isinstance(meta.get(key), dict):
-            return meta[key]
-    acc = meta.get("accuracy")
-    if isinstance(acc, dict) and isinstance(acc.get("reference"), dict):
-        return acc["reference"]
-    return None
-
-
-def _evaluate(cfg: BenchConfig, spec: ModelSpec, rt: Any, data: EvalData, path: Path) -> dict[str, float]:
-    from ..evaluate import evaluate
-
-    try:
-        res = evaluate(spec, rt, data.dataset, str(data.ann), str(data.images),
-                       bbox_file=str(data.bbox_file) if data.bbox_file else None, flip_test=cfg.flip_test,
-                       batch_size=cfg.eval_batch, progress=cfg.progress)  # fmt: skip
-    except EdgeposeError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise EdgeposeError(f"{path}: evaluation failed ({one_line(e)})") from None
-    return {k: float(v) for k, v in dict(res.metrics).items() if isinstance(v, (int, float, np.floating))}
-
-
-# ------------------------------------------------------------------------------------------------ run
 def run_bench(cfg: BenchConfig) -> BenchReport:
     """Bench every artifact (and the PyTorch original) for one model; see the module docstring."""
+    from ..datasets import headline_metric
+    from ..runtimes.devices import normalize_device
+
     spec = get_spec(cfg.model or _model_of(cfg.artifacts) or DEFAULT_MODEL)
     if cfg.runs < 1 or cfg.warmup < 0 or cfg.batch < 1:
         raise EdgeposeError("--runs and --batch must be at least 1 and --warmup at least 0")
-    from ..runtimes.devices import normalize_device
-
     cfg.device = normalize_device(cfg.device)
     if any(int(b) < 1 for b in cfg.batch_sizes):
         raise EdgeposeError("--batch-sizes: every batch size must be at least 1")
-    cfg.threads = cfg.threads or sysinfo.usable_cpus()
+    cfg.threads = cfg.threads or machine.usable_cpus()
     dirs = list(cfg.artifacts) or [Path("artifacts") / spec.name]
     paths = discover_artifacts(dirs)
     if not paths:
         where = ", ".join(map(str, dirs))
         raise EdgeposeError(f"{where}: no artifacts found; make them with: edgepose convert --model {spec.name}")
-    metric = MAIN_METRIC.get(spec.info.metric)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()}
     config["artifacts"] = [str(p) for p in dirs]
-    report = BenchReport(sysinfo.machine_info(cfg.threads), config, spec.name, metric)
+    report = BenchReport(machine.machine_info(cfg.threads), config, spec.name, None)
     with tempfile.TemporaryDirectory(prefix="edgepose-bench-") as tmp:
         data, note = resolve_dataset(spec, cfg.ann, cfg.images, cfg.bbox_file, cfg.dataset, cfg.limit,
                                      cfg.accuracy, Path(tmp))  # fmt: skip
+        report.metric = headline_metric(data.dataset if data else spec.dataset)
         if note:
             report.notes.append(note)
         if data is not None:
-            report.config["dataset"] = {"name": data.dataset, "ann": str(data.ann), "images": str(data.images),
-                                        "bbox_file": str(data.bbox_file) if data.bbox_file else None,
-                                        "num_images": data.num_images, "limit": cfg.limit}  # fmt: skip
+            report.config["dataset"] = data.describe(cfg.limit)
         image, boxes, source = timing_sample(data)
         report.config["timing_input"] = {"image": source, "box_xywh": [float(v) for v in boxes[0]]}
-        jobs: list[tuple[Path, dict[str, Any]]] = [(p, {}) for p in paths]
+        jobs: list[tuple[Path, bool]] = [(p, False) for p in paths]
         ref_source = spec.checkpoint if cfg.reference is None else cfg.reference
         if ref_source:
-            jobs.append((Path(ref_source), {"reference": True}))  # last: torch's thread pool outlives its row
-        for i, (path, kw) in enumerate(jobs, 1):
-            _log(cfg, f"[{i}/{len(jobs)}] {path.name}")
-            if kw.get("reference"):
-                row = _reference_row(cfg, spec, ref_source, data, (image, boxes))
+            jobs.append((Path(ref_source), True))  # last: torch's thread pool outlives its row
+        remote = None
+        if cfg.ray is not None and data is not None:  # accuracy on Ray first; timing below, here, row by row
+            from .distributed import REFERENCE, attach, ray_accuracy
+
+            remote, note = ray_accuracy(cfg, spec, jobs, data, ref_source)
+            report.notes.append(note)
+        row_data = data if remote is None else None
+        for i, (path, is_ref) in enumerate(jobs, 1):
+            _progress(cfg, f"[{i}/{len(jobs)}] {path.name}")
+            if cfg.isolate:
+                row = run_isolated(cfg, spec, path, row_data, (image, boxes), reference=is_ref, source=ref_source)
+            elif is_ref:
+                row = reference_row(cfg, spec, ref_source, row_data, (image, boxes))
             else:
-                row = bench_row(cfg, spec, path, data, (image, boxes))
-            _log(cfg, f"[{i}/{len(jobs)}] {path.name}: " + (row["error"] or _row_summary(row, metric)))
+                row = bench_row(cfg, spec, path, row_data, (image, boxes))
+            if remote is not None:
+                row = attach(row, remote.get(REFERENCE if is_ref else str(path)))
+            _progress(cfg, f"[{i}/{len(jobs)}] {path.name}: " + (row.error or _row_summary(row, report.metric)))
             report.rows.append(row)
-    report.machine["load_average_end"] = sysinfo.load_average()
-    report.rows.sort(key=lambda r: not r["reference"])  # the reference first
+            strict = _strict_options(cfg, row)
+            if strict:
+                if cfg.isolate:
+                    row = run_isolated(cfg, spec, path, data, (image, boxes), **strict)
+                else:
+                    row = bench_row(cfg, spec, path, data, (image, boxes), **strict)
+                _progress(cfg, f"[{i}/{len(jobs)}] {row.name}: " + (row.error or _row_summary(row, report.metric)))
+                report.rows.append(row)
+    report.machine["load_average_end"] = machine.load_average()
+    report.machine["thermal_end"] = machine.thermal()  # temperature and throttling after the work
+    report.rows.sort(key=lambda r: not r.reference)  # the reference first
     finish(report, cfg)
     return report
 
 
+def _progress(cfg: BenchConfig, msg: str) -> None:
+    if cfg.progress:
+        log.info("bench: %s", msg)
+
+
+def _strict_options(cfg: BenchConfig, row: BenchRow) -> dict[str, Any]:
+    """With ``--strict-precision``: the options that make the row's engine compute in float32, when its default
+    did not (OpenVINO on AMX/AVX512-BF16 CPUs); empty otherwise (the default row already is the strict one)."""
+    from ..runtimes import RUNTIMES
+
+    cls = RUNTIMES.get(row.engine or "")
+    if not cfg.strict_precision or row.reference or row.status != "ok" or cls is None:
+        return {}
+    return dict(cls.strict_options) if cls.strict_options and row.precision_used != "fp32" else {}
+
+
 def _model_of(artifacts: Sequence[str | Path]) -> str | None:
     """The registered model that the first given artifact's metadata names (so --model may be left out)."""
+    from ..runtimes.artifact import read_metadata
     from ..spec import MODELS
 
     try:
         first = next(iter(discover_artifacts(artifacts)), None) if artifacts else None
-        model = read_artifact_metadata(first).get("model") if first else None
+        model = read_metadata(first).get("model") if first else None
     except EdgeposeError:
         return None
     name = model.get("name") if isinstance(model, dict) else None
     return name if name in MODELS else None
 
 
-def _reference_row(cfg: BenchConfig, spec: ModelSpec, source: str, data, sample) -> dict[str, Any]:
-    from ..checkpoint import resolve_checkpoint
-
-    try:
-        path = resolve_checkpoint(source, progress=cfg.progress)
-    except EdgeposeError as e:
-        return {"name": Path(source).name, "path": str(source), "reference": True, "status": "failed",
-                "error": one_line(e), "engine": "torch", "format": "pth", "precision": "fp32", "flags": [],
-                "notes": []}  # fmt: skip
-    row = bench_row(cfg, spec, Path(path), data, sample, engine="torch", reference=True, model=spec.name,
-                    source=str(source))  # fmt: skip
-    row["name"] = f"PyTorch FP32 ({Path(path).name})"
-    return row
-
-
-def _row_summary(row: dict[str, Any], metric: str | None) -> str:
-    m = row.get("model", {})
-    acc = (row.get("accuracy") or {}).get("metrics", {})
+def _row_summary(row: BenchRow, metric: str | None) -> str:
+    m = row.model or {}
+    acc = (row.accuracy or {}).get("metrics", {})
     s = f"p50 {m.get('p50_ms', float('nan')):.2f} ms"
     return s + (f", {metric} {acc[metric]:.4f}" if metric in acc else "")
 
@@ -350,49 +199,57 @@ def max_drop_for(precision: str, override: float | None) -> float:
     return DEFAULT_MAX_DROP.get(precision, DEFAULT_MAX_DROP["int8"])
 
 
+def _recorded_reference(report: BenchReport) -> tuple[float | None, str | None]:
+    """The PyTorch accuracy an artifact's conversion recorded, if it was measured on the very data used here
+    (same annotation file bytes, same flip test); a device without torch then still gets deltas."""
+    ds = report.config.get("dataset") or {}
+    for r in report.artifact_rows:
+        rec = r.metadata_reference or {}
+        same = (rec.get("ann_sha256") and rec.get("ann_sha256") == ds.get("ann_sha256")
+                and rec.get("bbox_file_sha256") == ds.get("bbox_file_sha256")
+                and rec.get("flip_test") == report.config.get("flip_test"))  # fmt: skip
+        if same and rec.get("metric") == report.metric and rec.get("value") is not None:
+            return float(rec["value"]), f"recorded at conversion ({r.name} metadata)"
+    return None, None
+
+
 def finish(report: BenchReport, cfg: BenchConfig) -> None:
     """Accuracy deltas against the PyTorch original, pass/fail, and the flags that need several rows."""
     metric = report.metric
-    ref = next((r for r in report.rows if r["reference"]), None)
+    ref = next((r for r in report.rows if r.reference), None)
     ref_value, ref_from = None, None
-    if ref and ref["status"] == "ok" and metric in (ref.get("accuracy") or {}).get("metrics", {}):
-        ref_value, ref_from = ref["accuracy"]["metrics"][metric], "measured (PyTorch FP32 on this machine)"
+    if ref and ref.status == "ok" and metric in (ref.accuracy or {}).get("metrics", {}):
+        ref_value, ref_from = ref.accuracy["metrics"][metric], "measured (PyTorch FP32 on this machine)"
     elif metric:
-        n = (report.config.get("dataset") or {}).get("num_images")
-        for r in report.artifact_rows:
-            rec = r.get("metadata_reference") or {}
-            same_data = rec.get("num_images") in (None, n) and not cfg.limit
-            if metric in rec and same_data:
-                ref_value, ref_from = float(rec[metric]), f"artifact metadata ({r['name']})"
-                break
-        if ref_value is None and any(r.get("accuracy") for r in report.rows):
-            why = ref["error"] if ref and ref.get("error") else "no reference row"
+        ref_value, ref_from = _recorded_reference(report)
+        if ref_value is None and any(r.accuracy for r in report.rows):
+            why = ref.error if ref and ref.error else "no reference row and no matching recorded reference"
             report.notes.append(f"no reference accuracy ({why}); accuracy deltas omitted")
     report.config["reference_accuracy"] = {"value": ref_value, "source": ref_from}
     for r in report.rows:
-        acc = r.get("accuracy")
+        acc = r.accuracy
         if not acc or metric not in acc["metrics"]:
             continue
         acc["metric"], acc["value"] = metric, acc["metrics"][metric]
-        if ref_value is not None and not r["reference"]:
+        if ref_value is not None and not r.reference:
             acc["reference"], acc["delta"] = ref_value, acc["value"] - ref_value
-            acc["max_drop"] = max_drop_for(r.get("precision", "unknown"), cfg.max_drop)
+            acc["max_drop"] = max_drop_for(r.precision, cfg.max_drop)
             acc["pass"] = bool(-acc["delta"] <= acc["max_drop"] + 1e-12)
             if not acc["pass"]:
-                r["flags"].append(f"accuracy drop {-acc['delta']:.4f} > {acc['max_drop']:g}")
-    ok = [r for r in report.rows if r["status"] == "ok"]
+                r.flags.append(f"accuracy drop {-acc['delta']:.4f} > {acc['max_drop']:g}")
+    ok = [r for r in report.rows if r.status == "ok"]
     for r in ok:
-        if r.get("precision") == "fp32" and r.get("precision_used") not in (None, "fp32"):
-            r["flags"].append(f"FP32 artifact ran in {r['precision_used']}")
-        over = r["pipeline"]["no_flip"].get("overhead_pct")
+        if r.precision == "fp32" and r.precision_used not in (None, "fp32"):
+            r.flags.append(f"FP32 artifact ran in {r.precision_used}")
+        over = r.pipeline["no_flip"].get("overhead_pct")
         if over is not None and over > OVERHEAD_TARGET_PCT:
-            r["flags"].append(f"pre/post {over:.1f}% of inference (target < {OVERHEAD_TARGET_PCT:g}%)")
+            r.flags.append(f"pre/post {over:.1f}% of inference (target < {OVERHEAD_TARGET_PCT:g}%)")
     for r in ok:
-        if r.get("precision") != "int8":
+        if r.precision != "int8":
             continue
         for twin in ok:
-            if twin is r or twin["reference"] or twin.get("engine") != r.get("engine"):
+            if twin is r or twin.reference or twin.engine != r.engine:
                 continue
-            if twin.get("precision") in ("fp32", "fp16") and twin["model"]["p50_ms"] < r["model"]["p50_ms"]:
-                r["flags"].append(f"INT8 slower than its {twin['precision'].upper()} twin "
-                                  f"({r['model']['p50_ms']:.2f} vs {twin['model']['p50_ms']:.2f} ms)")  # fmt: skip
+            if twin.precision in ("fp32", "fp16") and twin.model["p50_ms"] < r.model["p50_ms"]:
+                r.flags.append(f"INT8 slower than its {twin.precision.upper()} twin "
+                               f"({r.model['p50_ms']:.2f} vs {twin.model['p50_ms']:.2f} ms)")  # fmt: skip

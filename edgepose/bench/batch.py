@@ -14,17 +14,17 @@ that size by :class:`edgepose.runtimes.Runtime`; the row records it (``engine_ba
 
 from __future__ import annotations
 
-import gc
-import sys
-import time
+import logging
 from collections.abc import Sequence
 from typing import Any, Callable
 
 import numpy as np
 
-from ..processing import TopDownPipeline
+from ..processing import TopDownPipeline, input_kind_of
 from ..spec import ModelSpec
-from .timing import summarize
+from .timing import summarize, time_stages
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZES = (1, 8, 32, 128)
 
@@ -50,35 +50,13 @@ def time_batch(
     runs: int, warmup: int,
 ) -> dict[str, Any]:
     """One batch size: per-stage medians, model latency statistics, crops/s and the pre/post share."""
-    pipe = TopDownPipeline(spec, flip_test=False)
+    pipe = TopDownPipeline(spec, flip_test=False, input_kind=input_kind_of(infer))
     boxes = np.repeat(np.asarray(box, dtype=np.float32).reshape(-1, 4)[:1], batch, axis=0)
-    stages = np.zeros((runs, 3), dtype=np.int64)  # pre (crop+normalise), infer, decode
-
-    def once(row: np.ndarray | None) -> None:
-        t0 = time.perf_counter_ns()
-        centers, scales = pipe.boxes_to_center_scale(boxes)
-        x = pipe.preprocess(image, centers, scales)
-        t1 = time.perf_counter_ns()
-        heatmaps = infer(x)
-        t2 = time.perf_counter_ns()
-        pipe.decode(heatmaps, centers, scales)
-        t3 = time.perf_counter_ns()
-        if row is not None:
-            row[:] = (t1 - t0, t2 - t1, t3 - t2)
-
-    for _ in range(warmup):
-        once(None)
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for i in range(runs):
-            once(stages[i])
-    finally:
-        if enabled:
-            gc.enable()
+    st = time_stages(lambda tick: pipe(infer, image, boxes, tick=tick), runs, warmup)
+    stages = np.stack([st["pre"], st["infer"], st["decode"]], axis=1)  # pre (crop+normalise), infer, decode
     med = np.median(stages, axis=0) / 1e6
     model = summarize(stages[:, 1], items=batch)
-    total = summarize(stages.sum(axis=1), items=batch)
+    total = summarize(st["total"], items=batch)
     pre_post = float(np.median(stages[:, 0] + stages[:, 2]) / 1e6)
     return {
         "batch": batch, "runs": runs,
@@ -101,7 +79,7 @@ def batch_sweep(
         n = max(min_runs, runs // b)
         w = max(1, warmup // b) if warmup else 0
         if progress:
-            print(f"bench: batch {b}: {w} warm-up + {n} timed calls", file=sys.stderr, flush=True)
+            log.info("bench: batch %d: %d warm-up + %d timed calls", b, w, n)
         row = time_batch(spec, rt, image, box, int(b), n, w)
         row["engine_batch"] = engine_batch
         rows.append(row)

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact import read_metadata
 from ..errors import EdgeposeError
 from ..processing import read_image
 from ..spec import ModelSpec
@@ -81,11 +80,6 @@ def _precision_rank(p: str) -> int:
     return PRECISION_ORDER.index(p) if p in PRECISION_ORDER else len(PRECISION_ORDER)
 
 
-def read_artifact_metadata(path: str | Path) -> dict[str, Any]:
-    """The artifact's metadata (sidecar, else embedded; ``{}`` when it has none). A malformed one raises."""
-    return read_metadata(path) or {}
-
-
 # --------------------------------------------------------------------------------------------- data
 @dataclass
 class EvalData:
@@ -94,6 +88,16 @@ class EvalData:
     images: Path
     bbox_file: Path | None = None
     num_images: int | None = None
+
+    def describe(self, limit: int | None = None) -> dict[str, Any]:
+        """The data as a report records it, with the files' sha256 so that two runs can prove they used the same
+        data (a recorded reference accuracy is only compared on identical bytes)."""
+        from ..files import sha256_of
+
+        return {"name": self.dataset, "ann": str(self.ann), "images": str(self.images),
+                "bbox_file": str(self.bbox_file) if self.bbox_file else None, "num_images": self.num_images,
+                "limit": limit, "ann_sha256": sha256_of(self.ann),
+                "bbox_file_sha256": sha256_of(self.bbox_file) if self.bbox_file else None}  # fmt: skip
 
 
 def resolve_dataset(
@@ -113,22 +117,21 @@ def resolve_dataset(
     if bool(ann) != bool(images):
         raise EdgeposeError("--ann and --images go together: give both, or neither for the demo model's val split")
     if ann:
-        ann, images = Path(ann), Path(images)
-        for p, what in ((ann, "annotation file"), (images, "image directory")):
+        for p, what in ((Path(ann), "annotation file"), (Path(images), "image directory")):
             if not p.exists():
                 raise EdgeposeError(f"{p}: {what} not found")
     else:
         from ..evaluate import default_data
 
-        default = default_data(spec)  # the synthetic val split for models trained on it
-        if default is None:
+        if default_data(spec) is None:
             return None, f"accuracy not measured: no dataset for {spec.name} (pass --ann and --images)"
-        dataset = dataset or default[0]
-        ann, images = default[1], default[2]
+    from ..evaluate import resolve_data
+
+    dataset, ann, images = resolve_data(spec, dataset, ann, images)  # the same defaults and checks as eval
     bbox = Path(bbox_file) if bbox_file else None
     if bbox is not None and not bbox.is_file():
         raise EdgeposeError(f"{bbox}: bbox file not found")
-    data = EvalData(dataset or spec.dataset, ann, images, bbox)
+    data = EvalData(dataset, ann, images, bbox)
     if limit:
         data = subset_dataset(data, limit, workdir)
     else:
@@ -148,24 +151,32 @@ def _count_images(ann: Path) -> int | None:
 
 def subset_dataset(data: EvalData, limit: int, workdir: Path) -> EvalData:
     """The first ``limit`` images of a COCO-format annotation file (and their detections), written to ``workdir``."""
+    from ..files import json_text, parse_json
+
     if limit < 1:
         raise EdgeposeError(f"--limit must be at least 1, got {limit}")
     try:
-        doc = json.loads(data.ann.read_text())
-    except (OSError, ValueError) as e:
+        doc = parse_json(data.ann.read_bytes())
+    except (OSError, ValueError, RecursionError) as e:
         raise EdgeposeError(f"{data.ann}: cannot read annotations ({one_line(e)})") from None
     if not (isinstance(doc, dict) and isinstance(doc.get("images"), list) and "annotations" in doc):
         raise EdgeposeError(f"{data.ann}: --limit needs a COCO-format annotation file (images + annotations)")
     doc["images"] = doc["images"][:limit]
-    keep = {im["id"] for im in doc["images"]}
-    doc["annotations"] = [a for a in doc["annotations"] if a.get("image_id") in keep]
+    keep = {im.get("id") for im in doc["images"] if isinstance(im, dict)}
+    doc["annotations"] = [a for a in doc["annotations"] if isinstance(a, dict) and a.get("image_id") in keep]
     ann = workdir / f"subset_{limit}_{data.ann.name}"
-    ann.write_text(json.dumps(doc))
+    ann.write_text(json_text(doc, str(data.ann)))
     bbox = None
     if data.bbox_file:
-        dets = json.loads(data.bbox_file.read_text())
+        try:
+            dets = parse_json(data.bbox_file.read_bytes())
+        except (OSError, ValueError, RecursionError) as e:
+            raise EdgeposeError(f"{data.bbox_file}: cannot read detections ({one_line(e)})") from None
+        if not isinstance(dets, list):
+            raise EdgeposeError(f"{data.bbox_file}: expected a list of detections")
         bbox = workdir / f"subset_{limit}_{data.bbox_file.name}"
-        bbox.write_text(json.dumps([d for d in dets if d.get("image_id") in keep]))
+        kept = [d for d in dets if isinstance(d, dict) and d.get("image_id") in keep]
+        bbox.write_text(json_text(kept, str(data.bbox_file)))
     return EvalData(data.dataset, ann, data.images, bbox, len(doc["images"]))
 
 

@@ -131,10 +131,13 @@ def machine_info(threads: int | None = None) -> dict[str, Any]:
         "cpu_flags": cpu_flags(),
         "memory_bytes": total_memory_bytes(),
         "os": platform.platform(),
+        "os_release": os_release(),
+        "kernel": platform.release(),
         "python": platform.python_version(),
         "python_impl": platform.python_implementation(),
         "versions": engine_versions(),
         "load_average": load_average(),
+        "thermal": thermal(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -144,6 +147,98 @@ def load_average() -> list[float] | None:
         return [round(v, 2) for v in os.getloadavg()]
     except (AttributeError, OSError):
         return None
+
+
+def os_release() -> str | None:
+    """The distribution's own name (``PRETTY_NAME`` of /etc/os-release: "Debian GNU/Linux 12 (bookworm)")."""
+    m = re.search(r'^PRETTY_NAME="?([^"\n]*)"?$', _read("/etc/os-release"), re.MULTILINE)
+    return m.group(1).strip() if m else None
+
+
+# ------------------------------------------------------------------------------------------ thermal
+# Bits of the Raspberry Pi firmware's throttle word (`vcgencmd get_throttled`, documented by Raspberry Pi).
+PI_THROTTLE_BITS = {
+    0: "under-voltage now", 1: "ARM frequency capped now", 2: "throttled now", 3: "soft temperature limit now",
+    16: "under-voltage has occurred", 17: "ARM frequency capping has occurred", 18: "throttling has occurred",
+    19: "soft temperature limit has occurred",
+}  # fmt: skip
+CPUFREQ = "/sys/devices/system/cpu/cpu0/cpufreq"
+
+
+def decode_pi_throttled(word: int) -> list[str]:
+    """The Raspberry Pi throttle word as words (empty: never throttled since boot)."""
+    return [text for bit, text in sorted(PI_THROTTLE_BITS.items()) if word >> bit & 1]
+
+
+def _vcgencmd(*args: str) -> str | None:
+    import shutil
+    import subprocess
+
+    exe = shutil.which("vcgencmd") or next((p for p in ("/usr/bin/vcgencmd", "/opt/vc/bin/vcgencmd")
+                                            if os.access(p, os.X_OK)), None)  # fmt: skip
+    if not exe:
+        return None
+    try:
+        r = subprocess.run([exe, *args], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def _int(text: str, base: int = 10) -> int | None:
+    try:
+        return int(text.strip(), base)
+    except ValueError:
+        return None
+
+
+def cpu_temperature() -> tuple[float | None, str | None]:
+    """CPU temperature in degrees C and where it came from (vcgencmd, else the CPU's /sys/class/thermal zone)."""
+    out = _vcgencmd("measure_temp")  # "temp=48.3'C"
+    m = re.search(r"temp=([\d.]+)", out or "")
+    if m:
+        return float(m.group(1)), "vcgencmd measure_temp"
+    zones = sorted(Path("/sys/class/thermal").glob("thermal_zone*"))
+    typed = [(_read(str(z / "type")).strip(), z) for z in zones]
+    cpu_like = ("cpu", "x86_pkg", "soc", "core", "package")
+    for kind, z in sorted(typed, key=lambda t: not any(k in t[0].lower() for k in cpu_like)):
+        milli = _int(_read(str(z / "temp")))
+        if milli is not None:
+            return milli / 1000.0, f"/sys/class/thermal ({kind or z.name})"
+    return None, None
+
+
+def throttling() -> dict[str, Any] | None:
+    """Throttling so far: the Raspberry Pi firmware word (vcgencmd, else its sysfs file), else the x86 kernel's
+    per-core thermal throttle counters; ``None`` where the machine reports neither."""
+    out = _vcgencmd("get_throttled")  # "throttled=0x50000"
+    m = re.search(r"throttled=(0x[0-9a-fA-F]+)", out or "")
+    word = int(m.group(1), 16) if m else _int(_read("/sys/devices/platform/soc/soc:firmware/get_throttled"), 16)
+    if word is not None:
+        src = "vcgencmd get_throttled" if m else "/sys/devices/platform/soc/soc:firmware/get_throttled"
+        return {"source": src, "word": hex(word), "flags": decode_pi_throttled(word)}
+    files = Path("/sys/devices/system/cpu").glob("cpu*/thermal_throttle/core_throttle_count")
+    counts = [c for c in (_int(_read(str(p))) for p in files) if c is not None]
+    if counts:
+        total = sum(counts)
+        return {"source": "/sys/devices/system/cpu/cpu*/thermal_throttle", "events": total,
+                "flags": [f"{total} thermal throttle events since boot"] if total else []}  # fmt: skip
+    return None
+
+
+def thermal() -> dict[str, Any]:
+    """CPU frequency governor, clock, temperature and throttling now (read before and after a bench)."""
+    temp, temp_src = cpu_temperature()
+    khz = _int(_read(f"{CPUFREQ}/scaling_cur_freq"))
+    max_khz = _int(_read(f"{CPUFREQ}/cpuinfo_max_freq"))
+    return {
+        "governor": _read(f"{CPUFREQ}/scaling_governor").strip() or None,
+        "cpu_mhz": khz / 1000 if khz else None,
+        "cpu_max_mhz": max_khz / 1000 if max_khz else None,
+        "temperature_c": temp,
+        "temperature_source": temp_src,
+        "throttling": throttling(),
+    }
 
 
 # ------------------------------------------------------------------------------------------- memory

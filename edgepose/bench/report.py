@@ -5,13 +5,12 @@ matplotlib is imported only by :func:`write_plot`; without it the plot is skippe
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_write
+from ..files import atomic_write, json_text
 from .int8 import markdown_lines as int8_lines
 
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -27,12 +26,32 @@ def _mb(v: Any) -> str:
     return "-" if v is None else f"{v / 1e6:.1f}"
 
 
+def ran_note(row: dict[str, Any]) -> str:
+    """What the engine really computed in, where the artifact's precision alone would not say it:
+    ``ran bf16`` (an FP32/FP16 artifact computed in another precision: OpenVINO's default on AMX CPUs, FP16
+    TFLite's float32 kernels), ``float ops bf16`` (an INT8 graph's float parts); empty when as labelled."""
+    used, declared = row.get("precision_used"), row.get("precision")
+    if not used or row.get("status", "ok") != "ok":
+        return ""
+    if declared in ("fp32", "fp16") and used != declared:
+        return f"ran {used}"
+    if declared == "int8" and used not in ("fp32", "int8"):
+        return f"float ops {used}"
+    return ""
+
+
 def label(row: dict[str, Any]) -> str:
-    """A short name for a row: ``ONNX FP32``, ``TFLite INT8``; the reference is ``PyTorch FP32 (ref)``."""
+    """A short name for a row that says what ran: ``ONNX FP32``, ``OpenVINO FP32 (ran bf16)``, ``TFLite FP16
+    (ran fp32)``, ``OpenVINO INT8 (float ops bf16)``, ``TFLite INT8 uint8-in`` (an artifact that takes the crop's
+    bytes); the reference is ``PyTorch FP32 (ref)``."""
     from ..runtimes import format_label
 
     fmt = format_label(row.get("format") or row.get("engine"))
     text = f"{fmt} {str(row.get('precision', '?')).upper()}"
+    if (row.get("runtime_info") or {}).get("input_kind") == "uint8_nhwc_rgb":
+        text += " uint8-in"  # made with --input uint8: takes the crop's bytes
+    note = ran_note(row)
+    text += f" ({note})" if note else ""
     return text + " (ref)" if row.get("reference") else text
 
 
@@ -43,7 +62,8 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             "+flip ms", "pre/post", "first ms", "load s", "size MB", "RSS MB"]  # fmt: skip
     cells = []
     for r in report["rows"]:
-        name = label(r) if r.get("reference") else r["name"]
+        note = ran_note(r)
+        name = label(r) if r.get("reference") else r["name"] + (f" ({note})" if note else "")
         if r["status"] != "ok":
             cells.append([name, r.get("engine") or "-", "FAILED: " + (r.get("error") or "?")] + [""] * (len(head) - 3))
             continue
@@ -77,12 +97,31 @@ def machine_lines(report: dict[str, Any]) -> list[str]:
         f"{mem}; features: {flags}",
         f"Threads used: {cfg.get('threads')}; batch {cfg.get('batch')}; {cfg.get('warmup')} warm-up + "
         f"{cfg.get('runs')} timed runs per measurement; load average (1/5/15 min): {load}",
-        f"OS: {m['os']}; Python {m['python']}; numpy {v.get('numpy')}, OpenCV {v.get('opencv')}",
+        f"OS: {m.get('os_release') or m['os']}" + (f" ({m['os']})" if m.get("os_release") else "")
+        + f"; Python {m['python']}; numpy {v.get('numpy')}, OpenCV {v.get('opencv')}",
         f"Engines: {engines or '-'}",
         f"Accuracy data: {data}; flip test {'on' if cfg.get('flip_test') else 'off'}; reference: "
         + ((cfg.get("reference_accuracy") or {}).get("source") or "none"),
         f"Date: {m.get('date')}",
-    ]
+    ] + thermal_lines(m)
+
+
+def thermal_lines(m: dict[str, Any]) -> list[str]:
+    """Governor, clock, temperature at the start and the end, throttling (empty where the machine tells none)."""
+    t0, t1 = m.get("thermal") or {}, m.get("thermal_end") or {}
+    parts = []
+    if t0.get("governor") or t0.get("cpu_mhz"):
+        parts.append(f"governor {t0.get('governor') or '?'}, {_f(t0.get('cpu_mhz'), '.0f', '?')} MHz now "
+                     f"(max {_f(t0.get('cpu_max_mhz'), '.0f', '?')})")  # fmt: skip
+    if t0.get("temperature_c") is not None or t1.get("temperature_c") is not None:
+        parts.append(f"CPU {_f(t0.get('temperature_c'), '.1f', '?')} °C at the start, "
+                     f"{_f(t1.get('temperature_c'), '.1f', '?')} °C at the end "
+                     f"({t0.get('temperature_source') or t1.get('temperature_source')})")  # fmt: skip
+    thr = t1.get("throttling") or t0.get("throttling")
+    if thr:
+        parts.append(f"throttling: {', '.join(thr['flags']) or 'none'} ({thr['source']}"
+                     + (f" {thr['word']})" if thr.get("word") else ")"))  # fmt: skip
+    return [f"Thermal: {'; '.join(parts)}"] if parts else []
 
 
 def flag_lines(report: dict[str, Any]) -> list[str]:
@@ -94,6 +133,11 @@ def flag_lines(report: dict[str, Any]) -> list[str]:
         and r.get("precision_used") and r["precision_used"] != r.get("precision")
         and not any("ran in" in f for f in r.get("flags", []))
     ]  # fmt: skip
+    rewrites: dict[str, list[str]] = {}  # what was changed in a graph, as its metadata records it
+    for r in report["rows"]:
+        for g in r.get("rewrites") or []:
+            rewrites.setdefault(g, []).append(r["name"])
+    out += [f"graph rewrite in {', '.join(names)}: {g}" for g, names in rewrites.items()]
     return out + list(report.get("notes", []))
 
 
@@ -144,7 +188,10 @@ LEGEND = (
     "pipe ms: the per-person pipeline p50 (crop + normalise + inference + decode) without flip; +flip ms: "
     "what the flip test adds; pre/post: crop+decode time as a share of inference; first ms: first inference "
     "after load; RSS MB: peak resident-memory growth over load and inference; size MB: the artifact's files "
-    "(.xml+.bin for OpenVINO)."
+    "(.xml+.bin for OpenVINO). (ran bf16) / (float ops bf16): the precision the engine reported computing in, "
+    "where it is not the artifact's own (OpenVINO's CPU plugin picks bf16 on AMX/AVX512-BF16 CPUs unless told "
+    "f32; FP16 TFLite widens its fp16 weights and runs float32 kernels); accuracy is measured in that precision. "
+    "[inference_precision=f32]: the same artifact with float32 forced (edgepose bench --strict-precision)."
 )
 
 
@@ -175,8 +222,20 @@ def summary_markdown(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinity replaced by ``None`` (JSON has no such numbers: a measurement that is
+    not a number is written as null, never as a bare ``NaN`` that JSON readers reject)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
 def write_json(report: dict[str, Any], path: str | Path) -> None:
-    atomic_write(path, json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write(path, json_text(finite(report), str(path), indent=2, default=str) + "\n")
 
 
 def write_markdown(report: dict[str, Any], path: str | Path) -> None:

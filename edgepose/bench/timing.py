@@ -1,7 +1,10 @@
 """Timing with hyperfine's discipline, inside Python: warm-up calls, many timed calls, medians and percentiles.
 
-Each call is timed on its own with ``time.perf_counter_ns`` while the garbage collector is paused, so that a
-collection never lands inside a measurement; results are summarised as percentiles, never one shot.
+One loop, :func:`time_stages`, times everything: a function is run ``warmup`` times untimed, then ``runs`` times
+with the garbage collector paused, and every call reports when each of its stages ended through a ``tick``
+callback (``time.perf_counter_ns``). The per-person pipeline is timed through the ``tick`` hook of
+:class:`edgepose.processing.TopDownPipeline` itself, so the stages timed are the code that runs in eval and
+predict, not a re-spelling of it.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from ..processing import TopDownPipeline, merge_flip
+from ..processing import TopDownPipeline, input_kind_of
 from ..spec import ModelSpec
+
+Tick = Callable[[str], None]
 
 
 def summarize(ns: Sequence[int] | np.ndarray, items: int = 1) -> dict[str, float]:
@@ -31,63 +36,60 @@ def summarize(ns: Sequence[int] | np.ndarray, items: int = 1) -> dict[str, float
     }  # fmt: skip
 
 
-def time_calls(fn: Callable[[], object], runs: int, warmup: int) -> np.ndarray:
-    """``warmup`` untimed calls, then ``runs`` timed ones (ns each), with the garbage collector paused."""
+def time_stages(fn: Callable[[Tick], object], runs: int, warmup: int) -> dict[str, np.ndarray]:
+    """Run ``fn(tick)`` ``warmup`` times untimed, then ``runs`` times timed; ``fn`` calls ``tick(name)`` after each
+    stage. Returns nanoseconds per stage per run (stages in the order first seen), plus ``"total"``."""
     for _ in range(warmup):
-        fn()
-    out = np.empty(runs, dtype=np.int64)
+        fn(_no_tick)
+    marks: list[tuple[str, int]] = []
+    rows: list[list[tuple[str, int]]] = []
+    tick = lambda name: marks.append((name, time.perf_counter_ns()))  # noqa: E731
     enabled = gc.isenabled()
     gc.disable()
     try:
-        for i in range(runs):
+        for _ in range(runs):
+            marks = []
             t0 = time.perf_counter_ns()
-            fn()
-            out[i] = time.perf_counter_ns() - t0
+            fn(tick)
+            t1 = time.perf_counter_ns()
+            rows.append([("", t0), *marks, ("", t1)])
     finally:
         if enabled:
             gc.enable()
+    names = list(dict.fromkeys(name for row in rows for name, _ in row[1:-1]))
+    out = {n: np.zeros(runs, dtype=np.int64) for n in names}
+    out["total"] = np.zeros(runs, dtype=np.int64)
+    for i, row in enumerate(rows):
+        for (_, a), (name, b) in zip(row[:-2], row[1:-1]):
+            out[name][i] += b - a
+        out["total"][i] = row[-1][1] - row[0][1]
     return out
+
+
+def _no_tick(_name: str) -> None:
+    return None
+
+
+def time_calls(fn: Callable[[], object], runs: int, warmup: int) -> np.ndarray:
+    """``warmup`` untimed calls, then ``runs`` timed ones (ns each), with the garbage collector paused."""
+    return time_stages(lambda _tick: fn(), runs, warmup)["total"]
 
 
 def time_pipeline(
     spec: ModelSpec, infer: Callable, image: np.ndarray, boxes: np.ndarray, flip: bool, runs: int, warmup: int
 ) -> dict[str, Any]:
-    """The per-person pipeline (box -> crop+normalise -> model [-> flipped model + merge] -> decode), per stage."""
-    pipe = TopDownPipeline(spec, flip_test=flip)
-    stages = np.zeros((runs, 4), dtype=np.int64)  # pre, infer, flip (second pass + merge), decode
-
-    def once(row: np.ndarray | None) -> None:
-        t0 = time.perf_counter_ns()
-        centers, scales = pipe.boxes_to_center_scale(boxes)
-        batch = pipe.preprocess(image, centers, scales)
-        t1 = time.perf_counter_ns()
-        heatmaps = infer(batch)
-        t2 = time.perf_counter_ns()
-        if flip:
-            flipped = infer(np.ascontiguousarray(batch[..., ::-1]))
-            heatmaps = merge_flip(heatmaps, flipped, spec.flip_pairs, spec.shift_heatmap)
-        t3 = time.perf_counter_ns()
-        pipe.decode(heatmaps, centers, scales)
-        t4 = time.perf_counter_ns()
-        if row is not None:
-            row[:] = (t1 - t0, t2 - t1, t3 - t2, t4 - t3)
-
-    for _ in range(warmup):
-        once(None)
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for i in range(runs):
-            once(stages[i])
-    finally:
-        if enabled:
-            gc.enable()
-    med = np.median(stages, axis=0) / 1e6
-    pre_post = np.median(stages[:, 0] + stages[:, 3]) / 1e6
-    model = np.median(stages[:, 1] + stages[:, 2]) / 1e6
-    out = summarize(stages.sum(axis=1), items=len(boxes))
+    """The per-person pipeline (box -> crop+normalise -> model [-> flipped model + merge] -> decode), per stage,
+    timed through the pipeline's own stage hook."""
+    pipe = TopDownPipeline(spec, flip_test=flip, input_kind=input_kind_of(infer))
+    st = time_stages(lambda tick: pipe(infer, image, boxes, tick=tick), runs, warmup)
+    zero = np.zeros(runs, dtype=np.int64)
+    pre, inf, flp, dec = (st.get(k, zero) for k in ("pre", "infer", "flip", "decode"))
+    pre_post = float(np.median(pre + dec) / 1e6)
+    model = float(np.median(inf + flp) / 1e6)
+    out = summarize(st["total"], items=len(boxes))
     out.update(
-        pre_ms=float(med[0]), infer_ms=float(med[1]), flip_ms=float(med[2]), decode_ms=float(med[3]),
-        pre_post_ms=float(pre_post), overhead_pct=float(100.0 * pre_post / model) if model > 0 else None,
+        pre_ms=float(np.median(pre) / 1e6), infer_ms=float(np.median(inf) / 1e6),
+        flip_ms=float(np.median(flp) / 1e6), decode_ms=float(np.median(dec) / 1e6), pre_post_ms=pre_post,
+        overhead_pct=100.0 * pre_post / model if model > 0 else None,
     )  # fmt: skip
     return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from ._args import THREADS_HELP, non_negative_float, non_negative_int, positive_int, sha256_arg
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -25,37 +27,79 @@ def register(sub) -> None:
     ref.add_argument("--reference", metavar="PTH", help="PyTorch checkpoint for the reference row (default: the "
                      "model's own)")  # fmt: skip
     ref.add_argument("--no-reference", action="store_true", help="no PyTorch reference row")
+    sha256_arg(p, "--reference")
     p.add_argument("--dataset", help="dataset format of --ann (default: the model's: coco, mpii, onehand10k, ...)")
     p.add_argument("--ann", help="annotation file (default for the demo model: the synthetic val split)")
     p.add_argument("--images", help="image directory of --ann")
     p.add_argument("--bbox-file", help="person detections (COCO results JSON) instead of ground-truth boxes")
-    p.add_argument("--limit", type=int, metavar="N", help="evaluate on the first N images only (COCO-format files)")
+    p.add_argument("--limit", type=positive_int, metavar="N",
+                   help="evaluate on the first N images only, N >= 1 (COCO-format files)")
     p.add_argument("--no-accuracy", action="store_true", help="speed, size and memory only")
     p.add_argument("--no-flip", action="store_true", help="evaluate accuracy without flip test (timing has both)")
-    p.add_argument("--threads", type=int, help="inference threads (default: every usable CPU)")
-    p.add_argument("--runs", type=int, default=100, help="timed runs per measurement (default 100)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs before them (default 10)")
-    p.add_argument("--batch", type=int, default=1, help="persons per inference call in the timing (default 1)")
+    p.add_argument("--threads", type=positive_int, help=THREADS_HELP)
+    p.add_argument("--runs", type=positive_int, default=100, help="timed runs per measurement (default 100)")
+    p.add_argument("--warmup", type=non_negative_int, default=10, help="untimed warm-up runs before them (default 10)")
+    p.add_argument("--batch", type=positive_int, default=1, help="persons per inference call in the timing (default 1)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, tensorrt (onnxruntime) or gpu "
                    "(openvino); fails at once when this machine has no such device")  # fmt: skip
     p.add_argument("--allow-fallback", action="store_true", help="run on CPU when --device is missing, saying so "
                    "in the output and in each row")  # fmt: skip
     p.add_argument("--batch-sizes", metavar="B,B,...", help="also time batched inference at these batch sizes "
                    "(e.g. 1,8,32,128): latency per batch, crops/s, pre/post share")  # fmt: skip
-    p.add_argument("--max-drop", type=float, metavar="X", help="largest accepted accuracy drop, absolute, for every "
+    p.add_argument("--max-drop", type=non_negative_float, metavar="X",
+                   help="largest accepted accuracy drop, absolute, for every "
                    "precision (default 0.01 for FP32/FP16 and 0.03 for INT8)")  # fmt: skip
+    p.add_argument("--strict-precision", action="store_true", help="also bench each artifact whose engine chose a "
+                   "lower float precision than float32 by default (OpenVINO: bf16 on AMX/AVX512-BF16 CPUs) with "
+                   "float32 forced, as an extra row (default rows show what the engine does by default)")  # fmt: skip
     p.add_argument("--json", dest="json_out", metavar="OUT", help="write every number and the machine as JSON")
     p.add_argument("--markdown", metavar="OUT", help="write the table and the machine as Markdown")
     p.add_argument("--plot", metavar="OUT.png", help="plot accuracy against latency (needs matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="accuracy rows as Ray jobs on a cluster "
+                   "(ADDRESS, or none for RAY_ADDRESS / a local instance); timing stays here, one row at a time "
+                   "(pip install 'edgepose[scale]')")  # fmt: skip
+    p.add_argument("--ray-ship-crops", action="store_true", help="with --ray: ship crops from here instead of "
+                   "workers reading the images (a path every node must see)")  # fmt: skip
+    r = p.add_argument_group("remote devices (over SSH; see docs/raspberry-pi.md)")
+    r.add_argument("--remote", action="append", metavar="[ssh://][USER@]HOST[:PORT]", help="also bench on this "
+                   "machine over SSH (a ~/.ssh/config alias works; repeat for several): edgepose[lite] in a venv "
+                   "there, the artifacts it can run and the evaluation data copied and checked by sha256, the rows "
+                   "added to the report with accuracy deltas against the reference measured here")  # fmt: skip
+    r.add_argument("--remote-python", metavar="PATH", help="use this Python on the remote (it must have "
+                   "edgepose[lite]) instead of the venv that edgepose makes and keeps there")  # fmt: skip
+    r.add_argument("--remote-dir", metavar="DIR", default="~/.cache/edgepose-remote", help="remote folder for the "
+                   "venv (kept for the next run) and the run's temporary folder (removed at the end); default "
+                   "~/.cache/edgepose-remote")  # fmt: skip
+    r.add_argument("--ssh-config", metavar="FILE", help="ssh client configuration file (ssh -F)")
+    r.add_argument("--ssh-option", action="append", default=[], metavar="KEY=VALUE", help="ssh -o option "
+                   "(repeatable); BatchMode=yes is always set: no password prompts")  # fmt: skip
+    r.add_argument("--remote-timeout", type=float, default=3600, metavar="S", help="seconds the remote bench "
+                   "may take per host (default 3600)")  # fmt: skip
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
     from ..bench import BenchConfig, run_bench
     from ..bench.batch import parse_batch_sizes, sweep_table
-    from ..bench.report import console_table, write_json, write_markdown
+    from ..bench.report import console_table
+    from ..files import check_writable
     from ..runtimes.devices import require_device
+
+    for path, what in ((args.json_out, "--json"), (args.markdown, "--markdown"), (args.plot, "--plot")):
+        check_writable(path, what)
+    if args.sha256 and args.no_reference:
+        from ..errors import EdgeposeError
+
+        raise EdgeposeError("--sha256 checks the --reference checkpoint; it makes no sense with --no-reference")
+    if args.sha256 and args.reference:  # a wrong reference fails now, not in its row at the end
+        from ..checkpoint import resolve_checkpoint
+
+        resolve_checkpoint(args.reference, progress=not args.quiet, sha256=args.sha256)
+    if args.remote:
+        from ..bench.remote import check_targets
+
+        check_targets(args.remote)  # a malformed --remote fails now, not after the local bench
 
     choice = require_device(args.device, args.allow_fallback)  # one line, exit 2, for a missing device
     if choice.fallback:
@@ -65,6 +109,7 @@ def run(args) -> int:
         model=args.model,
         artifacts=args.artifacts or (),
         reference="" if args.no_reference else args.reference,
+        reference_sha256=args.sha256,
         dataset=args.dataset,
         ann=args.ann,
         images=args.images,
@@ -80,19 +125,25 @@ def run(args) -> int:
         device=choice.requested,
         allow_fallback=args.allow_fallback,
         batch_sizes=parse_batch_sizes(args.batch_sizes),
+        strict_precision=args.strict_precision,
         progress=not args.quiet,
+        ray=args.ray,
+        ray_ship_crops=args.ray_ship_crops,
     )
     report = run_bench(cfg)
     data = report.to_dict()
     print(console_table(data))
     if args.batch_sizes:
         print(sweep_table(data))
-    if args.json_out:
-        write_json(data, args.json_out)
-        print(f"wrote {args.json_out}", file=sys.stderr)
-    if args.markdown:
-        write_markdown(data, args.markdown)
-        print(f"wrote {args.markdown}", file=sys.stderr)
+    remote_failed = False
+    if args.remote:
+        try:
+            remote_failed = _remotes(args, cfg, data)
+        except KeyboardInterrupt:
+            data["notes"].append("interrupted during the remote benches: the rows that finished are kept")
+            _write(args, data)
+            raise
+    _write(args, data)
     if args.plot:
         from ..bench.plot import write_plot
 
@@ -101,4 +152,39 @@ def run(args) -> int:
     if report.all_failed:
         print("edgepose: every artifact failed", file=sys.stderr)
         return 1
+    if remote_failed:
+        print("edgepose: a remote host failed (its line is above); the rows that finished are in the report",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0
+
+
+def _remotes(args, cfg, data: dict) -> bool:
+    """Bench on each --remote host; print the device table; True when a host failed."""
+    from ..bench.remote import RemoteOptions, bench_remotes
+    from ..bench.remote_report import console_devices
+
+    opts = RemoteOptions(targets=args.remote, python=args.remote_python, directory=args.remote_dir,
+                         ssh_config=args.ssh_config, ssh_options=args.ssh_option, threads=args.threads,
+                         timeout=args.remote_timeout, progress=not args.quiet)  # fmt: skip
+    entries = bench_remotes(data, cfg, opts)
+    print()
+    print(console_devices(data))
+    return any(e["status"] != "ok" or (e["rows"] and all(r["status"] != "ok" for r in e["rows"])) for e in entries)
+
+
+def _write(args, data: dict) -> None:
+    from ..bench.report import markdown, write_json
+    from ..files import atomic_write
+
+    if args.json_out:
+        write_json(data, args.json_out)
+        print(f"wrote {args.json_out}", file=sys.stderr)
+    if args.markdown:
+        text = markdown(data)
+        if data.get("remotes"):
+            from ..bench.remote_report import markdown_devices
+
+            text += "\n" + markdown_devices(data)
+        atomic_write(args.markdown, text)
+        print(f"wrote {args.markdown}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import EdgeposeError
+from ._args import int_range, non_negative_int, positive_int
 
 
 def register(sub) -> None:
@@ -16,11 +17,13 @@ def register(sub) -> None:
     p.add_argument("--images", required=True, help="image folder (alone: every image, whole image as the box)")
     p.add_argument("--dataset", help="dataset reader for --ann: coco, mpii, onehand10k, panoptic, rhd")
     p.add_argument("--ann", help="annotation file of the training split (with --dataset)")
-    p.add_argument("--num", type=int, default=128, help="calibration crops (default: 128)")
-    p.add_argument("--holdout", type=int, default=32, help="held-out crops for the parity check (default: 32)")
+    p.add_argument("--num", type=positive_int, default=128, help="calibration crops (default: 128)")
+    p.add_argument("--holdout", type=non_negative_int, default=32,
+                   help="held-out crops for the parity check (default: 32)")
     p.add_argument("--seed", type=int, default=0, help="which images are picked (default: 0)")
     p.add_argument("--allow-eval-split", action="store_true", help="accept a val/test split (not recommended)")
-    p.add_argument("--jpeg", type=int, metavar="QUALITY", help="store crops JPEG-encoded (e.g. 95): ~10x smaller")
+    p.add_argument("--jpeg", type=int_range(1, 100), metavar="QUALITY",
+                   help="store crops JPEG-encoded, quality 1..100 (e.g. 95): ~10x smaller")
     p.add_argument("--out", required=True, help="output .npz file")
     p.set_defaults(handler=run)
 
@@ -34,6 +37,9 @@ def run(args) -> int:
         raise EdgeposeError("--dataset and --ann go together (or give --images alone for a folder)")
     if not str(args.out).endswith(".npz"):
         raise EdgeposeError(f"{args.out}: the output must be an .npz file")
+    from ..files import check_writable
+
+    check_writable(args.out, "--out")
     if args.dataset:
         cset = from_dataset(spec, args.dataset, args.ann, args.images, args.num, args.holdout, args.seed,
                             args.allow_eval_split)  # fmt: skip

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from ._args import finite_float, positive_int, sha256_arg
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -14,26 +16,37 @@ def register(sub) -> None:
     )
     p.add_argument("--model", help="zoo model name (default: the demo model)")
     p.add_argument("--checkpoint", help="PyTorch checkpoint path or URL (default: the model's own)")
+    sha256_arg(p)
     p.add_argument("--target", default="tflite", help="onnx, tflite, openvino or all; comma list (default: tflite)")
     p.add_argument("--precision", default="fp32,fp16,int8", help="comma list of fp32, fp16, int8 (default: all)")
     p.add_argument("--calib", help="calibration set .npz from 'edgepose calibrate' (default: the bundled one)")
-    p.add_argument("--num-calib", type=int, default=100, help="calibration crops to use (default: 100)")
+    p.add_argument("--num-calib", type=positive_int, default=100, help="calibration crops to use (default: 100)")
     p.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension (default: batch 1)")
+    p.add_argument("--input", default="float", choices=("float", "uint8"), help="what the artifact takes: float "
+                   "(default: float32 crops normalised with the model's mean/std, NCHW; TFLite NHWC) or uint8 (the "
+                   "crop's RGB bytes, N x H x W x 3, every target: normalisation and transpose inside the model; "
+                   "files are named <model>_<precision>_u8in.<suffix>)")  # fmt: skip
     p.add_argument("--int8-io", action="store_true", help="TFLite INT8 with int8 input/output (default: float)")
     p.add_argument("--allow-parity-failure", action="store_true",
                    help="keep artifacts outside their tolerance (tensor parity, or INT8 task-metric drop > 0.03)")
     g = p.add_argument_group("INT8 accuracy on the task metric (control split: real evaluation data, not calibration "
                              "images; the demo model's default: the first images of its synthetic val split)")
-    g.add_argument("--max-drop", type=float, metavar="X",
+    g.add_argument("--max-drop", type=finite_float, metavar="X",
                    help="accuracy control: every INT8 artifact ends within X of PyTorch on the control split, in "
                         "the model's metric (AP, PCKh, PCK@0.2; e.g. 0.005), keeping the layers that hurt most in "
                         "float; or the command fails and writes nothing")
     g.add_argument("--control-ann", help="annotation file of the control split (a zoo model: needed for --max-drop)")
     g.add_argument("--control-images", help="image folder of the control split")
     g.add_argument("--control-dataset", help="its format: coco, mpii, onehand10k, panoptic, rhd (default: the model's)")
-    g.add_argument("--control-size", type=int, default=100, help="control images, first in file order (default 100)")
-    p.add_argument("--threads", type=int, help="threads for the parity runs")
+    g.add_argument("--control-size", type=positive_int, default=100,
+                   help="control images, first in file order (default 100)")
+    p.add_argument("--threads", type=positive_int, help="threads for the parity runs, at least 1")
+    p.add_argument("--head", default="auto",
+                   help="form of the deconvolution head in the exported graph: auto (each target's fastest, "
+                   "measured), deconv (as trained, no rewrite), subpixel2x2 or subpixel3x3 (exact rewrites)")
     p.add_argument("--out", help="output folder (default: artifacts/<model>/)")
+    p.add_argument("--no-reference-accuracy", action="store_true", help="do not measure and record the PyTorch "
+                   "original's accuracy on the default evaluation data (it lets a torch-less device report drops)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(handler=run)
 
@@ -44,10 +57,11 @@ def run(args) -> int:
 
     control = ControlOptions(args.control_ann, args.control_images, args.control_dataset, args.control_size)
     result = convert(
-        model=args.model, checkpoint=args.checkpoint, targets=args.target, precisions=args.precision,
-        calib=args.calib, num_calib=args.num_calib, dynamic_batch=args.dynamic_batch, int8_io=args.int8_io,
+        model=args.model, checkpoint=args.checkpoint, sha256=args.sha256, targets=args.target,
+        precisions=args.precision, calib=args.calib, num_calib=args.num_calib, dynamic_batch=args.dynamic_batch,
+        int8_io=args.int8_io, input=args.input,
         allow_parity_failure=args.allow_parity_failure, out=args.out, threads=args.threads, progress=not args.quiet,
-        max_drop=args.max_drop, control=control,
+        reference_accuracy=not args.no_reference_accuracy, head=args.head, max_drop=args.max_drop, control=control,
     )  # fmt: skip
     print(result.table())
     for a in result.artifacts:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 from ..spec import DATASETS
+from ._args import finite_float, non_negative_int, positive_int, sha256_arg
 
 
 def register(sub) -> None:
@@ -13,16 +14,36 @@ def register(sub) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="PyTorch checkpoint path or URL (default: the model's own)")
     src.add_argument("--artifact", help="a converted artifact (.onnx, .tflite, .xml, .pth) to run")
+    sha256_arg(p)
     p.add_argument("--dataset", choices=list(DATASETS), help="evaluation set format (default: the model's)")
     p.add_argument("--ann", help="annotation file (COCO json, mmpose MPII json, hand json)")
     p.add_argument("--images", help="image folder")
     p.add_argument("--bbox-file", help="COCO person detection results to crop from instead of ground-truth boxes")
-    p.add_argument("--det-bbox-thr", type=float, default=0.0, help="keep detections with score >= this (default 0)")
+    p.add_argument("--det-bbox-thr", type=finite_float, default=0.0,
+                   help="keep detections with score >= this (default 0)")  # fmt: skip
     p.add_argument("--no-flip", action="store_true", help="disable the flip test")
-    p.add_argument("--batch-size", type=int, default=16, help="crops per inference call (default 16)")
-    p.add_argument("--threads", type=int, help="inference threads")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="crops per inference call (default 16)")
+    p.add_argument("--threads", type=positive_int, help="inference threads, at least 1 (with --ray: per worker, "
+                   "default 1)")
+    p.add_argument("--serial", action="store_true", help="read, crop, infer and decode one after the other (the "
+                   "reference path; by default they overlap, with the same keypoints bit for bit)")  # fmt: skip
+    p.add_argument("--workers", type=non_negative_int, default=2, help="threads that read, crop and decode beside "
+                   "the engine (default 2; 0: on the calling thread, overlapping only with an engine's async "
+                   "face)")  # fmt: skip
+    ray = p.add_argument_group("Ray (pip install 'edgepose[scale]'; see README 'Evaluation at scale')")
+    ray.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="shard the dataset over Ray workers: "
+                     "ADDRESS of a cluster (host:6379, ray://host:10001, auto), or none for RAY_ADDRESS, a running "
+                     "local instance, else a new local one")  # fmt: skip
+    ray.add_argument("--ray-actors", type=positive_int, metavar="N",
+                     help="workers (default: the cluster's CPUs / --threads)")  # fmt: skip
+    ray.add_argument("--ray-ship-crops", action="store_true", help="the driver reads and crops the images and ships "
+                     "the crops (default: workers read --images, a path every node must see)")  # fmt: skip
+    ray.add_argument("--ray-retries", type=non_negative_int, default=3, metavar="N", help="restarts of a dead "
+                     "worker and re-runs of its shard (default 3)")  # fmt: skip
     p.add_argument("--predictions", help="also write every instance's keypoints (before OKS-NMS) as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable or truncated images (counted "
+                   "and named in a warning, and in the metrics file) instead of stopping at the first one")  # fmt: skip
     p.add_argument("--out", required=True, help="metrics JSON file")
     p.set_defaults(handler=run)
 
@@ -43,39 +64,52 @@ def run(args) -> int:
     from ..datasets import load_dataset
     from ..errors import EdgeposeError
     from ..evaluate import evaluate_dataset, resolve_data
-    from ..files import atomic_write
+    from ..files import atomic_path, check_writable, json_text
     from ..predict import write_json
-    from ..runtimes.open import open_model
-    from ..spec import DEFAULT_MODEL, get_spec
+    from ..runtimes.open import model_for_checkpoint, open_model
+    from ..spec import get_spec
 
-    if args.batch_size < 1:
-        raise EdgeposeError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_writable(args.out, "--out")
+    check_writable(args.predictions, "--predictions")
+    if args.predictions and Path(args.predictions).resolve() == Path(args.out).resolve():
+        raise EdgeposeError(f"--predictions {args.predictions}: the same file as --out")
     if (args.ann is None) != (args.images is None):
         raise EdgeposeError("--ann and --images go together")
     if args.model:
         spec = get_spec(args.model)
-    else:  # an artifact names its own model; otherwise the demo model
-        spec = None if args.artifact else get_spec(DEFAULT_MODEL)
+    else:  # an artifact names its own model; a checkpoint may be a zoo file; otherwise the demo model
+        spec = None if args.artifact else model_for_checkpoint(None, args.checkpoint)
 
     def load(spec):
         dataset, ann, images = resolve_data(spec, args.dataset, args.ann, args.images)
-        return load_dataset(dataset, ann, images, spec, args.bbox_file, args.det_bbox_thr)
+        return load_dataset(dataset, ann, images, spec, args.bbox_file, args.det_bbox_thr,
+                            skip_bad_images=args.skip_bad_images)  # fmt: skip
 
+    if args.workers < 0:
+        raise EdgeposeError(f"--workers must be 0 or more, got {args.workers}")
     ds = load(spec) if spec is not None else None  # a bad file fails before any model is loaded
-    spec, rt = open_model(args.model, args.checkpoint, args.artifact, args.threads)
-    if ds is None:
-        ds = load(spec)
-    result = evaluate_dataset(
-        spec, rt, ds, flip_test=not args.no_flip, batch_size=args.batch_size, progress=not args.no_progress,
-        det_bbox_thr=args.det_bbox_thr,
-    )  # fmt: skip
+    if args.ray is not None:
+        result, runtime_info, spec = _run_on_ray(args, ds, load)
+    else:
+        spec, rt = open_model(args.model, args.checkpoint, args.artifact, args.threads, sha256=args.sha256)
+        if ds is None:
+            ds = load(spec)
+        result = evaluate_dataset(
+            spec, rt, ds, flip_test=not args.no_flip, batch_size=args.batch_size, progress=not args.no_progress,
+            det_bbox_thr=args.det_bbox_thr, mode="serial" if args.serial else "pipelined", workers=args.workers,
+        )  # fmt: skip
+        runtime_info = rt.info() if hasattr(rt, "info") else {}
     doc = result.to_json()
-    doc["runtime"] = rt.info() if hasattr(rt, "info") else {}
+    doc["runtime"] = runtime_info
     doc["published"] = dict(spec.published)
-    write_json(args.out, doc)
+    text = json_text(doc, str(args.out), indent=2) + "\n"  # both documents made before either is written
     if args.predictions:  # one instance per line: COCO val has ~100k of them
-        lines = ",\n".join(json.dumps(p, separators=(",", ":")) for p in result.predictions)
-        atomic_write(args.predictions, f"[\n{lines}\n]\n".encode())
+        lines = ",\n".join(json_text(p, str(args.predictions), separators=(",", ":")) for p in result.predictions)
+        with atomic_path(args.predictions) as tmp_pred, atomic_path(args.out) as tmp_out:
+            tmp_pred.write_text(f"[\n{lines}\n]\n")
+            tmp_out.write_text(text)
+    else:
+        write_json(args.out, doc)
     info = result.info
     flip = "on" if info["flip_test"] else "off"
     n, m = info["num_samples"], info["num_images"]
@@ -83,3 +117,26 @@ def run(args) -> int:
     print(format_table(result.metrics, spec.published))
     print(f"-> {args.out}")
     return 0
+
+
+def _run_on_ray(args, ds, load):
+    """(result, runtime info of a worker, spec) of ``edgepose eval --ray``."""
+    from ..runtimes.open import model_for_checkpoint
+    from ..scale import RayOptions, evaluate_on_ray, open_model_files
+
+    if args.sha256:  # the file the workers will load, checked here once
+        from ..checkpoint import check_sha256, resolve_checkpoint
+
+        if args.artifact:
+            check_sha256(args.artifact, args.sha256)
+        else:
+            resolve_checkpoint(args.checkpoint or model_for_checkpoint(args.model, None).checkpoint, sha256=args.sha256)
+    spec, model = open_model_files(args.model, args.checkpoint, args.artifact)
+    if ds is None:
+        ds = load(spec)
+    opts = RayOptions(address=args.ray or None, actors=args.ray_actors, threads=args.threads or 1,
+                      workers=args.workers, ship_crops=args.ray_ship_crops, retries=args.ray_retries,
+                      progress=not args.no_progress)  # fmt: skip
+    result = evaluate_on_ray(spec, model, ds, opts, flip_test=not args.no_flip, batch_size=args.batch_size,
+                             det_bbox_thr=args.det_bbox_thr)  # fmt: skip
+    return result, result.info["executor"].get("runtime", {}), spec

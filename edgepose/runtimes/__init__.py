@@ -6,6 +6,8 @@ runtime's own business, read from the artifact's metadata. Engines are imported 
 module in ``runtimes/engines/`` declares its own facts (see :class:`Runtime`).
 """
 
+# Importing the package registers every engine module in it; none imports its engine at import time.
+from . import engines  # noqa: F401,E402,I001
 from .base import (
     RUNTIMES,
     Runtime,
@@ -17,9 +19,6 @@ from .base import (
     runtime_for,
     runtime_of_format,
 )
-
-# Importing the package registers every engine module in it; none imports its engine at import time.
-from . import engines  # noqa: F401,E402,I001
 
 __all__ = ["RUNTIMES", "Runtime", "RuntimeOptions", "engine_for", "format_label", "load_runtime",
            "register_runtime", "runtime_for", "runtime_of_format"]  # fmt: skip

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import EdgeposeError
+from .artifact import INPUT_FLOAT, INPUT_UINT8
 
 RUNTIMES: dict[str, type[Runtime]] = {}
 _SUFFIXES: dict[str, str] = {}
@@ -75,6 +76,11 @@ class Runtime:
 
     ``batch_size`` is the artifact's fixed batch (``None`` when dynamic); ``__call__`` splits a larger
     batch into such calls, so callers never care.
+
+    ``input_kind`` says what ``__call__`` takes: ``INPUT_FLOAT`` (float32 NCHW normalised, every artifact made
+    without ``--input uint8``) or ``INPUT_UINT8`` (uint8 NHWC RGB crops, normalisation inside the model).
+    ``precision_used`` is the precision the engine computes the float operations in, as it reports it
+    ("fp32", "bf16", "fp16"; an INT8 graph's float parts), which can differ from the artifact's precision.
     """
 
     # ---- facts each engine declares
@@ -88,6 +94,9 @@ class Runtime:
     install: ClassVar[str] = ""  # the install group that brings the engine
     color: ClassVar[str] = "#777777"  # plot colour
     Options: ClassVar[type] = RuntimeOptions
+    # options that make the engine compute float ops in float32 where its default may choose lower (OpenVINO
+    # picks bf16 on AMX/AVX512-BF16 CPUs); empty: the default already computes what the artifact declares
+    strict_options: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def devices(cls) -> list[str]:
@@ -120,6 +129,8 @@ class Runtime:
         self.metadata: dict[str, Any] = {}
         self.batch_size: int | None = None
         self.precision = "fp32"
+        self.input_kind = INPUT_FLOAT
+        self.precision_used: str | None = None
         t0 = time.perf_counter()
         self._load()
         self.load_time_s = time.perf_counter() - t0
@@ -141,9 +152,7 @@ class Runtime:
         raise NotImplementedError
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if batch.ndim != 4:
-            raise EdgeposeError(f"{self.path}: expected an NCHW batch, got shape {batch.shape}")
+        batch = self._check_input(batch)
         bs = self.batch_size
         if bs is None or len(batch) == bs:
             return np.asarray(self._infer(batch), dtype=np.float32)
@@ -156,13 +165,38 @@ class Runtime:
             outs.append(np.asarray(self._infer(chunk), dtype=np.float32)[:n])
         return np.concatenate(outs)
 
+    def _check_input(self, batch: np.ndarray) -> np.ndarray:
+        """``batch`` as the contiguous array this artifact's input kind takes, or one clear error."""
+        if self.input_kind == INPUT_UINT8:
+            a = np.asarray(batch)
+            if a.dtype != np.uint8 or a.ndim != 4 or a.shape[3] != 3:
+                raise EdgeposeError(f"{self.path}: takes uint8 NHWC RGB crops (input.kind {INPUT_UINT8}), got "
+                                    f"{a.dtype} {a.shape}; feed the crops, not normalised floats "
+                                    "(TopDownPipeline(spec, input_kind=rt.input_kind) does)")  # fmt: skip
+            return np.ascontiguousarray(a)
+        if np.asarray(batch).dtype == np.uint8:
+            raise EdgeposeError(f"{self.path}: takes float32 NCHW normalised crops (input.kind {INPUT_FLOAT}), got "
+                                "uint8; normalise them first (edgepose.processing.normalize)")  # fmt: skip
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if batch.ndim != 4:
+            raise EdgeposeError(f"{self.path}: expected an NCHW batch, got shape {batch.shape}")
+        return batch
+
+    def _engine_input(self, batch: np.ndarray, layout: str) -> np.ndarray:
+        """A checked batch in the engine's tensor layout (uint8 NHWC crops are the tensor already)."""
+        from .io import to_layout
+
+        return batch if self.input_kind == INPUT_UINT8 else to_layout(batch, layout)
+
     def info(self) -> dict[str, Any]:
-        """What ran: engine, its version, device and precision actually used, threads."""
+        """What ran: engine, its version, device and precision actually used, threads, input kind."""
         return {
             "engine": self.engine,
             "path": str(self.path),
             "device": self.device,
             "precision": self.precision,
+            "precision_used": self.precision_used,
+            "input_kind": self.input_kind,
             "threads": self.threads,
             "batch_size": self.batch_size,
         }
@@ -176,4 +210,11 @@ def load_runtime(path: str | Path, engine: str | None = None, **kwargs: Any) -> 
         raise EdgeposeError(f"{path}: unknown engine {name!r} (known: {', '.join(RUNTIMES)})")
     if not path.exists():
         raise EdgeposeError(f"{path}: artifact not found")
-    return RUNTIMES[name](path, **kwargs)
+    if path.is_dir():
+        raise EdgeposeError(f"{path}: is a directory, not an artifact file")
+    cls = RUNTIMES[name]
+    if cls.format != "pytorch":  # sizes and sha256 against the metadata, before the engine parses a byte
+        from .artifact import verify_artifact
+
+        verify_artifact(path, cls)
+    return cls(path, **kwargs)

@@ -85,6 +85,35 @@ def openvino_devices() -> list[str] | None:
         return []
 
 
+def cuda_capability(index: int = 0) -> tuple[int, int] | None:
+    """The compute capability of CUDA GPU ``index`` (torch, else ``nvidia-smi``); ``None`` when unknown."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return tuple(torch.cuda.get_device_capability(index))
+    except Exception:  # noqa: BLE001 - torch absent or a broken driver: ask nvidia-smi
+        pass
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", f"--id={index}", "--query-gpu=compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()  # fmt: skip
+        major, minor = out.split(".")
+        return int(major), int(minor)
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+def tf32_or_fp32(index: int, allowed: bool) -> str:
+    """What float32 convolutions compute in on CUDA GPU ``index``: "tf32" where TF32 is allowed and the GPU
+    has it (Ampere, compute capability 8.0, and newer), "fp32" where not, "fp32 or tf32" when unknown."""
+    if not allowed:
+        return "fp32"
+    cap = cuda_capability(index)
+    return "fp32 or tf32" if cap is None else ("tf32" if cap >= (8, 0) else "fp32")
+
+
 def cuda_report() -> str:
     """Why there is (or is not) a GPU, for error lines: torch's view and onnxruntime's providers."""
     parts = []

@@ -1,6 +1,7 @@
 // Pre- and post-processing of an edgepose top-down heatmap model, in plain Kotlin (no Android classes), the
 // same rules as edgepose.processing (mmpose 0.x's test pipeline): box -> centre/scale, affine crop,
-// normalisation, flip-test merge, 'default' heatmap decoding. PoseEstimator.kt feeds LiteRT with it.
+// normalisation (not for uint8-input artifacts: they take the crop's bytes), flip-test merge, 'default' heatmap
+// decoding. PoseEstimator.kt feeds LiteRT with it.
 // Every number comes from the artifact's metadata: `python examples/android/read_artifact.py MODEL.tflite`.
 package org.edgepose.example
 
@@ -12,7 +13,10 @@ class PoseModel(
     val std: FloatArray = floatArrayOf(58.395f, 57.12f, 57.375f),
     val boxPadding: Double = 1.25,
     val flipPairs: Array<IntArray> = emptyArray(),  // COCO: [1,2],[3,4],...,[15,16]
-    val shiftHeatmap: Boolean = true
+    val shiftHeatmap: Boolean = true,
+    // metadata input.kind "uint8_nhwc_rgb" (edgepose convert --input uint8): the model takes the crop's bytes and
+    // normalises inside; "float_nchw_normalized" (the default): feed crop() floats
+    val uint8Input: Boolean = false
 ) {
     val heatmapW get() = inputW / 4
     val heatmapH get() = inputH / 4
@@ -36,19 +40,18 @@ object PoseDecoder {
     }
 
     /**
-     * The model input for one box: an RGB crop of inputW x inputH, normalised, in NHWC order
-     * (index (v * inputW + u) * 3 + c), horizontally mirrored when [mirror] (the flip-test pass).
+     * The RGB crop for one box, inputW x inputH, as bytes in NHWC order (index (v * inputW + u) * 3 + c),
+     * horizontally mirrored when [mirror] (the flip-test pass): the whole model input of a uint8-input
+     * artifact ([PoseModel.uint8Input]); [crop] normalises it for the others.
      * [rgb] holds the image row-major, 3 bytes per pixel (R, G, B), as unsigned values.
      * Sampling is OpenCV's warpAffine: output pixel (u, v) reads the image at
      * ((u - W/2) / f + cx, (v - H/2) / f + cy) with f = W / (sw * 200), bilinear, black outside.
      */
-    fun crop(rgb: ByteArray, imgW: Int, imgH: Int, cs: CenterScale, model: PoseModel, mirror: Boolean = false): FloatArray {
+    fun cropBytes(rgb: ByteArray, imgW: Int, imgH: Int, cs: CenterScale, model: PoseModel, mirror: Boolean = false): ByteArray {
         val w = model.inputW
         val h = model.inputH
         val f = w / (cs.sw * PIXEL_STD)
-        val out = FloatArray(w * h * 3)
-        val m = FloatArray(3) { (model.mean[it] / 255.0).toFloat() }
-        val s = FloatArray(3) { (model.std[it] / 255.0).toFloat() }
+        val out = ByteArray(w * h * 3)
         fun px(x: Int, y: Int, c: Int): Double =
             if (x < 0 || y < 0 || x >= imgW || y >= imgH) 0.0 else (rgb[(y * imgW + x) * 3 + c].toInt() and 0xFF).toDouble()
         for (v in 0 until h) {
@@ -65,12 +68,22 @@ object PoseDecoder {
                 for (c in 0 until 3) {
                     val top = px(x0, y0, c) * (1 - fx) + px(x0 + 1, y0, c) * fx
                     val bottom = px(x0, y0 + 1, c) * (1 - fx) + px(x0 + 1, y0 + 1, c) * fx
-                    val value = Math.round(top * (1 - fy) + bottom * fy).coerceIn(0, 255).toFloat()
-                    out[(v * w + du) * 3 + c] = (value / 255f - m[c]) / s[c]  // ToTensor then NormalizeTensor
+                    out[(v * w + du) * 3 + c] = Math.round(top * (1 - fy) + bottom * fy).coerceIn(0, 255).toByte()
                 }
             }
         }
         return out
+    }
+
+    /** [cropBytes] normalised for a float-input model: (pixel / 255 - mean / 255) / (std / 255), NHWC floats. */
+    fun crop(rgb: ByteArray, imgW: Int, imgH: Int, cs: CenterScale, model: PoseModel, mirror: Boolean = false): FloatArray =
+        normalize(cropBytes(rgb, imgW, imgH, cs, model, mirror), model)
+
+    /** ToTensor then NormalizeTensor, as edgepose.processing.normalize, on NHWC RGB bytes. */
+    fun normalize(bytes: ByteArray, model: PoseModel): FloatArray {
+        val m = FloatArray(3) { (model.mean[it] / 255.0).toFloat() }
+        val s = FloatArray(3) { (model.std[it] / 255.0).toFloat() }
+        return FloatArray(bytes.size) { i -> ((bytes[i].toInt() and 0xFF).toFloat() / 255f - m[i % 3]) / s[i % 3] }
     }
 
     /** Flip test: average [hm] with the flipped pass [flipped] (both NHWC, heatmapH x heatmapW x K). */

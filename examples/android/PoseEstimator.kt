@@ -32,6 +32,8 @@ class PoseEstimator(
         val expectOut = intArrayOf(1, model.heatmapH, model.heatmapW, model.numKeypoints)
         require(input.shape().contentEquals(expectIn)) { "input ${input.shape().contentToString()}" }
         require(output.shape().contentEquals(expectOut)) { "output ${output.shape().contentToString()}" }
+        // metadata input.kind uint8_nhwc_rgb: the tensor is uint8 and takes the crop's bytes as they are
+        require(!model.uint8Input || input.dataType() == DataType.UINT8) { "uint8 input expected, got ${input.dataType()}" }
     }
 
     /** Keypoints [K][x, y, score] in [bitmap] pixels for one person [box] (from a person detector). */
@@ -39,12 +41,23 @@ class PoseEstimator(
         val rgb = rgbBytes(bitmap)
         val cs = PoseDecoder.centerScale(box.left.toDouble(), box.top.toDouble(),
             box.width().toDouble(), box.height().toDouble(), model)
-        var hm = infer(PoseDecoder.crop(rgb, bitmap.width, bitmap.height, cs, model))
+        var hm = run(rgb, bitmap, cs, mirror = false)
         if (flipTest) {
-            val flipped = infer(PoseDecoder.crop(rgb, bitmap.width, bitmap.height, cs, model, mirror = true))
-            hm = PoseDecoder.mergeFlip(hm, flipped, model)
+            hm = PoseDecoder.mergeFlip(hm, run(rgb, bitmap, cs, mirror = true), model)
         }
         return PoseDecoder.decode(hm, cs, model)
+    }
+
+    /** One pass: a uint8-input artifact gets the crop's bytes (no normalisation here), the others crop() floats. */
+    private fun run(rgb: ByteArray, bitmap: Bitmap, cs: CenterScale, mirror: Boolean): FloatArray =
+        if (model.uint8Input) inferBytes(PoseDecoder.cropBytes(rgb, bitmap.width, bitmap.height, cs, model, mirror))
+        else infer(PoseDecoder.crop(rgb, bitmap.width, bitmap.height, cs, model, mirror))
+
+    /** The crop's NHWC RGB bytes straight into a uint8 input tensor, NHWC heatmaps out (float). */
+    private fun inferBytes(bytes: ByteArray): FloatArray {
+        inBuf.rewind()
+        inBuf.put(bytes)
+        return runAndRead()
     }
 
     /** One normalised NHWC crop in, NHWC heatmaps out (float), whatever the tensors' dtypes. */
@@ -59,6 +72,10 @@ class PoseEstimator(
             }
             else -> error("unsupported input type ${input.dataType()}")
         }
+        return runAndRead()
+    }
+
+    private fun runAndRead(): FloatArray {
         inBuf.rewind()
         outBuf.rewind()
         interpreter.run(inBuf, outBuf)

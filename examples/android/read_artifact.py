@@ -4,7 +4,8 @@
     python examples/android/read_artifact.py artifacts/demo_coco_256x192/demo_coco_256x192_int8.tflite
     python examples/android/read_artifact.py MODEL.tflite --json pose_model.json   # bundle it as an app asset
 
-Prints the input tensor (shape, layout, dtype, quantisation) and its normalisation, the output heatmap tensor,
+Prints the input tensor (shape, layout, dtype, quantisation, kind: normalised floats, or the crop's uint8 bytes
+for artifacts made with ``edgepose convert --input uint8``) and its normalisation, the output heatmap tensor,
 the box -> crop rule, the flip test, the decode rule, the keypoint names and the skeleton. The tensor facts
 come from the TFLite interpreter (ai-edge-litert) when it is installed, else from the artifact's metadata
 (sidecar ``<artifact>.json`` or the copy embedded in the flatbuffer); the model facts from the metadata.
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgepose.artifact import read_metadata
+from edgepose.artifact import INPUT_UINT8, input_kind, read_metadata
 from edgepose.errors import EdgeposeError
 from edgepose.spec import spec_from_metadata
 
@@ -58,6 +59,13 @@ def describe(path: str | Path) -> dict[str, Any]:
         raise EdgeposeError(f"{path}: no edgepose metadata (neither a .json sidecar nor an embedded copy)")
     spec = spec_from_metadata(meta)
     inp, out, source = tensor_details(path, meta)
+    kind = input_kind(meta, path)
+    if kind == INPUT_UINT8:
+        rule = ("feed the crop's RGB bytes as they are (uint8, N x H x W x 3, 0..255): normalisation and layout "
+                "are inside the model (edgepose convert --input uint8); mean/std are listed for reference only")
+    else:
+        rule = ("x = (pixel - mean) / std per RGB channel (pixel 0..255); an int8/uint8 input then takes "
+                "q = clamp(round(x / scale) + zero_point) in the dtype's range")
     layout = meta.get("layout") or {"input": "NHWC", "output": "NHWC"}
     w_in, h_in = spec.input_size
     w_hm, h_hm = spec.heatmap_size
@@ -69,13 +77,13 @@ def describe(path: str | Path) -> dict[str, Any]:
         "dataset": spec.dataset,
         "input": {
             **inp,
+            "kind": kind,
             "layout": layout.get("input"),
             "size_wh": [w_in, h_in],
             "color": "RGB",
             "mean_rgb_0_255": list(spec.mean),
             "std_rgb_0_255": list(spec.std),
-            "rule": "x = (pixel - mean) / std per RGB channel (pixel 0..255); an int8/uint8 input then takes "
-            "q = clamp(round(x / scale) + zero_point) in the dtype's range",
+            "rule": rule,
         },
         "output": {
             **out,
@@ -116,10 +124,10 @@ def describe(path: str | Path) -> dict[str, Any]:
 def print_text(d: dict[str, Any]) -> None:
     i, o, c, f = d["input"], d["output"], d["crop"], d["flip_test"]
     q = lambda t: f"scale {t['quantization']['scale']:.8g}, zero point {t['quantization']['zero_point']}" if t[
-        "quantization"] else "none (float)"  # fmt: skip
+        "quantization"] else ("none (float)" if str(t["dtype"]).startswith("float") else "none")  # fmt: skip
     print(f"{d['artifact']}: model {d['model']} ({d['dataset']}), precision {d['precision']}")
     print(f"  tensors read from: {d['tensor_source']}")
-    print(f"input   {i['name']}  shape {i['shape']}  layout {i['layout']}  dtype {i['dtype']}")
+    print(f"input   {i['name']}  shape {i['shape']}  layout {i['layout']}  dtype {i['dtype']}  kind {i['kind']}")
     print(f"        quantisation: {q(i)}")
     print(f"        RGB, mean {i['mean_rgb_0_255']}, std {i['std_rgb_0_255']} (0..255 scale)")
     print(f"        {i['rule']}")

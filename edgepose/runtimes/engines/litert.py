@@ -3,6 +3,12 @@
 Artifacts made by edgepose are NHWC inside (onnx2tf's layout); this runtime takes and returns NCHW like
 every other one, and quantises an int8/uint8 input and dequantises an int8/uint8 output with the scale and
 zero point of the tensors themselves. XNNPACK is on by default (option ``xnnpack=False`` turns it off).
+
+An FP16 artifact stores float16 weights and computes in float32: the DEQUANTIZE ops (built-in kernels) and
+XNNPACK both widen the weights once and run float32 kernels (XNNPACK computes in fp16 only when forced or when
+the model carries reduced-precision metadata, which edgepose's files do not); ``precision_used`` says "fp32"
+and tests/test_convert.py checks it (XNNPACK's output equals the built-in float32 kernels' within 1e-5).
+An artifact made with ``--input uint8`` takes the crop's uint8 RGB bytes as they are.
 """
 
 from __future__ import annotations
@@ -12,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from ...artifact import KEY, read_metadata
 from ...errors import EdgeposeError
+from ..artifact import INPUT_UINT8, KEY, input_kind, read_metadata
 from ..base import Runtime, RuntimeOptions, register_runtime
-from ..io import dequantize, from_layout, quantize, to_layout
+from ..io import dequantize, from_layout, quantize
 
 
 def interpreter_module() -> tuple[Any, str, str]:
@@ -66,7 +72,7 @@ class LiteRtRuntime(Runtime):
 
     @classmethod
     def read_embedded(cls, path):
-        from ...artifact import tflite_metadata_entries
+        from ..artifact import tflite_metadata_entries
 
         return tflite_metadata_entries(path).get(KEY)
 
@@ -77,6 +83,11 @@ class LiteRtRuntime(Runtime):
         self.choice = resolve_device(self.device, self.engine, self.options.allow_fallback)
         self.device = self.choice.device
         self.metadata = read_metadata(self.path)
+        from ..artifact import tflite_problem
+
+        problem = tflite_problem(self.path)  # LiteRT reads a damaged flatbuffer out of bounds (SIGSEGV)
+        if problem:
+            raise EdgeposeError(f"{self.path}: {problem}")
         kwargs: dict[str, Any] = {"model_path": str(self.path), "num_threads": self.threads or None}
         if not self.options.xnnpack:
             kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
@@ -94,10 +105,15 @@ class LiteRtRuntime(Runtime):
         signature = self.input.get("shape_signature", self.input["shape"])
         self.batch_size = None if signature[0] == -1 else int(self.input["shape"][0])
         self.precision = self.metadata.get("precision", "fp32")
+        self.input_kind = input_kind(self.metadata, self.path)
+        if self.input_kind == INPUT_UINT8 and np.dtype(self.input["dtype"]) != np.uint8:
+            raise EdgeposeError(f"{self.path}: metadata says uint8 input but the input tensor is "
+                                f"{np.dtype(self.input['dtype']).name}")  # fmt: skip
+        self.precision_used = "fp32"  # float ops (fp16 weights widened; an INT8 graph's float ends) in float32
         self._shape = tuple(self.input["shape"])
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        x = to_layout(batch, self.layout_in)
+        x = self._engine_input(batch, self.layout_in)
         if x.shape != self._shape:  # dynamic batch: resize once per new batch size
             self.interpreter.resize_tensor_input(self.input["index"], list(x.shape))
             self.interpreter.allocate_tensors()
@@ -105,7 +121,7 @@ class LiteRtRuntime(Runtime):
             self.output = self.interpreter.get_output_details()[0]
             self._shape = x.shape
         q = _quant(self.input)
-        if self.input["dtype"] != np.float32:
+        if self.input["dtype"] != np.float32 and self.input_kind != INPUT_UINT8:
             if q is None:
                 raise EdgeposeError(f"{self.path}: integer input without quantisation parameters")
             x = quantize(x, q[0], q[1], np.dtype(self.input["dtype"]).name)

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from ...artifact import KEY, read_metadata
 from ...errors import EdgeposeError
+from ..artifact import KEY, input_kind, read_metadata
 from ..base import Runtime, RuntimeOptions, register_runtime
 from ..devices import DeviceChoice
-from ..io import from_layout, to_layout
+from ..io import from_layout
 
 
 @dataclass
@@ -112,9 +112,26 @@ class OnnxRuntime(Runtime):
         self.layout = self.metadata.get("layout", {}).get("input", "NCHW")
         self.batch_size = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self.precision = self.metadata.get("precision", "fp32")
+        self.input_kind = input_kind(self.metadata, self.path)
+        # the CPU provider computes float ops in float32 (an INT8 QDQ graph's float parts, an FP16 graph's ops
+        # too: its optimiser casts the fp16 weights back); CUDA's cuDNN convolutions may use TF32 tensor cores
+        # on Ampere and newer (provider option use_tf32, on by default)
+        self.precision_used = self._float_precision()
+
+    def _float_precision(self) -> str:
+        from ..devices import cuda_index, tf32_or_fp32
+
+        if self.device == "cpu":  # an FP16 file too: the CPU graph optimiser folds its weights back to float32
+            return "fp32"
+        if self.precision == "fp16":
+            return "fp16"
+        opts = self.session.get_provider_options()
+        gpu = opts.get("CUDAExecutionProvider") or opts.get("TensorrtExecutionProvider") or {}
+        allowed = str(gpu.get("use_tf32", gpu.get("trt_use_tf32", "1"))) != "0"
+        return tf32_or_fp32(cuda_index(self.device), allowed)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        out = self.session.run([self.output_name], {self.input_name: to_layout(batch, self.layout)})[0]
+        out = self.session.run([self.output_name], {self.input_name: self._engine_input(batch, self.layout)})[0]
         return from_layout(out, self.metadata.get("layout", {}).get("output", "NCHW"))
 
     def _check_providers(self, asked: list[Any]) -> None:

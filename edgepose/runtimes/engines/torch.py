@@ -114,6 +114,11 @@ class TorchRuntime(Runtime):
             self._fn = torch.compile(model, **kw)
         self._graphs: dict[tuple[int, ...], tuple[Any, Any, Any]] = {}
         self.metadata = {"model": self.spec.to_dict(), "precision": "fp32", "format": "pytorch"}
+        self.precision_used = self.compute_precision
+        if self.on_cuda and self.compute_precision == "fp32":  # cuDNN convolutions use TF32 unless told not to
+            from ..devices import tf32_or_fp32
+
+            self.precision_used = tf32_or_fp32(self.dev.index or 0, bool(torch.backends.cudnn.allow_tf32))
 
     # ----------------------------------------------------------------------------------------- forward
     def _autocast(self):
@@ -178,7 +183,7 @@ class TorchRuntime(Runtime):
             d["cudnn"] = torch.backends.cudnn.version()
         else:
             d["device_name"] = platform.processor() or platform.machine()
-        d["precision_used"] = self.compute_precision
+        d["precision_used"] = self.precision_used
         d.update(channels_last=self.channels_last, cuda_graphs=self.use_graphs,
                  compile=self.options.compile or False, notes=self.notes)  # fmt: skip
         return d

@@ -1,0 +1,136 @@
+"""Each bench row in a process of its own, so that an engine that crashes (a segfault in native code) or
+hangs on one artifact cannot take the other rows, or the report, down with it.
+
+The child measures the row exactly as in-process (:func:`edgepose.bench.row.bench_row`), tells the parent
+which stage it is in (importing the engine, loading, running) and sends back ``BenchRow.to_dict()``. When it
+dies instead, the row fails with ``engine crashed (signal 11, SIGSEGV) loading X``. Children come from a
+fork server (a clean, single-threaded process that has imported edgepose once) where the platform has one,
+else they are spawned. Imports the parent has blocked (``sys.modules[name] = None``: "engine not
+installed") are blocked in the child too, so that the child sees the engines the parent sees.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from .row import BenchRow
+
+log = logging.getLogger(__name__)
+
+__all__ = ["run_isolated"]
+
+_STAGES = {"prepare": "importing the engine for", "load": "loading", "run": "running"}
+
+
+def _context():
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def run_isolated(cfg: Any, spec: Any, path: Path, data: Any, sample: Any, reference: bool = False,
+                 source: str | None = None, **runtime_options: Any) -> BenchRow:  # fmt: skip
+    """One bench row (an artifact, or with ``reference`` the PyTorch checkpoint ``source``) in a child process;
+    ``runtime_options`` go to the runtime, as :func:`~edgepose.bench.row.bench_row` takes them."""
+    ctx = _context()
+    receiver, sender = ctx.Pipe(duplex=False)
+    blocked = sorted(k for k, v in list(sys.modules.items()) if v is None and "." not in k)
+    level = logging.getLogger("edgepose").getEffectiveLevel()
+    args = (sender, cfg, spec, Path(path), data, sample, reference, source, blocked, level, runtime_options)
+    proc = ctx.Process(target=_child, args=args, name=f"edgepose-bench-{Path(path).name}", daemon=True)
+    stage, result = "prepare", None
+    try:
+        proc.start()
+        sender.close()
+        while True:
+            try:
+                kind, value = receiver.recv()
+            except (EOFError, OSError):
+                break
+            if kind == "stage":
+                stage = value
+            elif kind == "row":
+                result = value
+        proc.join()
+    finally:
+        if proc.is_alive():  # interrupted (Ctrl-C, SIGTERM): take the child down with us
+            proc.kill()
+            proc.join(10)
+        receiver.close()
+    if result is not None:
+        return BenchRow(**result)
+    name = Path(source).name if reference and source else Path(path).name
+    row = BenchRow(name, str(source if reference else path), reference=reference)
+    if reference:
+        row.engine, row.format, row.precision = "torch", "pytorch", "fp32"
+    elif runtime_options:  # named as bench_row names such a row
+        row.runtime_options = dict(runtime_options)
+        row.name += " [" + ", ".join(f"{k}={v}" for k, v in runtime_options.items()) + "]"
+    code = proc.exitcode
+    if code is not None and code < 0:
+        try:
+            sig = f"signal {-code}, {signal.Signals(-code).name}"
+        except ValueError:
+            sig = f"signal {-code}"
+        row.status, row.error = "failed", f"engine crashed ({sig}) {_STAGES[stage]} {name}"
+    else:
+        row.status, row.error = "failed", f"the row's process ended with status {code} {_STAGES[stage]} {name}"
+    return row
+
+
+def _child(conn, cfg, spec, path: Path, data, sample, reference: bool, source, blocked: list[str], level: int,
+           runtime_options: dict[str, Any]):  # fmt: skip
+    for name in blocked:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+    logger = logging.getLogger("edgepose")
+    if not logger.handlers:  # what the CLI shows, as the CLI shows it (bench may not import the CLI)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_LikeTheCli())
+        logger.addHandler(handler)
+        logger.propagate = False
+        logger.setLevel(level)
+    from .. import runtimes
+    from .row import bench_row, reference_row
+
+    load = runtimes.load_runtime
+
+    def load_and_tell(*args, **kwargs):  # the stages, for the message should the engine crash
+        conn.send(("stage", "load"))
+        rt = load(*args, **kwargs)
+        conn.send(("stage", "run"))
+        return rt
+
+    runtimes.load_runtime = load_and_tell
+    try:
+        if reference:
+            row = reference_row(cfg, spec, source, data, sample)
+        else:
+            row = _checked_row(cfg, spec, path, data, sample, bench_row, runtime_options)
+        conn.send(("row", row.to_dict()))
+    finally:
+        conn.close()
+
+
+class _LikeTheCli(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        return f"edgepose: warning: {msg}" if record.levelno >= logging.WARNING else msg
+
+
+def _checked_row(cfg, spec, path: Path, data, sample, bench_row, runtime_options: dict[str, Any]) -> BenchRow:
+    """The artifact's integrity is checked before the row's clock starts (hashing is not load time)."""
+    from ..errors import EdgeposeError
+    from ..runtimes.artifact import verify_artifact
+
+    try:
+        verify_artifact(path)
+    except EdgeposeError as e:
+        return BenchRow(path.name, str(path)).fail(e)
+    return bench_row(cfg, spec, path, data, sample, **runtime_options)

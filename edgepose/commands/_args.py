@@ -1,0 +1,83 @@
+"""Argument types shared by every command: numbers are checked once, here, when the command line is parsed.
+
+Each function is an argparse ``type=``; a bad value becomes one line (``edgepose bench: error: argument
+--threads: -1 is not a whole number of at least 1``) and exit status 2, before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+__all__ = ["positive_int", "non_negative_int", "finite_float", "non_negative_float", "fraction", "int_range",
+           "THREADS_HELP"]  # fmt: skip
+
+THREADS_HELP = "inference threads, at least 1 (default: every usable CPU)"
+
+
+def _int(text: str) -> int:
+    try:
+        return int(str(text).strip(), 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (``--threads``, ``--limit``, ``--runs``, ``--batch``...)."""
+    v = _int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number of at least 1")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0 (``--warmup``, ``--holdout``)."""
+    v = _int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return v
+
+
+def int_range(lo: int, hi: int):
+    """A whole number in ``[lo, hi]`` (``--jpeg`` quality 1..100)."""
+
+    def parse(text: str) -> int:
+        v = _int(text)
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{text} is not between {lo} and {hi}")
+        return v
+
+    parse.__name__ = f"int {lo}..{hi}"
+    return parse
+
+
+def finite_float(text: str) -> float:
+    """A finite number (no nan, no inf)."""
+    try:
+        v = float(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return v
+
+
+def non_negative_float(text: str) -> float:
+    v = finite_float(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return v
+
+
+def fraction(text: str) -> float:
+    """A finite number in [0, 1] (score thresholds)."""
+    v = finite_float(text)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return v
+
+
+def sha256_arg(parser: argparse.ArgumentParser, what: str = "--checkpoint") -> None:
+    """The ``--sha256`` option of every command that takes a checkpoint."""
+    parser.add_argument("--sha256", metavar="HEX", help=f"expected sha256 of {what} (the full hash or a prefix of at "
+                        "least 4 hex digits); the file is refused when it differs")  # fmt: skip

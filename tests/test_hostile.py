@@ -1,0 +1,468 @@
+"""Hostile but fair input: every case fails with its exit status, one line naming the file (or option) and what
+is wrong, no traceback, and nothing written. One table, one row per case (issue 14).
+
+The CLI runs in-process where nothing can crash the interpreter, and in a subprocess where an engine could
+(a damaged ``.tflite`` used to kill LiteRT with SIGSEGV). The artifacts are the session's one conversion
+(``demo_artifacts`` in conftest.py); the damaged copies are made once per module.
+
+Over 400 lines on purpose: the issue asks for ONE parametrised file of hostile inputs, and most of it is the
+case table (data) and the fixture that makes the damaged files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepose.cli import main
+
+STEM = "demo_coco_256x192"
+
+
+# ------------------------------------------------------------------------------------------- fixtures
+def _link(src: Path, dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.link(src, dst)
+    return dst
+
+
+def _cut(src: Path, dst: Path, keep: float = 0.5) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    data = src.read_bytes()
+    dst.write_bytes(data[: int(len(data) * keep)])
+    return dst
+
+
+def _put(path: Path, data: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path
+
+
+def _npy_zip(path: Path, members: dict[str, tuple[dict, bytes]]) -> Path:
+    """An .npz whose members carry the given .npy header dicts and raw data (shapes may lie)."""
+    import io
+
+    with zipfile.ZipFile(path, "w") as z:
+        for name, (header, data) in members.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array_header_1_0(buf, header)
+            z.writestr(f"{name}.npy", buf.getvalue() + data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, demo_artifacts, demo_checkpoint) -> dict[str, str]:
+    import xml.etree.ElementTree as ET
+
+    import cv2
+    import torch
+
+    from edgepose.checkpoint import save_mmpose_checkpoint
+    from edgepose.models import build_model
+    from edgepose.spec import get_spec
+    from edgepose.synthetic import generate
+
+    root = tmp_path_factory.mktemp("hostile")
+    ann, images = generate(root / "data", "val", num_images=3, seed=5)
+    img = sorted(images.iterdir())[0]
+    e: dict[str, Path] = {"root": root, "ann": ann, "images": images, "img": img, "ckpt": Path(demo_checkpoint)}
+    a = {s: Path(demo_artifacts) / f"{STEM}_fp32{s}" for s in (".onnx", ".tflite", ".xml")}
+    e.update(onnx=a[".onnx"], tflite=a[".tflite"], xml=a[".xml"])
+
+    bad = root / "images"  # damaged images
+    e["jpg_trunc"] = _cut(img, bad / "trunc.jpg")
+    ok, png = cv2.imencode(".png", cv2.imread(str(img)))
+    (bad / "whole.png").write_bytes(png.tobytes())
+    e["png_trunc"] = _cut(bad / "whole.png", bad / "trunc.png", 0.7)
+    e["jpg_empty"] = _put(bad / "empty.jpg", b"")
+    e["jpg_text"] = _put(bad / "text.jpg", "not an image\n")
+    e["eval_bad"] = root / "eval_bad"  # the eval set with one truncated image
+    for f in images.iterdir():
+        (_cut if f == img else _link)(f, e["eval_bad"] / f.name, *([0.6] if f == img else []))
+    e["calib_imgs"] = root / "train_imgs"
+    for i, f in enumerate(sorted(images.iterdir())):
+        (_cut if i == 0 else _link)(f, e["calib_imgs"] / f.name, *([0.6] if i == 0 else []))
+
+    ck = root / "ckpt"
+    ck.mkdir()
+    e["ck_trunc"] = _cut(e["ckpt"], ck / "trunc.pth")
+    e["ck_empty"] = _put(ck / "empty.pth", b"")
+    e["ck_text"] = _put(ck / "text.pth", "hello, I am a text file\n")
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "x": print}, e.setdefault("ck_code", ck / "code.pth"))
+    e["ck_k21"] = save_mmpose_checkpoint(build_model(get_spec("rhd_256x256")), ck / "k21.pth")
+    e["ck_card"] = _link(e["ckpt"], ck / "mobilenetv2_onehand10k_256x256-55d34d7d_20201218.pth")
+
+    art = root / "art"  # damaged artifacts, each in its own folder under its own name
+    e["tfl_trunc"] = _cut(a[".tflite"], art / "t1" / a[".tflite"].name)
+    _link(Path(f"{a['.tflite']}.json"), art / "t1" / f"{a['.tflite'].name}.json")
+    e["tfl_trunc_nosc"] = _cut(a[".tflite"], art / "t2" / a[".tflite"].name, 0.9)
+    data = bytearray(a[".tflite"].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    e["tfl_changed"] = _put(art / "t3" / a[".tflite"].name, bytes(data))
+    _link(Path(f"{a['.tflite']}.json"), art / "t3" / f"{a['.tflite'].name}.json")
+    e["onnx_trunc"] = _cut(a[".onnx"], art / "o1" / a[".onnx"].name)
+    _link(Path(f"{a['.onnx']}.json"), art / "o1" / f"{a['.onnx'].name}.json")
+    e["onnx_other"] = _link(a[".onnx"], art / "o2" / a[".onnx"].name)
+    _link(Path(demo_artifacts) / f"{STEM}_int8.onnx.json", art / "o2" / f"{a['.onnx'].name}.json")
+    e["onnx_cross"] = _link(a[".onnx"], art / "o3" / a[".onnx"].name)
+    _link(Path(f"{a['.tflite']}.json"), art / "o3" / f"{a['.onnx'].name}.json")
+    e["onnx_badsc"] = _link(a[".onnx"], art / "o4" / a[".onnx"].name)
+    (art / "o4" / f"{a['.onnx'].name}.json").write_text("{not json")
+    for d, sidecar in (("x1", True), ("x2", False), ("x3", True)):
+        xml = _link(a[".xml"], art / d / a[".xml"].name)
+        if d != "x3":
+            _cut(a[".xml"].with_suffix(".bin"), xml.with_suffix(".bin"), 0.8)
+        if sidecar:
+            _link(Path(f"{a['.xml']}.json"), art / d / f"{a['.xml'].name}.json")
+        e[f"xml_{d}"] = xml
+    root_el = ET.parse(a[".xml"]).getroot()  # an IR from before the companion record: no rt_info entry
+    root_el.remove(root_el.find("rt_info"))
+    e["xml_x4"] = _put(art / "x4" / a[".xml"].name, ET.tostring(root_el))
+    _cut(a[".xml"].with_suffix(".bin"), e["xml_x4"].with_suffix(".bin"), 0.8)
+    e["art_dir"] = _mkdir(art / "folder.onnx")
+    e["art_txt"] = _put(art / "model.txt", "x")
+
+    cal = root / "calib"
+    cal.mkdir()
+    e["cal_garbage"] = _put(cal / "garbage.npz", os.urandom(4096))
+    e["cal_huge"] = _npy_zip(cal / "huge.npz", {"crops": ({"descr": "|u1", "fortran_order": False,
+                                                           "shape": (10**6, 10**6, 256, 3)}, b"\0" * 64)})  # fmt: skip
+    e["cal_objects"] = _npy_zip(cal / "objects.npz", {"crops": ({"descr": "|O", "fortran_order": False,
+                                                                 "shape": (2,)}, b"\0" * 16)})  # fmt: skip
+    np.savez(e.setdefault("cal_size", cal / "size.npz"), crops=np.zeros((2, 64, 48, 3), np.uint8))
+    np.savez(e.setdefault("cal_jpeg", cal / "jpeg.npz"), crops_jpeg=np.zeros(10, np.uint8),
+             crops_jpeg_sizes=np.array([10]), shape=np.array([10**6, 10**6, 3]))  # fmt: skip
+
+    det = root / "dets"
+    det.mkdir()
+    row = '{"image_id": 1, "category_id": 1, "bbox": %s, "score": %s}'
+    e["det_nan"] = _put(det / "nan.json", "[%s]" % row % ("[NaN, 0, 10, 10]", "0.9"))
+    e["det_score"] = _put(det / "score.json", "[%s]" % row % ("[0, 0, 10, 10]", "NaN"))
+    e["det_str"] = _put(det / "str.json", '[["not", "a", "detection"]]')
+    doc = json.loads(ann.read_text())
+    anns = root / "anns"
+    anns.mkdir()
+    e["ann_notjson"] = _put(anns / "notjson.json", "{")
+    e["ann_list"] = _put(anns / "list.json", "[]")
+    nan = dict(doc, annotations=[dict(doc["annotations"][0], keypoints=[float("nan")] * 51)])
+    e["ann_nan"] = _put(anns / "nan.json", json.dumps(nan))
+    e["ann_deep"] = _put(anns / "deep.json", "[" * 100_000 + "]" * 100_000)
+    gone = dict(doc, images=[dict(doc["images"][0], file_name="gone.jpg")] + doc["images"][1:])
+    e["ann_gone"] = _put(anns / "gone.json", json.dumps(gone))
+
+    e["afile"] = _put(root / "a_file", "x")
+    e["adir"] = _mkdir(root / "a_dir")
+    e["adir_npz"] = _mkdir(root / "dir.npz")
+    e["blocked"] = _mkdir(root / "blocked" / f"{STEM}_fp32.onnx").parent  # a folder where a file must go
+    e["ro"] = _read_only_dir(root / "ro")
+    return {k: str(v) for k, v in e.items()}
+
+
+def _read_only_dir(path: Path) -> Path:
+    """A folder no file can be created in: mode 0555, or for root (whom modes do not bind) /sys's top."""
+    path.mkdir()
+    path.chmod(0o555)
+    try:
+        (path / ".probe").write_text("x")
+    except OSError:
+        return path
+    (path / ".probe").unlink()
+    try:
+        Path("/sys/.edgepose-probe").write_text("x")
+    except OSError:
+        return Path("/sys")
+    pytest.skip("no folder here refuses writes (root, no read-only /sys)")
+
+
+# ---------------------------------------------------------------------------------------------- cases
+P = "predict {img} --checkpoint {ckpt} --out {out}/p.png"
+K = "calibrate --images {images} --out {out}/c.npz"
+PA = "predict {img} --out {out}/p.png --artifact"
+E = "eval --no-progress --checkpoint {ckpt} --ann {ann} --images {images} --out {out}/m.json"
+B = "bench --artifacts {onnx} --no-reference --no-accuracy --runs 1 --warmup 0 --quiet"
+C = "convert --target onnx --no-reference-accuracy --out {out}/arts"
+SUB = "subprocess"  # a case that could crash the interpreter
+
+CASES = [
+    # id, argv, message, the file or option it must name, [mode or blocked engine modules]
+    ("ckpt-truncated", P.replace("{ckpt}", "{ck_trunc}"), "damaged or truncated PyTorch checkpoint", "{ck_trunc}"),
+    ("ckpt-empty", P.replace("{ckpt}", "{ck_empty}"), "file is empty", "{ck_empty}"),
+    ("ckpt-text", P.replace("{ckpt}", "{ck_text}"), "not a PyTorch checkpoint (neither", "{ck_text}"),
+    ("ckpt-code", P.replace("{ckpt}", "{ck_code}"), "refused: it holds Python objects beyond tensors", "{ck_code}"),
+    ("ckpt-wrong-model", P.replace("{ckpt}", "{ck_k21}"), "does not match the model", "{ck_k21}"),
+    ("ckpt-missing", P.replace("{ckpt}", "{root}/nope.pth"), "checkpoint file not found", "nope.pth"),
+    ("ckpt-sha256", P + " --sha256 00000000", "does not match the expected 00000000", "{ckpt}"),
+    ("ckpt-sha256-not-hex", P + " --sha256 xyz", "expected a hex sha256", "--sha256"),
+    ("ckpt-card-name", P.replace("{ckpt}", "{ck_card}"), "named like the published onehand10k_256x256", "{ck_card}"),
+    ("eval-sha256", E + " --sha256 0000", "does not match the expected", "{ckpt}"),
+    ("bench-sha256", B.replace("--no-reference ", "--reference {ckpt} --sha256 0000 "), "does not match", "{ckpt}"),
+    ("convert-sha256", C + " --checkpoint {ckpt} --sha256 0000", "does not match the expected", "{ckpt}"),
+    ("tflite-truncated", PA + " {tfl_trunc}", "truncated: ", "{tfl_trunc}", SUB),
+    ("tflite-truncated-no-sidecar", PA + " {tfl_trunc_nosc}", "TFLite", "{tfl_trunc_nosc}", SUB),
+    ("tflite-changed", PA + " {tfl_changed}", "changed since conversion", "{tfl_changed}", SUB),
+    ("onnx-truncated", PA + " {onnx_trunc}", "truncated: ", "{onnx_trunc}", SUB),
+    ("onnx-sidecar-of-another", PA + " {onnx_other}", f"belongs to another file ({STEM}_int8.onnx", "{onnx_other}"),
+    ("onnx-sidecar-of-tflite", PA + " {onnx_cross}", "belongs to another file (a tflite artifact", "{onnx_cross}"),
+    ("onnx-sidecar-not-json", PA + " {onnx_badsc}", "not valid JSON", ".onnx.json"),
+    ("xml-bin-truncated", PA + " {xml_x1}", "truncated: ", ".bin", SUB),
+    ("xml-bin-truncated-no-sidecar", PA + " {xml_x2}", "truncated: ", ".bin", SUB),
+    ("xml-bin-missing", PA + " {xml_x3}", "missing", ".bin"),
+    ("xml-bin-truncated-no-record", PA + " {xml_x4}", "the model's weights reach byte", ".bin", SUB),
+    ("artifact-is-a-folder", PA + " {art_dir}", "is a directory", "{art_dir}"),
+    ("artifact-unknown-suffix", PA + " {art_txt}", "no runtime for '.txt'", "{art_txt}"),
+    ("no-onnxruntime", PA + " {onnx}", "needs onnxruntime", "onnxruntime", ("onnxruntime",)),
+    ("no-openvino", PA + " {xml}", "needs openvino", "openvino", ("openvino",)),
+    ("no-litert", PA + " {tflite}", "needs ai-edge-litert", "ai-edge-litert",
+     ("ai_edge_litert", "tflite_runtime", "tensorflow")),
+    ("image-truncated-jpeg", P.replace("{img}", "{jpg_trunc}"), "truncated JPEG image", "{jpg_trunc}"),
+    ("image-truncated-png", P.replace("{img}", "{png_trunc}"), "truncated PNG image", "{png_trunc}"),
+    ("image-empty", P.replace("{img}", "{jpg_empty}"), "empty file", "{jpg_empty}"),
+    ("image-text", P.replace("{img}", "{jpg_text}"), "cannot read image", "{jpg_text}"),
+    ("image-missing", P.replace("{img}", "{root}/gone.jpg"), "image file not found", "gone.jpg"),
+    ("eval-truncated-image", E.replace("{images}", "{eval_bad}"), "truncated JPEG image", "{eval_bad}/"),
+    ("calibrate-truncated-image", K.replace("{images}", "{calib_imgs}"), "truncated JPEG", "{calib_imgs}/"),
+    ("bbox-nan", P + " --bbox nan,0,10,10", "must be finite numbers", "--bbox"),
+    ("bbox-inf", P + " --bbox 0,0,inf,10", "must be finite numbers", "--bbox"),
+    ("bbox-huge", P + " --bbox 0,0,1e300,10", "beyond", "--bbox"),
+    ("bbox-file-nan", E + " --bbox-file {det_nan}", "detection 0: 'bbox' holds NaN", "{det_nan}"),
+    ("bbox-file-score-nan", E + " --bbox-file {det_score}", "'score' is not a finite number", "{det_score}"),
+    ("bbox-file-not-detections", E + " --bbox-file {det_str}", "lacks one of", "{det_str}"),
+    ("ann-not-json", E.replace("{ann}", "{ann_notjson}"), "not valid JSON", "{ann_notjson}"),
+    ("ann-not-coco", E.replace("{ann}", "{ann_list}"), "not a COCO-style file", "{ann_list}"),
+    ("ann-nan-keypoints", E.replace("{ann}", "{ann_nan}"), "holds NaN or infinity", "{ann_nan}"),
+    ("ann-nested", E.replace("{ann}", "{ann_deep}"), "nested too deeply", "{ann_deep}"),
+    ("ann-image-missing", E.replace("{ann}", "{ann_gone}"), "image file not found", "gone.jpg"),
+    ("calib-garbage", C + " --precision int8 --calib {cal_garbage}", "not a calibration file", "{cal_garbage}"),
+    ("calib-huge-shape", C + " --precision int8 --calib {cal_huge}", "declares shape", "{cal_huge}"),
+    ("calib-objects", C + " --precision int8 --calib {cal_objects}", "holds Python objects", "{cal_objects}"),
+    ("calib-wrong-size", C + " --precision int8 --calib {cal_size}", "crops are 48x64", "{cal_size}"),
+    ("calib-jpeg-huge", C + " --precision int8 --calib {cal_jpeg}", "JPEG crops declare shape", "{cal_jpeg}"),
+    ("predict-out-is-dir", P.replace("{out}/p.png", "{adir}"), "is a directory", "{adir}"),
+    ("predict-json-under-file", P + " --json {afile}/k.json", "is not a folder", "{afile}"),
+    ("predict-out-read-only", P.replace("{out}", "{ro}"), "cannot write in its folder", "{ro}"),
+    ("eval-out-parent-cannot-be-made", E.replace("{out}/m.json", "{ro}/sub/m.json"), "cannot write in", "{ro}"),
+    ("eval-predictions-is-dir", E + " --predictions {adir}", "is a directory", "{adir}"),
+    ("bench-json-is-dir", B + " --json {adir}", "is a directory", "{adir}"),
+    ("bench-markdown-under-file", B + " --markdown {afile}/b.md", "is not a folder", "{afile}"),
+    ("bench-plot-read-only", B + " --plot {ro}/b.png", "cannot write", "{ro}"),
+    ("calibrate-out-is-dir", "calibrate --images {images} --out {adir_npz}", "is a directory", "{adir_npz}"),
+    ("convert-out-is-file", C.replace("{out}/arts", "{afile}"), "exists and is not a folder", "{afile}"),
+    ("convert-dir-in-the-way", C.replace("{out}/arts", "{blocked}") + " --precision fp32", "is a directory, where "
+     "convert must write a file", f"{STEM}_fp32.onnx"),
+    ("synth-out-is-file", "synth --num-images 1 --out {afile}", "exists and is not a folder", "{afile}"),
+    ("synth-out-read-only", "synth --num-images 1 --out {ro}/s", "cannot write", "{ro}"),
+    ("threads-negative-predict", P + " --threads -1", "-1 is not a whole number of at least 1", "--threads"),
+    ("threads-word-predict", P + " --threads many", "'many' is not a whole number", "--threads"),
+    ("threads-zero-eval", E + " --threads 0", "0 is not a whole number of at least 1", "--threads"),
+    ("threads-negative-bench", B + " --threads -1", "is not a whole number of at least 1", "--threads"),
+    ("threads-negative-convert", C + " --threads -1", "is not a whole number of at least 1", "--threads"),
+    ("limit-zero-bench", B + " --limit 0", "0 is not a whole number of at least 1", "--limit"),
+    ("runs-zero-bench", B + " --runs 0", "is not a whole number of at least 1", "--runs"),
+    ("batch-size-zero-eval", E + " --batch-size 0", "is not a whole number of at least 1", "--batch-size"),
+    ("num-zero-calibrate", K + " --num 0", "at least 1", "--num"),
+    ("jpeg-quality-calibrate", K + " --jpeg 101", "between 1 and 100", "--jpeg"),
+    ("det-thr-nan-eval", E + " --det-bbox-thr nan", "not a finite number", "--det-bbox-thr"),
+]  # fmt: skip
+
+
+def _run_in_process(argv: list[str], capsys, monkeypatch, blocked: tuple[str, ...]) -> tuple[int, str]:
+    for name in blocked:
+        monkeypatch.setitem(sys.modules, name, None)  # the engine is "not installed"
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse's own exit for a bad option value
+        rc = e.code
+    return rc, capsys.readouterr().err
+
+
+def _run_subprocess(argv: list[str], cwd: Path) -> tuple[int, str]:
+    r = subprocess.run([sys.executable, "-m", "edgepose", *argv], capture_output=True, text=True, timeout=300,
+                       cwd=cwd)  # fmt: skip
+    return r.returncode, r.stderr
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_hostile_input(case, env, tmp_path, capsys, monkeypatch):
+    cid, argv, message, name, *extra = case
+    mode = extra[0] if extra else None
+    out = tmp_path / "out"
+    out.mkdir()
+    fill = dict(env, out=str(out))
+    args = [a.format(**fill) for a in shlex.split(argv)]
+    name = name.format(**fill)
+    if mode == SUB:
+        rc, err = _run_subprocess(args, tmp_path)
+    else:
+        rc, err = _run_in_process(args, capsys, monkeypatch, mode or ())
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert rc == 2, (cid, rc, err[-2000:])
+    assert "Traceback" not in err, err[-2000:]
+    errors = [ln for ln in lines if ": error: " in ln]
+    assert len(errors) == 1 and errors[0] == lines[-1], err[-2000:]  # one line, the last word
+    assert message in errors[0] and name in errors[0], (message, name, errors[0])
+    assert not list(out.iterdir()), sorted(out.iterdir())  # nothing written, not even a temporary file
+    for p in (env["adir"], env["adir_npz"], env["ro"] if env["ro"] != "/sys" else env["adir"]):
+        assert not [f for f in Path(p).iterdir() if not f.name.startswith(".probe")], p
+
+
+# ------------------------------------------------------------------------------------ beyond the table
+def _strict_json(path: Path):
+    """Parse as strict JSON: a bare NaN/Infinity (what json.dumps writes by default) is an error."""
+
+    def refuse(token):
+        raise ValueError(f"{path}: invalid JSON constant {token}")
+
+    return json.loads(Path(path).read_text(), parse_constant=refuse)
+
+
+def test_skip_bad_images_leaves_them_out_and_says_so(env, tmp_path, capsys):
+    """--skip-bad-images scores exactly what the set without the truncated image scores, and counts it."""
+    bad = Path(env["img"]).name
+    argv = ["eval", "--no-progress", "--checkpoint", env["ckpt"], "--ann", env["ann"]]
+    rc = main([*argv, "--images", env["eval_bad"], "--skip-bad-images", "--out", str(tmp_path / "skip.json"),
+               "--predictions", str(tmp_path / "p.json")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 0 and "skipped 1 bad image(s)" in err and bad in err, err
+    skipped = _strict_json(tmp_path / "skip.json")
+    assert skipped["skipped_images"] == [bad] and skipped["num_images"] == 2
+    assert {p["image"] for p in _strict_json(tmp_path / "p.json")} == {f.name for f in Path(env["images"]).iterdir()
+                                                                      if f.name != bad}  # fmt: skip
+    doc = json.loads(Path(env["ann"]).read_text())  # the same set, written without that image
+    gone = next(im["id"] for im in doc["images"] if im["file_name"] == bad)
+    doc["images"] = [im for im in doc["images"] if im["id"] != gone]
+    doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] != gone]
+    ann2 = _put(tmp_path / "without.json", json.dumps(doc))
+    assert main(["eval", "--no-progress", "--checkpoint", env["ckpt"], "--ann", str(ann2), "--images", env["images"],
+                 "--out", str(tmp_path / "without_m.json")]) == 0  # fmt: skip
+    assert skipped["metrics"] == _strict_json(tmp_path / "without_m.json")["metrics"]
+
+
+def test_box_outside_the_image_is_counted_in_a_warning(env, tmp_path, capsys):
+    out, js = tmp_path / "p.png", tmp_path / "p.json"
+    rc = main(["predict", env["img"], "--checkpoint", env["ckpt"], "--bbox", "5000,5000,40,80", "--bbox", "10,10,40,80",
+               "--out", str(out), "--json", str(js)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 0 and "1 of 2 box(es) lie wholly outside" in err and env["img"] in err, err
+    assert len(_strict_json(js)["persons"]) == 2
+
+
+def test_bench_keeps_every_finished_row_when_an_engine_dies(env, tmp_path):
+    """A damaged artifact fails its own row; an engine killed by SIGSEGV fails its own row; the rest is kept."""
+    import multiprocessing as mp
+
+    js = tmp_path / "b.json"
+    argv = ["bench", "--no-reference", "--no-accuracy", "--runs", "3", "--warmup", "0", "--threads", "1", "--quiet",
+            "--json", str(js), "--artifacts", env["onnx"], env["tfl_trunc"], env["xml"]]  # fmt: skip
+    victim = f"edgepose-bench-{Path(env['xml']).name}"
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(rc=main(argv)))
+    worker.start()
+    killed = False
+    while worker.is_alive():  # a real SIGSEGV into the OpenVINO row's process, as a crashing engine gets
+        for child in mp.active_children():
+            if child.name == victim and not killed:
+                os.kill(child.pid, signal.SIGSEGV)
+                killed = True
+        time.sleep(0.02)
+    worker.join()
+    assert killed and result["rc"] == 0
+    rows = {r["path"]: r for r in _strict_json(js)["rows"]}
+    assert rows[env["onnx"]]["status"] == "ok"
+    assert rows[env["tfl_trunc"]]["status"] == "failed" and "truncated: " in rows[env["tfl_trunc"]]["error"]
+    assert rows[env["xml"]]["status"] == "failed"
+    assert rows[env["xml"]]["error"].startswith("engine crashed (signal 11, SIGSEGV) ")
+    assert rows[env["xml"]]["error"].endswith(Path(env["xml"]).name)
+
+
+def test_sigterm_during_convert_leaves_nothing(env, tmp_path):
+    """SIGTERM (a batch system's kill) cleans up like Ctrl-C: no hidden work folder, no partial artifact."""
+    out = tmp_path / "arts"
+    proc = subprocess.Popen([sys.executable, "-m", "edgepose", "convert", "--target", "tflite", "--precision",
+                             "fp32", "--no-reference-accuracy", "--checkpoint", env["ckpt"], "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.is_dir() and any(p.name.startswith(".convert-") for p in out.iterdir()):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    time.sleep(1.0)  # well inside the work: export, TensorFlow
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert err.strip().splitlines()[-1] == "edgepose: terminated (signal 15)" and "Traceback" not in err
+    assert not out.exists() or not list(out.iterdir()), list(out.iterdir())
+
+
+def test_the_hash_cache_is_not_fooled_by_a_same_size_rewrite(tmp_path):
+    from edgepose.files import sha256_cached, sha256_of
+
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"a" * 1000)
+    first = sha256_cached(f)
+    st = f.stat()
+    f.write_bytes(b"b" * 1000)  # same size; mtime put back: only ctime and the bytes know
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert sha256_cached(f) == sha256_of(f) != first
+
+
+def test_card_checkpoints_find_their_zoo_entry_hash_and_numbers():
+    """The model cards' file names (and either README URL) select the card's entry; the re-release has its own."""
+    from edgepose.runtimes.open import model_for_checkpoint
+    from edgepose.spec import get_spec
+
+    base = "https://download.openmmlab.com/mmpose/"
+    for url, name, pub in [
+        (base + "hand/mobilenetv2/mobilenetv2_onehand10k_256x256-55d34d7d_20201218.pth", "onehand10k_256x256",
+         {"PCK@0.2": 0.984, "AUC": 0.526, "EPE": 29.52}),
+        (base + "top_down/mobilenetv2/mobilenetv2_onehand10k_256x256-55d34d7d_20201218.pth", "onehand10k_256x256",
+         {"PCK@0.2": 0.984, "AUC": 0.526, "EPE": 29.52}),
+        ("mobilenetv2_panoptic_256x256-b9ec9b68_20201218.pth", "panoptic_256x256",
+         {"PCKh@0.7": 0.998, "AUC": 0.684, "EPE": 10.09}),
+        ("mobilenetv2_rhd2d_256x256-b3bca4bd_20210327.pth", "rhd_256x256",
+         {"PCK@0.2": 0.977, "AUC": 0.873, "EPE": 3.14}),
+        ("mobilenetv2_rhd2d_256x256-85fa02db_20210330.pth", "rhd_256x256_20210330",
+         {"PCK@0.2": 0.985, "AUC": 0.883, "EPE": 2.80}),
+    ]:  # fmt: skip
+        for model in (None, "onehand10k_256x256" if "onehand" in url else None):
+            spec = model_for_checkpoint(model, url)
+            assert spec.name == name and spec.published == pub and spec.checkpoint_hash == url.split("-")[-1][:8]
+    assert model_for_checkpoint("rhd_256x256", "my_finetuned.pth") is get_spec("rhd_256x256")
+    assert model_for_checkpoint(None, None).name == "demo_coco_256x192"
+
+
+def test_a_failed_final_move_takes_back_what_it_moved(tmp_path):
+    """The moves out of convert's work folder: companions first, the main file last; when one fails, the files
+    already moved go again, so no .bin or .json is left without its .xml."""
+    from edgepose.converters.base import Converted
+    from edgepose.converters.outputs import move_into_place
+
+    from edgepose.errors import EdgeposeError
+
+    work, out = _mkdir(tmp_path / "work"), _mkdir(tmp_path / "out")
+    ok = Converted("onnx", "fp32", _put(work / "m_fp32.onnx", b"onnx"))
+    _put(work / "m_fp32.onnx.json", "{}")
+    xml = Converted("openvino", "fp32", _put(work / "m_fp32.xml", b"<net/>"), extra_files=[_put(work / "m_fp32.bin",
+                    b"w")])  # fmt: skip
+    _put(work / "m_fp32.xml.json", "{}")
+    _mkdir(out / "m_fp32.xml" / "in-the-way")  # the last move (the main file) is blocked
+    with pytest.raises(EdgeposeError, match=r"m_fp32\.xml: cannot move the artifact into place .* nothing written"):
+        move_into_place([ok, xml], out)
+    assert sorted(p.name for p in out.iterdir()) == ["m_fp32.xml"]  # only the obstacle is left

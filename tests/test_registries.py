@@ -1,0 +1,180 @@
+"""The registries (engines, conversion targets, datasets): every entry is tested here for free.
+
+A new engine module in ``edgepose/runtimes/engines/``, target module in ``converters/targets/`` or dataset module
+in ``edgepose/datasets/`` gets these checks without a line added here: what each declares must hold together
+(a target's files open with a runtime of the same format; an engine's install group exists in pyproject.toml;
+a dataset's scorer gives its headline metric, 1.0 for the ground truth itself).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import numpy as np
+import pytest
+import tomllib
+
+from edgepose.datasets import DATASET_KINDS, load_dataset
+from edgepose.errors import EdgeposeError
+from edgepose.runtimes import RUNTIMES, RuntimeOptions, engine_for, format_label, runtime_for
+from edgepose.spec import DATASETS, MODELS, get_spec
+from tests.helpers import REPO, SAMPLES, require
+
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+GROUPS = PYPROJECT["project"]["optional-dependencies"]
+
+
+# ------------------------------------------------------------------------------------------ engines
+@pytest.mark.parametrize("engine", sorted(RUNTIMES))
+def test_engine_declares_its_facts(engine):
+    cls = RUNTIMES[engine]
+    assert cls.engine == engine and cls.format and cls.label and cls.suffixes and cls.modules
+    assert cls.distributions and cls.install in GROUPS, f"{engine}: install group {cls.install!r} not in pyproject"
+    assert all(re.fullmatch(r"\.[a-z0-9]+", s) for s in (*cls.suffixes, *cls.companions))
+    for s in cls.suffixes:
+        assert engine_for(f"model{s}") == engine and runtime_for(f"x{s.upper()}") is cls
+    assert format_label(cls.format) == cls.label
+    assert "cpu" in cls.devices() and cls.has_device("cpu")
+    assert dataclasses.is_dataclass(cls.Options) and issubclass(cls.Options, RuntimeOptions)
+
+
+def test_suffixes_belong_to_one_engine():
+    owners = [s for cls in RUNTIMES.values() for s in cls.suffixes]
+    assert len(owners) == len(set(owners))
+
+
+@pytest.mark.parametrize("engine", sorted(RUNTIMES))
+def test_engine_rejects_unknown_options_by_name(engine):
+    cls = RUNTIMES[engine]
+    with pytest.raises(EdgeposeError, match=rf"unknown option 'typo_option' for the {engine} runtime \(known: .*"):
+        cls.parse_options({"typo_option": 1})
+    assert cls.parse_options({"allow_fallback": True}).allow_fallback is True
+
+
+@pytest.mark.parametrize("engine", sorted(RUNTIMES))
+def test_engine_rejects_bad_threads(engine, tmp_path):
+    path = tmp_path / f"m{RUNTIMES[engine].suffixes[0]}"
+    path.write_bytes(b"0")
+    with pytest.raises(EdgeposeError, match="--threads -1: must be a whole number of at least 1"):
+        RUNTIMES[engine](path, threads=-1)
+
+
+# ------------------------------------------------------------------------------------------ targets
+def _targets():
+    pytest.importorskip("onnx")
+    from edgepose.converters import targets  # noqa: F401  (registers them)
+    from edgepose.converters.base import PRECISIONS, TARGETS
+
+    return TARGETS, PRECISIONS
+
+
+def test_every_target_is_registered_and_runnable():
+    targets, precisions = _targets()
+    assert targets, "no conversion target registered"
+    for name, t in targets.items():
+        cls = runtime_for(f"x{t.suffix}")
+        assert cls is not None and cls.format == name, f"{name}: no runtime opens {t.suffix} files as {name}"
+        assert set(t.precisions) <= set(precisions) and t.embed is not None and t.requires
+
+
+# ------------------------------------------------------------------------------------------ datasets
+def test_every_zoo_dataset_has_a_reader_and_scorer():
+    assert {m.dataset for m in MODELS.values()} <= set(DATASET_KINDS)
+    assert set(DATASET_KINDS) <= set(DATASETS)
+
+
+@pytest.mark.parametrize("name", sorted(DATASET_KINDS))
+def test_ground_truth_scores_perfect_on_the_headline_metric(name):
+    """Read the sample set in its own format, hand the ground truth back as predictions: the dataset's own
+    scorer must give its headline metric 1.0 (score 1 at every annotated keypoint)."""
+    ann = require(SAMPLES / name / f"test_{name}.json")
+    spec = get_spec(next(m.name for m in MODELS.values() if m.dataset == name))
+    ds = load_dataset(name, ann, ann.parent, spec)
+    kind = DATASET_KINDS[name]
+    gt = ds.stack("keypoints").astype(np.float32)
+    preds = np.concatenate([gt[..., :2], np.ones_like(gt[..., :1])], axis=-1)
+    metrics = kind.score(ds, preds)
+    assert kind.headline in metrics, (name, sorted(metrics))
+    assert metrics[kind.headline] == pytest.approx(1.0), (name, metrics)
+    assert json.loads(json.dumps(metrics)) == metrics  # plain JSON numbers
+
+
+# ------------------------------------------------------------------------------------------ CLI
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench", "--model", "bogus"],
+        ["predict", "img.jpg", "--model", "bogus", "--out", "x.png"],
+        ["eval", "--model", "bogus", "--out", "m.json"],
+        ["convert", "--model", "bogus"],
+        ["calibrate", "--model", "bogus", "--images", ".", "--out", "c.npz"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_unknown_model_is_one_line_naming_the_known_ones(argv, capsys, tmp_path, monkeypatch):
+    from edgepose.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    if argv[0] == "predict":
+        import cv2
+
+        cv2.imwrite("img.jpg", np.zeros((8, 8, 3), np.uint8))
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("edgepose: error: unknown model 'bogus'; known models: ")
+    assert "coco_256x192" in err[0] and list(tmp_path.iterdir()) in ([], [tmp_path / "img.jpg"])
+
+
+# ------------------------------------------------------------------------------------------ layout
+def _part_imports() -> dict[str, set[str]]:
+    """Imports between edgepose's parts (``edgepose.<part>``; converters/ is ``edgepose.converters``), by AST."""
+    import ast
+
+    edges: dict[str, set[str]] = {}
+    files = [*(REPO / "edgepose").rglob("*.py"), *(REPO / "converters").rglob("*.py")]
+    for f in files:
+        rel = f.relative_to(REPO).with_suffix("")
+        parts = ["edgepose", *rel.parts[1:]] if rel.parts[0] == "converters" else list(rel.parts)
+        parts = ["edgepose", "converters", *parts[1:]] if rel.parts[0] == "converters" else parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        pkg = parts if f.name == "__init__.py" else parts[:-1]
+        me = ".".join(parts[:2])
+        for node in ast.walk(ast.parse(f.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = pkg[: len(pkg) - node.level + 1]
+                target = [*base, *(node.module.split(".") if node.module else [])]
+            else:
+                target = (node.module or "").split(".")
+            if target[0] == "edgepose" and len(target) > 1:
+                names = [target[1]] if len(target) > 1 else []
+                if len(target) == 1:
+                    names = [a.name for a in node.names]
+                for n in names:
+                    other = f"edgepose.{n}"
+                    if other != me:
+                        edges.setdefault(me, set()).add(other)
+    return edges
+
+
+def test_no_import_cycles_between_parts():
+    edges = _part_imports()
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for m in edges.get(todo.pop(), ()):
+                if m not in seen:
+                    seen.add(m)
+                    todo.append(m)
+        return seen
+
+    cycles = [p for p in edges if p in reach(p)]
+    assert not cycles, f"import cycles through {cycles}"
+    # the device side never reaches the workstation side
+    device = [p for p in edges if p not in ("edgepose.converters", "edgepose.commands", "edgepose.cli")]
+    assert not [p for p in device if "edgepose.converters" in reach(p)]
