@@ -125,9 +125,20 @@ def _short(name: str, n: int = 64) -> str:
     return name if len(name) <= n else "..." + name[-(n - 3):]
 
 
-def float_sibling(path: Path) -> Path | None:
-    sib = path.with_name(re.sub(r"_int8(?=\.[^.]+$)", "_fp32", path.name))
-    return sib if sib != path and sib.is_file() else None
+def _head(meta: dict) -> str:
+    return str((meta.get("conversion") or {}).get("head") or "deconv")
+
+
+def float_sibling(path: Path, meta: dict | None = None) -> Path | None:
+    """The FP32 artifact beside ``path``, when its graph has the same head form (layer names then match)."""
+    from edgepose.artifact import read_metadata
+
+    sib = path.with_name(re.sub(r"_int8(?=(_u8in)?\.[^.]+$)", "_fp32", path.name))
+    if sib == path or not sib.is_file():
+        return None
+    if meta is not None and _head(read_metadata(sib)) != _head(meta):
+        return None  # e.g. ONNX: FP32 keeps the deconvolution head, INT8 has the 3x3 sub-pixel one
+    return sib
 
 
 def _rebuild_float(path: Path, meta: dict, workdir: Path) -> tuple[Path, str]:
@@ -140,7 +151,10 @@ def _rebuild_float(path: Path, meta: dict, workdir: Path) -> tuple[Path, str]:
     require("torch", "onnx", target="the float reference")
     spec = spec_from_metadata(meta)
     ckpt = (meta.get("source") or {}).get("checkpoint")
+    from .transforms import rewrite_head
+
     model = load_model(spec, ckpt if ckpt and not ckpt.startswith("package:") else None, progress=False)
+    model = rewrite_head(model, _head(meta))  # the graph the INT8 artifact was quantised from
     onnx_path = export_onnx(model, spec, workdir / "float.onnx", dynamic_batch=meta.get("batch") is None)
     if path.suffix != ".tflite":
         return onnx_path, f"FP32 rebuilt from {Path(ckpt or spec.checkpoint).name}"
@@ -165,7 +179,8 @@ def crops_for(spec: Any, n: int, calib: str | Path | None = None) -> tuple[np.nd
             raise
         cset = None
     if cset is not None and len(cset.holdout):
-        return cset.holdout_batch(spec, n), f"{min(n, len(cset.holdout))} holdout crops of {cset.path.name}"
+        return (normalize(cset.holdout[:n], spec.mean, spec.std),
+                f"{min(n, len(cset.holdout))} holdout crops of {cset.path.name}")
     from .api import PARITY_SEED, synthetic_parity_crops
 
     return normalize(synthetic_parity_crops(spec, n), spec.mean, spec.std), f"{n} synthetic crops (seed {PARITY_SEED})"
@@ -189,6 +204,8 @@ def inspect_layers(path: str | Path, float_path: str | Path | None = None, calib
     if meta.get("precision") not in (None, "int8"):
         raise EdgeposeError(f"{path}: a {meta.get('precision')} artifact; --layers compares an INT8 one with float")
     spec = spec_from_metadata(meta)
+    if (meta.get("input") or {}).get("kind", "float_nchw_normalized") != "float_nchw_normalized":
+        raise EdgeposeError(f"{path}: takes uint8 crops (--input uint8); --layers compares float-input artifacts")
     if num_crops < 1:
         raise EdgeposeError(f"--num-crops must be at least 1, got {num_crops}")
     x, crops_from = crops_for(spec, num_crops, calib)
@@ -197,7 +214,7 @@ def inspect_layers(path: str | Path, float_path: str | Path | None = None, calib
             fref, fdesc = Path(float_path), Path(float_path).name
             if not fref.is_file():
                 raise EdgeposeError(f"{fref}: float model not found")
-        elif (sib := float_sibling(path)) is not None:
+        elif (sib := float_sibling(path, meta)) is not None:
             fref, fdesc = sib, sib.name
         else:
             fref, fdesc = _rebuild_float(path, meta, Path(tmp))

@@ -103,17 +103,28 @@ def onnx_graph(int8_path: str | Path, float_path: str | Path, threads: int | Non
         by_tensor[t] = name
         layers.append(Layer(name, n.op_type, int8, sorted(set(up))))
 
-    def session(model: Any, outs: dict[str, tuple[str, int]]) -> Any:
+    kernels = "ONNX Runtime CPU (fused int8 kernels)"
+
+    def session(model: Any, outs: dict[str, tuple[str, int]], basic: bool = False) -> Any:
         del model.graph.output[:]
         model.graph.output.extend(helper.make_tensor_value_info(t, e, None) for t, e in outs.values())
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = threads
         so.log_severity_level = 3
+        if basic:
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
     out_t = f.graph.output[0].name
-    sq = session(q, q_out)
+    try:
+        sq = session(q, q_out)
+    except Exception as e:  # noqa: BLE001 - a tap can leave ORT's QDQ fusion an int8 op without a kernel
+        # (DepthToSpace of the sub-pixel head); then Q/DQ run as written: int8 values, float arithmetic
+        log.info("ONNX Runtime rejected the tapped INT8 graph (%s); running its QDQ nodes unfused",
+                 str(e).splitlines()[0][:200])  # fmt: skip
+        sq = session(q, q_out, basic=True)
+        kernels = "ONNX Runtime CPU, QDQ unfused (the layer taps block a fusion): int8 values, float arithmetic"
     sf = session(f, {k: (v, onnx.TensorProto.FLOAT) for k, v in f_out.items()})
     names = [layer.name for layer in layers]
     in_q, in_f = sq.get_inputs()[0].name, sf.get_inputs()[0].name
@@ -132,7 +143,7 @@ def onnx_graph(int8_path: str | Path, float_path: str | Path, threads: int | Non
         return {k: np.asarray(v, np.float64) for k, v in zip(names, sf.run([f_out[k] for k in names], {in_f: x}))}
 
     output = next((k for k, v in f_out.items() if v == out_t), names[-1])
-    return Graph(layers, run_int8, run_float, output, "ONNX Runtime CPU (fused int8 kernels)")
+    return Graph(layers, run_int8, run_float, output, kernels)
 
 
 # --------------------------------------------------------------------------------------------- TFLite
@@ -164,13 +175,18 @@ def tflite_graph(int8_model: bytes, float_model: bytes, threads: int | None = No
 
     out_t = source(iq.get_output_details()[0]["index"])
     f_map: dict[str, int] = {}
-    for op in ops:
-        if op["op_name"] in skip or not len(op["outputs"]):
-            continue
+    compute = [op for op in ops if op["op_name"] not in skip and len(op["outputs"])]
+    f_compute = [op for op in iff._get_ops_details() if op["op_name"] not in skip and len(op["outputs"])]  # noqa: SLF001
+    # Files converted from one SavedModel have the same ops in the same order (quantisation adds only
+    # (DE)QUANTIZE): match by position; tensor names can differ (onnx2tf numbers its layers per process)
+    by_position = [o["op_name"] for o in compute] == [o["op_name"] for o in f_compute]
+    for pos, op in enumerate(compute):
         t = op["outputs"][0]
         name = tq[t]["name"] if t in tq else ""
         if t == out_t:  # the output tensor is named after the graph's output in each file, not the same
             f_map[name] = iff.get_output_details()[0]["index"]
+        elif by_position:
+            f_map[name] = f_compute[pos]["outputs"][0]
         elif name in f_index:
             f_map[name] = f_index[name]
         else:
