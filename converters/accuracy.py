@@ -38,6 +38,7 @@ HEADLINE = {"coco_ap": "AP", "pckh": "PCKh", "hand_pck": "PCK@0.2", "hand_pckh":
 DEFAULT_CONTROL_IMAGES = 100
 DEFAULT_TASK_BUDGET = 0.03  # like bench's INT8 budget: a larger drop fails the conversion unless allowed
 CONFIRM_TOP = 8  # candidate layers whose effect on the output is measured one by one before the search
+RANK_CROPS = 16  # control crops the layer ranking and the one-by-one confirmation run on
 MAX_STEPS = 12  # re-scorings of the search at most (the last one keeps every candidate in float)
 
 
@@ -51,6 +52,8 @@ class ControlOptions:
     size: int = DEFAULT_CONTROL_IMAGES  # images
     flip_test: bool = True
     batch_size: int = 16
+    rank_crops: int = RANK_CROPS
+    confirm_top: int = CONFIRM_TOP
 
 
 @dataclass
@@ -64,6 +67,8 @@ class ControlSet:
     images: list[Any]  # image ids, control order
     flip_test: bool = True
     batch_size: int = 16
+    rank_crops: int = RANK_CROPS
+    confirm_top: int = CONFIRM_TOP
     reference: float | None = None  # PyTorch FP32 value
     reference_keypoints: np.ndarray | None = None
     reference_infer: Callable[[np.ndarray], np.ndarray] | None = None
@@ -279,15 +284,39 @@ def control_set(
             "flip_test": bool(opts.flip_test), "disjoint_from_calibration": True}  # fmt: skip
     metric = HEADLINE[DATASETS[dataset].metric]
     return ControlSet(spec, ds, metric, info, crops, np.array([pos[s.image_id] for s in ds.samples]), ids,
-                      opts.flip_test, opts.batch_size)  # fmt: skip
+                      opts.flip_test, opts.batch_size, rank_crops=opts.rank_crops,
+                      confirm_top=opts.confirm_top)  # fmt: skip
+
+
+def check_control_options(spec: ModelSpec, opts: ControlOptions | None, need_int8: bool, max_drop: float | None,
+                          input_kind: str | None = None) -> None:  # fmt: skip
+    """The cheap checks of ``--max-drop`` and the control options, before any download or work."""
+    from edgepose.evaluate import default_data
+    from edgepose.processing import INPUT_UINT8
+
+    opts = opts or ControlOptions()
+    if max_drop is not None and not math.isfinite(float(max_drop)):
+        raise EdgeposeError(f"--max-drop must be a finite number, got {max_drop}")
+    if (opts.ann is None) != (opts.images is None):
+        raise EdgeposeError("--control-ann and --control-images go together")
+    if opts.size < 1:
+        raise EdgeposeError(f"--control-size must be at least 1 image, got {opts.size}")
+    for what, p in (("--control-ann", opts.ann), ("--control-images", opts.images)):
+        if p is not None and not Path(p).exists():
+            raise EdgeposeError(f"{p}: {what} not found")
+    if max_drop is None or not need_int8:
+        return
+    if input_kind == INPUT_UINT8:  # the layer search feeds float crops
+        raise EdgeposeError("--max-drop with --input uint8 is not supported yet: convert with --input float")
+    if opts.ann is None and default_data(spec) is None:
+        raise EdgeposeError(f"--max-drop needs evaluation data for {spec.name}: pass --control-ann and "
+                            "--control-images (a split the calibration images are not from)")  # fmt: skip
 
 
 def control_for(spec: ModelSpec, opts: ControlOptions | None, cset: Any, need_int8: bool, max_drop: float | None,
                 notes: list[str]) -> ControlSet | None:  # fmt: skip
     """The control split of a conversion (``None`` without INT8 or without evaluation data: a zoo model with
     no ``--control-ann``, said in ``notes``; ``--max-drop`` then fails with one line)."""
-    if max_drop is not None and not math.isfinite(float(max_drop)):
-        raise EdgeposeError(f"--max-drop must be a finite number, got {max_drop}")
     if not need_int8:
         if max_drop is not None:
             notes.append("--max-drop applies to INT8 artifacts only; none asked for")
@@ -403,6 +432,6 @@ def latency(plain: Path, controlled: Path, x: np.ndarray, runs: int = 20, thread
             "loadavg_1min": load}  # fmt: skip
 
 
-__all__ = ["ControlOptions", "ControlSet", "control_set", "control_for", "restore", "latency", "HEADLINE",
-           "DEFAULT_TASK_BUDGET", "DEFAULT_CONTROL_IMAGES", "subset_dataset", "instance_oks", "growth",
+__all__ = ["ControlOptions", "ControlSet", "control_set", "control_for", "check_control_options", "restore", "latency",
+           "HEADLINE", "DEFAULT_TASK_BUDGET", "DEFAULT_CONTROL_IMAGES", "subset_dataset", "instance_oks", "growth",
            "apply_task"]  # fmt: skip

@@ -267,13 +267,12 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
         if f.is_dir():
             raise EdgeposeError(f"{f}: is a directory, where convert must write a file")
     source_ckpt = str(checkpoint or spec.checkpoint)
-    ckpt_path = resolve_checkpoint(source_ckpt, progress=progress, sha256=sha256)  # a wrong file fails first
     need_int8 = any("int8" in p for p in plan.values())
+    accuracy.check_control_options(spec, control, need_int8, max_drop, kind)  # before any download or work
+    ckpt_path = resolve_checkpoint(source_ckpt, progress=progress, sha256=sha256)  # a wrong file fails first
     cset = _calibration(spec, calib, need_int8)
     if need_int8 and cset is not None:  # a degenerate set is refused before any work
         check_calibration(cset, num_calib, spec)
-    if max_drop is not None and kind == INPUT_UINT8:  # the layer search feeds float crops
-        raise EdgeposeError("--max-drop with --input uint8 is not supported yet: convert with --input float")
     control_cs = accuracy.control_for(spec, control, cset, need_int8, max_drop, notes)
     if int8_io and "tflite" not in plan:
         notes.append("--int8-io applies to TFLite only; ONNX and OpenVINO keep float input/output")

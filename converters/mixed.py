@@ -24,11 +24,10 @@ import numpy as np
 from edgepose.errors import EdgeposeError
 
 from . import layers as L
-from .accuracy import CONFIRM_TOP, DEFAULT_TASK_BUDGET, ControlSet, latency, restore
+from .accuracy import DEFAULT_TASK_BUDGET, ControlSet, latency, restore
 from .base import Context, Converted, quiet
 
 log = logging.getLogger(__name__)
-RANK_CROPS = 16  # control crops the layer ranking and the one-by-one confirmation run on
 NNCF_RANKING_IMAGES = 25  # NNCF ranks each quantiser group on the control images that lose the most, this many
 
 
@@ -122,12 +121,13 @@ def _heatmap_error(path: Path, x: np.ndarray, ref: np.ndarray, threads: int | No
 
 def _rank(c: Converted, graph: L.Graph, control: ControlSet, x: np.ndarray, ref: np.ndarray, build: Callable,
           threads: int | None, say: Callable[[str], None]) -> tuple[list[str], list[dict]]:  # fmt: skip
-    """Layers by the noise they add, the top ``CONFIRM_TOP`` confirmed one at a time on the output heatmaps."""
+    """Layers by the noise they add, the top ``control.confirm_top`` confirmed one at a time on the output."""
     layers = L.measure(graph, x)
     order = L.ranked(layers)
     e0 = _heatmap_error(c.path, x, ref, threads)
     confirmed = []
-    for i, layer in enumerate(order[:CONFIRM_TOP]):
+    top = control.confirm_top
+    for i, layer in enumerate(order[:top]):
         path = build([layer.name], c.path.parent / f"{c.path.stem}.one{i}{c.path.suffix}")
         layer.removed = (e0 - _heatmap_error(path, x, ref, threads)) / e0 if e0 > 0 else 0.0
         path.unlink(missing_ok=True)
@@ -135,7 +135,7 @@ def _rank(c: Converted, graph: L.Graph, control: ControlSet, x: np.ndarray, ref:
     say(f"{c.target} int8: ranked {len(order)} layers; the top {len(confirmed)} confirmed one by one on the output")
     helpful = sorted((la for la in confirmed if la.removed > 0), key=lambda la: -la.removed)
     useless = [la for la in confirmed if la.removed <= 0]
-    final = helpful + order[CONFIRM_TOP:] + useless
+    final = helpful + order[top:] + useless
     return [la.name for la in final], L.layer_dicts(final)
 
 
@@ -152,7 +152,7 @@ def _score(control: ControlSet, threads: int | None) -> Callable[[Path], float]:
 
 def _restore_onnx_tflite(c: Converted, ctx: Context, control: ControlSet, budget: float, plain_drop: float,
                          threads: int | None) -> tuple[dict, Path]:  # fmt: skip
-    x = control.inputs[:RANK_CROPS]
+    x = control.inputs[: control.rank_crops]
     ref = control.reference_heatmaps(x)
     if c.target == "onnx":
         ctx.log("onnx int8: calibrating once for the mixed-precision search")
@@ -176,7 +176,7 @@ def _restore_onnx_tflite(c: Converted, ctx: Context, control: ControlSet, budget
                     _score(control, threads), ctx.log)  # fmt: skip
     chosen = set(found["float_layers"])
     return {**found, "ranking": [r for r in report if r["name"] in chosen] + [
-        r for r in report[:CONFIRM_TOP] if r["name"] not in chosen]}, found["path"]  # fmt: skip
+        r for r in report[: control.confirm_top] if r["name"] not in chosen]}, found["path"]  # fmt: skip
 
 
 def _restore_openvino(c: Converted, ctx: Context, control: ControlSet, budget: float,
@@ -232,6 +232,10 @@ def check_int8(c: Converted, ctx: Context, control: ControlSet, max_drop: float 
     if max_drop is not None:
         ctrl: dict[str, Any] = {"max_drop": budget, "metric": control.metric, "control": control.info,
                                 "plain": plain, "float_layers": [], "method": "none needed: plain INT8 within budget"}
+        if drop > budget + 1e-12 and budget < 0 and c.target != "openvino":
+            raise EdgeposeError(f"{c.target} int8: best {control.metric} drop reached on the control split {drop:.4f} "
+                                f"(plain INT8) > budget {budget:g} (a negative budget asks for better than float); "
+                                "nothing written")  # fmt: skip
         if drop > budget + 1e-12:
             if c.target == "openvino":
                 found, path = _restore_openvino(c, ctx, control, budget, threads)
@@ -241,6 +245,8 @@ def check_int8(c: Converted, ctx: Context, control: ControlSet, max_drop: float 
                 ctrl["method"] = ("layers ranked by added quantisation noise, top confirmed on the output, "
                                   "worst k kept in float for growing k, re-scored on the control split")
                 ctrl["steps"], ctrl["ranking"] = found["steps"], found["ranking"]
+                ctrl["search"] = {"rank_crops": int(min(control.rank_crops, len(control.crops))),
+                                  "confirm_top": int(control.confirm_top)}
             ctrl["latency"] = latency(c.path, path, control.inputs, threads=threads)
             for f in c.extra_files:  # OpenVINO: the .bin goes with the .xml
                 os.replace(path.with_suffix(f.suffix), f)
