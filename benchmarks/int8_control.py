@@ -195,6 +195,10 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from conversion_times import machine
 
+    from edgepose.cli import setup_logging
+
+    setup_logging()  # convert's progress (control drops, search steps) on stderr
+
     from edgepose.calibration import read_calibration
     from edgepose.errors import EdgeposeError
     from edgepose.models import load_model
