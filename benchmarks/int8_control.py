@@ -224,6 +224,7 @@ def main() -> None:
             doc["cases"]["demo"] = {"what": "Bundled calibration set (128 crops of the synthetic train split, 100 "
                                     "used), `--max-drop 0.0003`.",
                                     **case("demo", "onnx,tflite", 0.0003, work, rest, args)}  # fmt: skip
+            save(doc)  # each case as soon as it is done: a long hard case does not lose the demo's
         if not args.skip_hard and (SAMPLES / "test_coco.json").is_file():
             calib = poor_set(work / "poor.npz", args.darken)
             doc["cases"]["hard"] = {"what": f"Poor calibration set: 8 crops of the people in 3 of the 4 COCO sample "
@@ -231,11 +232,16 @@ def main() -> None:
                                     f"{int(args.darken * 100)} % brightness, `--max-drop 0.005`.",
                                     **case("hard", "onnx,tflite,openvino", 0.005, work, rest, args,
                                            calib=calib)}  # fmt: skip
+    save(doc)
+
+
+def save(doc: dict) -> None:
+    from edgepose.files import atomic_write
+
     ctrl = [r["control"] for c in doc["cases"].values() for r in c["rows"] if r.get("control")]
     doc["control_instances"] = ctrl[0]["num_instances"] if ctrl else None
     doc["control_image_ids_sha256"] = ctrl[0]["image_ids_sha256"] if ctrl else None
     doc["load_end"] = round(os.getloadavg()[0], 2)
-    from edgepose.files import atomic_write
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write(RESULTS / "int8_control.json", json.dumps(doc, indent=2, default=str) + "\n")
