@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--results", type=Path, default=RESULTS, help="output folder (default benchmarks/results)")
     p.add_argument("--readme", type=Path, default=REPO / "README.md", help="README whose bench section to rewrite")
     p.add_argument("--no-readme", action="store_true", help="leave the README alone")
+    p.add_argument("--no-strict-precision", action="store_true", help="no strict-f32 rows beside the engines' "
+                   "default-precision rows (OpenVINO FP32/FP16 run bf16 by default on AMX)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -80,6 +82,49 @@ def target_lines(report: dict) -> list[str]:
     return lines
 
 
+# issue 12's targets, as ratios of two rows measured side by side in this run: (row, peer, at most, name)
+RATIO_TARGETS = [(("tflite", "int8"), ("openvino", "int8"), 1.1, "TFLite INT8 / OpenVINO INT8"),
+                 (("tflite", "fp32"), ("onnx", "fp32"), 1.0, "TFLite FP32 / ONNX Runtime FP32"),
+                 (("onnx", "int8"), ("onnx", "fp32"), 1.0, "ONNX Runtime INT8 / ONNX Runtime FP32")]  # fmt: skip
+BEST_END_TO_END_MS = 3.0  # best artifact, box -> keypoints, no flip
+PRE_POST_SHARE = 10.0  # sequential per-person pre/post, % of the fastest artifact's inference
+
+
+def _plain_row(report: dict, key: tuple[str, str]) -> dict | None:
+    """The default row of a format and precision: float input, the engine's default options, measured."""
+    for r in report["rows"]:
+        plain = not r["reference"] and not r.get("runtime_options") and "_u8in" not in r["name"]
+        if plain and r["status"] == "ok" and (r.get("format"), r.get("precision")) == key:
+            return r
+    return None
+
+
+def ratio_lines(report: dict) -> list[str]:
+    """Issue 12's relative targets: model-alone p50 ratios, end to end and pre/post share of the fastest."""
+    lines = ["| target | measured | |", "|---|---:|---|"]
+    for key, peer, limit, name in RATIO_TARGETS:
+        a, b = _plain_row(report, key), _plain_row(report, peer)
+        if a is None or b is None:
+            lines.append(f"| {name} <= {limit:.1f}x | not measured | |")
+            continue
+        ratio = a["model"]["p50_ms"] / b["model"]["p50_ms"]
+        lines.append(f"| {name} <= {limit:.1f}x | {ratio:.2f}x ({a['model']['p50_ms']:.2f} / "
+                     f"{b['model']['p50_ms']:.2f} ms) | {'met' if ratio <= limit else 'missed'} |")  # fmt: skip
+    rows = [r for r in report["rows"] if r["status"] == "ok" and not r["reference"] and not r.get("runtime_options")]
+    if rows:
+        best = min(rows, key=lambda r: r["pipeline"]["no_flip"]["p50_ms"])
+        e2e = best["pipeline"]["no_flip"]["p50_ms"]
+        lines.append(f"| best end to end (box -> keypoints, no flip) <= {BEST_END_TO_END_MS:.1f} ms | {e2e:.2f} ms "
+                     f"({best['name']}) | {'met' if e2e <= BEST_END_TO_END_MS else 'missed'} |")  # fmt: skip
+        fastest = min(rows, key=lambda r: r["model"]["p50_ms"])
+        nf = fastest["pipeline"]["no_flip"]
+        share = 100 * nf["pre_post_ms"] / nf["infer_ms"]
+        lines.append(f"| pre/post per person <= {PRE_POST_SHARE:.0f}% of the fastest inference | {share:.1f}% "
+                     f"({nf['pre_post_ms']:.3f} of {nf['infer_ms']:.3f} ms, {fastest['name']}) | "
+                     f"{'met' if share <= PRE_POST_SHARE else 'missed'} |")  # fmt: skip
+    return lines
+
+
 def overhead_line(report: dict) -> str:
     rows = [r for r in report["rows"] if r["status"] == "ok"]
     if not rows:
@@ -108,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_convert:
         convert_all(args.model, out, args.force_convert)
     cfg = BenchConfig(model=args.model, artifacts=[out], threads=args.threads, runs=args.runs, warmup=args.warmup,
-                      limit=args.limit)  # fmt: skip
+                      limit=args.limit, strict_precision=not args.no_strict_precision)  # fmt: skip
     report = run_bench(cfg).to_dict()
     print(console_table(report))
 
@@ -118,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(report, stem.with_suffix(".json"))
     targets = ["", "Speed targets (model alone, batch 1, 2 threads, 2-core x86 with AVX-512 VNNI/AMX):", "",
                "| artifact | target p50 ms | measured p50 ms | |", "|---|---:|---:|---|", *target_lines(report),
+               "", "Relative targets (side by side in this run):", "", *ratio_lines(report),
                "", overhead_line(report)]  # fmt: skip
     write_file(stem.with_suffix(".md"), markdown(report) + "\n".join(targets) + "\n")
     skipped = write_plot(report, stem.with_suffix(".png"))

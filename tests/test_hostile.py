@@ -466,3 +466,18 @@ def test_a_failed_final_move_takes_back_what_it_moved(tmp_path):
     with pytest.raises(EdgeposeError, match=r"m_fp32\.xml: cannot move the artifact into place .* nothing written"):
         move_into_place([ok, xml], out)
     assert sorted(p.name for p in out.iterdir()) == ["m_fp32.xml"]  # only the obstacle is left
+
+
+def test_bench_rows_still_run_where_no_interpreter_can_be_exec_d(env, tmp_path):
+    """A qemu user-mode chroot (the ARM check) cannot exec the guest's Python: the fork server dies at start.
+    Bench falls back to fork (the row is still isolated) and says so, instead of ending in BrokenPipeError."""
+    js = tmp_path / "b.json"
+    code = ("import multiprocessing, sys\nmultiprocessing.set_executable('/etc/hostname')  # not executable\n"
+            "from edgepose.cli import main\nsys.exit(main(sys.argv[1:]))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code, "bench", "--no-reference", "--no-accuracy", "--runs", "2",
+                           "--warmup", "0", "--threads", "1", "--json", str(js), "--artifacts", str(env["onnx"])],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "cannot start a row's process with forkserver" in proc.stderr and "Traceback" not in proc.stderr
+    (row,) = _strict_json(js)["rows"]
+    assert row["status"] == "ok" and row["path"] == str(env["onnx"])

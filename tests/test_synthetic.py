@@ -145,8 +145,9 @@ def test_synth_cli(tmp_path, capsys):
     assert main(["synth", "--split", "train", "--out", str(tmp_path / "s"), "--num-images", "3", "--seed", "9"]) == 0
     doc = json.loads((tmp_path / "s" / "annotations.json").read_text())
     assert len(doc["images"]) == 3 and len(list((tmp_path / "s" / "images").glob("*.jpg"))) == 3
-    assert main(["synth", "--out", str(tmp_path / "t"), "--num-images", "0"]) == 2
-    assert "num-images" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # argparse's exit: the value is refused before any work
+        main(["synth", "--out", str(tmp_path / "t"), "--num-images", "0"])
+    assert e.value.code == 2 and "num-images" in capsys.readouterr().err and not (tmp_path / "t").exists()
 
 
 # ------------------------------------------------------------------------------------- demo model

@@ -27,28 +27,59 @@ __all__ = ["run_isolated"]
 _STAGES = {"prepare": "importing the engine for", "load": "loading", "run": "running"}
 
 
-def _context():
-    if "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
+# start methods in order of preference; one that failed to start a child is not tried again in this process
+_METHODS = ("forkserver", "fork", "spawn")
+_broken: set[str] = set()
+
+
+def _context(method: str):
+    ctx = mp.get_context(method)
+    if method == "forkserver":
         ctx.set_forkserver_preload([__name__])
-        return ctx
-    return mp.get_context("spawn")
+    return ctx
+
+
+def _start(target, args: tuple, name: str):
+    """Start the child with the first start method that works here; ``None`` when none does.
+
+    The fork server and spawn exec a new interpreter: where that fails (a qemu user-mode chroot without
+    binfmt_misc cannot exec the guest's binaries, a sandbox without /dev/shm) fork is tried, then the row runs
+    in this process (not isolated, said in a warning)."""
+    for method in _METHODS:
+        if method in _broken or method not in mp.get_all_start_methods():
+            continue
+        ctx = _context(method)
+        receiver, sender = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=target, args=(sender, *args), name=name, daemon=True)
+        try:
+            proc.start()
+        except (OSError, EOFError) as e:  # BrokenPipeError is an OSError
+            receiver.close()
+            sender.close()
+            _broken.add(method)
+            log.warning("bench: cannot start a row's process with %s (%s); trying the next start method", method,
+                        e.__class__.__name__)  # fmt: skip
+            continue
+        sender.close()
+        return proc, receiver
+    return None
 
 
 def run_isolated(cfg: Any, spec: Any, path: Path, data: Any, sample: Any, reference: bool = False,
                  source: str | None = None, **runtime_options: Any) -> BenchRow:  # fmt: skip
     """One bench row (an artifact, or with ``reference`` the PyTorch checkpoint ``source``) in a child process;
     ``runtime_options`` go to the runtime, as :func:`~edgepose.bench.row.bench_row` takes them."""
-    ctx = _context()
-    receiver, sender = ctx.Pipe(duplex=False)
     blocked = sorted(k for k, v in list(sys.modules.items()) if v is None and "." not in k)
     level = logging.getLogger("edgepose").getEffectiveLevel()
-    args = (sender, cfg, spec, Path(path), data, sample, reference, source, blocked, level, runtime_options)
-    proc = ctx.Process(target=_child, args=args, name=f"edgepose-bench-{Path(path).name}", daemon=True)
+    args = (cfg, spec, Path(path), data, sample, reference, source, blocked, level, runtime_options)
+    started = _start(_child, args, f"edgepose-bench-{Path(path).name}")
+    if started is None:
+        log.warning("bench: no way to start a child process here: %s runs in this process (a crash of its "
+                    "engine ends the bench)", Path(source if reference and source else path).name)  # fmt: skip
+        return _in_process(cfg, spec, Path(path), data, sample, reference, source, runtime_options)
+    proc, receiver = started
     stage, result = "prepare", None
     try:
-        proc.start()
-        sender.close()
         while True:
             try:
                 kind, value = receiver.recv()
@@ -116,6 +147,14 @@ def _child(conn, cfg, spec, path: Path, data, sample, reference: bool, source, b
         conn.send(("row", row.to_dict()))
     finally:
         conn.close()
+
+
+def _in_process(cfg, spec, path: Path, data, sample, reference: bool, source, runtime_options) -> BenchRow:
+    from .row import bench_row, reference_row
+
+    if reference:
+        return reference_row(cfg, spec, source, data, sample)
+    return _checked_row(cfg, spec, path, data, sample, bench_row, runtime_options)
 
 
 class _LikeTheCli(logging.Formatter):
