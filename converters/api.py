@@ -33,13 +33,13 @@ from typing import Any, Callable
 import numpy as np
 
 from edgepose import __version__
-from edgepose.calibration import CalibrationSet, default_calibration_path, read_calibration
+from edgepose.calibration import CalibrationSet, check_calibration, default_calibration_path, read_calibration
 from edgepose.errors import EdgeposeError, terminate_as_interrupt
 from edgepose.files import check_writable
 from edgepose.runtimes.artifact import FORMAT_VERSION, INPUT_FLOAT, INPUT_UINT8, file_record, sidecar_path
 from edgepose.spec import DEFAULT_MODEL, ModelSpec, get_spec
 
-from . import export, transforms
+from . import accuracy, export, transforms
 from . import targets as _targets  # noqa: F401  (registers every target module in converters/targets/)
 from .base import PRECISIONS, TARGETS, Context, Converted, Timer, quiet, require, version_of
 from .metadata import embed_metadata, write_sidecar
@@ -203,6 +203,8 @@ def convert(
     reference_accuracy: bool = True,
     sha256: str | None = None,
     head: str = transforms.AUTO,
+    max_drop: float | None = None,
+    control: accuracy.ControlOptions | None = None,
 ) -> ConversionResult:
     """Convert ``model`` (default: the demo model) to ``targets`` x ``precisions``; see the module doc.
 
@@ -211,15 +213,20 @@ def convert(
 
     ``head``: the form the deconvolution head is exported in (:mod:`.transforms`): ``"auto"`` (each target's
     measured fastest per precision), ``"deconv"`` (no rewrite), ``"subpixel2x2"`` or ``"subpixel3x3"``.
+
+    INT8 (:mod:`.accuracy`): each artifact is scored on a control split of evaluation data (``control``; the
+    demo model's: its synthetic val split) and fails beyond a drop of 0.03 in the model's metric; with
+    ``max_drop``, layers are kept in float until the drop is within it, or the call fails writing nothing.
     """
     with terminate_as_interrupt():
         return _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parity, dynamic_batch,
                         int8_io, input, allow_parity_failure, out, threads, progress, reference_accuracy, sha256,
-                        head)  # fmt: skip
+                        head, max_drop, control)  # fmt: skip
 
 
 def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parity, dynamic_batch, int8_io,
-             input, allow_parity_failure, out, threads, progress, reference_accuracy, sha256, head):  # noqa: A002  # fmt: skip
+             input, allow_parity_failure, out, threads, progress, reference_accuracy, sha256, head,
+             max_drop, control):  # noqa: A002  # fmt: skip
     say = _logger(progress)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow (NNCF does, too)
     target_names = parse_list(targets, list(TARGETS), "target", all_ok=True)
@@ -260,9 +267,13 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
         if f.is_dir():
             raise EdgeposeError(f"{f}: is a directory, where convert must write a file")
     source_ckpt = str(checkpoint or spec.checkpoint)
-    ckpt_path = resolve_checkpoint(source_ckpt, progress=progress, sha256=sha256)  # a wrong file fails first
     need_int8 = any("int8" in p for p in plan.values())
+    accuracy.check_control_options(spec, control, need_int8, max_drop, kind)  # before any download or work
+    ckpt_path = resolve_checkpoint(source_ckpt, progress=progress, sha256=sha256)  # a wrong file fails first
     cset = _calibration(spec, calib, need_int8)
+    if need_int8 and cset is not None:  # a degenerate set is refused before any work
+        check_calibration(cset, num_calib, spec)
+    control_cs = accuracy.control_for(spec, control, cset, need_int8, max_drop, notes)
     if int8_io and "tflite" not in plan:
         notes.append("--int8-io applies to TFLite only; ONNX and OpenVINO keep float input/output")
 
@@ -272,6 +283,11 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
     source = {"checkpoint": source_ckpt, "sha256": sha256_of(ckpt_path)}
     say(f"{spec.name}: checkpoint {Path(source_ckpt).name} loaded in {t_load.seconds:.1f} s")
     result.timings["load_checkpoint"] = t_load.seconds
+    if control_cs is not None:
+        with Timer() as t:
+            control_cs.set_reference(torch_model, source["sha256"])
+        say(f"control split: {control_cs.info['num_images']} images, {control_cs.info['num_instances']} instances; "
+            f"PyTorch {control_cs.metric} {control_cs.reference:.4f} ({t.seconds:.1f} s)")  # fmt: skip
 
     calib_batch = cset.calibration_batch(spec, num_calib) if (cset is not None and need_int8) else np.zeros((0,))
     calib_crops = cset.crops[:num_calib] if (cset is not None and need_int8) else np.zeros((0,), np.uint8)
@@ -297,7 +313,8 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
         raise EdgeposeError(f"{out_dir}: cannot create the output folder ({e.strerror})") from None
     try:
         ctx = Context(spec, torch_model, workdir / "export.onnx", workdir, calib_batch.astype(np.float32),
-                      dynamic_batch, int8_io, spec.name, say, input_kind=kind, calib_crops=calib_crops)  # fmt: skip
+                      dynamic_batch, int8_io, spec.name, say, input_kind=kind, calib_crops=calib_crops,
+                      keep_work=max_drop is not None)  # fmt: skip
         forms = _head_forms(plan, head)
         exports: dict[str, Context] = {}  # one ONNX export per head form, shared by the targets that use it
         for form in dict.fromkeys(f for by_prec in forms.values() for f in by_prec.values()):
@@ -331,21 +348,35 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
 
         for c in converted:
             meta = _base_metadata(spec, c, source, dynamic_batch, kind)
-            if c.extra_files:  # the embedded copy vouches for the companions (it cannot hash its own file)
-                meta["companions"] = {f.suffix: file_record(f) for f in c.extra_files}
             if c.precision == "int8" and calib_info:
                 meta["calibration"] = calib_info
             if ref_acc:
                 meta["reference_accuracy"] = ref_acc
+            task = None
+            if c.precision == "int8" and control_cs is not None:  # task metric; --max-drop: accuracy control
+                from .mixed import check_int8
+
+                write_sidecar(c.path, meta)  # the runtime reads layout and quantisation from it
+                with Timer() as t:
+                    task = check_int8(c, exports[c.details["head"]], control_cs, max_drop, threads)
+                result.timings[f"task_{c.target}"] = t.seconds
+            if c.extra_files:  # the embedded copy vouches for the companions (it cannot hash its own file)
+                meta["companions"] = {f.suffix: file_record(f) for f in c.extra_files}
             write_sidecar(c.path, meta)  # the runtime reads layout and quantisation from it
             with Timer() as t:
                 figures = _run_parity(c.path, artifact_inputs, reference, threads)
             failed = check(figures, c.precision)
+            latency = None
+            if task:  # the control drop beside the tensor parity; the latency (a timing) in the sidecar only
+                failed += accuracy.apply_task(meta, task)
+                latency = (meta.get("accuracy_control") or {}).pop("latency", None)
             inputs = parity_from + (" (fed as uint8 crops)" if kind == INPUT_UINT8 else "")
             meta["parity"] = {**figures, "inputs": inputs, "tolerance": tolerance_dict(c.precision),
-                              "passed": not failed, "failed": failed}  # fmt: skip
+                              "passed": not failed, "failed": failed, **({"task": task["task"]} if task else {})}
             embed_metadata(c.path, meta)
             meta = _sidecar_metadata(meta, c)
+            if latency:
+                meta["accuracy_control"] = {**meta["accuracy_control"], "latency": latency}
             write_sidecar(c.path, meta)
             files = [*c.extra_files, sidecar_path(c.path), c.path]
             size = sum(f.stat().st_size for f in files if f != sidecar_path(c.path))

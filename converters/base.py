@@ -43,6 +43,7 @@ class Context:
     notes: list[str] = field(default_factory=list)  # said to the user at the end
     input_kind: str = INPUT_FLOAT  # INPUT_UINT8: the exported model takes uint8 NHWC RGB crops
     calib_crops: np.ndarray | None = None  # the uint8 NHWC crops ``calib`` was normalised from
+    keep_work: bool = False  # keep intermediate files (the TFLite SavedModel) for the INT8 accuracy control
 
     @property
     def uint8_input(self) -> bool:

@@ -40,9 +40,12 @@ __all__ = [
     "default_calibration_path",
     "synthetic_calibration",
     "calibration_dirs",
+    "check_calibration",
 ]
 
 FORMAT_VERSION = 1
+FLAT_STD = 2.0  # a crop whose pixels vary by less than this (grey levels, std) is near-constant: no content
+MIN_DISTINCT = 4  # fewer distinct crops with content than this cannot give INT8 ranges worth having
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 _EVAL_RE = re.compile(r"(?<![a-z])(val|valid|validation|test|testdev|eval)(?![a-z])")
 
@@ -112,6 +115,46 @@ def read_calibration(path: str | Path, spec: ModelSpec | None = None) -> Calibra
             f"{spec.input_size[0]}x{spec.input_size[1]}; make a set with 'edgepose calibrate --model {spec.name}'"
         )
     return cset
+
+
+def check_calibration(cset: CalibrationSet, num: int | None = None, spec: ModelSpec | None = None) -> dict[str, Any]:
+    """Refuse, with one line, a set that INT8 cannot be calibrated on; returns what was checked.
+
+    Checked on the first ``num`` crops (the ones calibration uses) and on the holdout (the parity inputs):
+    crops of another size than ``spec``'s input; more than half of them near-constant (pixel std below
+    ``FLAT_STD`` grey levels: black, white or flat crops give activation ranges of a blank image); fewer than
+    ``MIN_DISTINCT`` distinct crops with content. A valid but useless set would otherwise give an INT8 model
+    whose parity check passes on its own blank holdout crops while its accuracy collapses.
+    """
+    import hashlib
+
+    name = cset.path or "calibration set"
+    crops = cset.crops[:num] if num else cset.crops
+    if spec is not None and cset.input_size != tuple(spec.input_size):
+        raise EdgeposeError(f"{name}: crops are {cset.input_size[0]}x{cset.input_size[1]} (WxH) but model "
+                            f"{spec.name} takes {spec.input_size[0]}x{spec.input_size[1]}")  # fmt: skip
+
+    def flat(a: np.ndarray) -> np.ndarray:
+        return np.array([float(c.std()) < FLAT_STD for c in a], dtype=bool)
+
+    is_flat = flat(crops)
+    if len(crops) and is_flat.mean() > 0.5:
+        black = " (all black)" if not crops.any() else ""
+        raise EdgeposeError(
+            f"{name}: {int(is_flat.sum())} of {len(crops)} calibration crops are near-constant{black} (pixel std < "
+            f"{FLAT_STD:g} grey levels); INT8 ranges fitted to them are useless: make a set from real images with "
+            "'edgepose calibrate'"
+        )
+    distinct = len({hashlib.sha1(c.tobytes()).digest() for c, f in zip(crops, is_flat) if not f})
+    if distinct < MIN_DISTINCT:
+        raise EdgeposeError(f"{name}: only {distinct} distinct calibration crops with content (at least "
+                            f"{MIN_DISTINCT} needed); make a larger set with 'edgepose calibrate'")  # fmt: skip
+    hold_flat = flat(cset.holdout)
+    if len(cset.holdout) and hold_flat.mean() > 0.5:
+        raise EdgeposeError(f"{name}: {int(hold_flat.sum())} of {len(cset.holdout)} holdout crops are "
+                            "near-constant; the parity check would compare blank inputs")  # fmt: skip
+    return {"crops": int(len(crops)), "near_constant": int(is_flat.sum()), "distinct_with_content": distinct,
+            "holdout": int(len(cset.holdout)), "holdout_near_constant": int(hold_flat.sum())}  # fmt: skip
 
 
 def write_calibration(path: str | Path, cset: CalibrationSet, jpeg_quality: int | None = None) -> Path:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+CONTROL_IMAGES = 30  # the INT8 task-metric check of the shared conversion: 30 val images keep it short
 CONVERT_DEPS = ("torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "openvino", "nncf")
 
 
@@ -46,6 +47,7 @@ def demo_conversion(tmp_path_factory, demo_checkpoint):
     (the conversion must make none). 32 calibration crops keep it to ~1-2 minutes on 2 cores.
     """
     _require(*CONVERT_DEPS)
+    from edgepose.converters.accuracy import ControlOptions
     from edgepose.converters.api import convert
 
     from edgepose.spec import DEFAULT_MODEL
@@ -61,7 +63,8 @@ def demo_conversion(tmp_path_factory, demo_checkpoint):
     socket.socket.connect = refuse
     try:
         result = convert(model=DEFAULT_MODEL, checkpoint=str(demo_checkpoint), targets="all",
-                         precisions="fp32,fp16,int8", num_calib=32, out=out, progress=False)  # fmt: skip
+                         precisions="fp32,fp16,int8", num_calib=32, out=out, progress=False,
+                         control=ControlOptions(size=CONTROL_IMAGES))  # fmt: skip
     finally:
         socket.socket.connect = original
     result.network_attempts = attempts

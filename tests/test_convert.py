@@ -247,6 +247,11 @@ def test_metadata_sidecar_and_embedded_reproduce_the_spec(demo_artifacts, target
     assert ("calibration" in sidecar) == (precision == "int8")
     if precision == "int8":
         assert sidecar["calibration"]["num"] == 32 and sidecar["calibration"]["bundled"] is True
+        task = sidecar["parity"]["task"]  # the task metric on the control split, beside the tensor parity
+        assert task["metric"] == "AP" and task["max_drop"] == 0.03 and task["passed"] is True
+        assert task["drop"] == pytest.approx(task["reference"] - task["value"]) and abs(task["drop"]) < 0.03
+        assert task["control"]["num_images"] == 30 and task["control"]["source"] == "synthetic val split"
+        assert "accuracy_control" not in sidecar  # no --max-drop
 
 
 def _without_volatile(sidecar: dict) -> dict:

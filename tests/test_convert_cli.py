@@ -150,6 +150,7 @@ def test_tflite_int8_io(tmp_path, demo_checkpoint):
     """--int8-io: int8 tensors at both ends, their scale/zero point in the metadata, the runtime (de)quantises."""
     pytest.importorskip("onnx2tf")
     import torch
+    from edgepose.converters.accuracy import ControlOptions
     from edgepose.converters.api import convert
 
     from edgepose.models import load_model
@@ -157,7 +158,7 @@ def test_tflite_int8_io(tmp_path, demo_checkpoint):
 
     res = convert(checkpoint=str(demo_checkpoint), reference_accuracy=False,
                   targets="tflite", precisions="int8", int8_io=True, num_calib=8,
-                  out=tmp_path, progress=False)  # fmt: skip
+                  out=tmp_path, progress=False, control=ControlOptions(size=10))  # fmt: skip
     [a] = res.artifacts
     meta = a.metadata
     for end in ("input", "output"):

@@ -26,13 +26,15 @@ EVAL_IMAGES = 12
 
 @pytest.fixture(scope="module")
 def u8_conversion(tmp_path_factory, demo_checkpoint):
+    from edgepose.converters.accuracy import ControlOptions
     from edgepose.converters.api import convert
 
     from edgepose.spec import DEFAULT_MODEL
 
     out = tmp_path_factory.mktemp("u8_artifacts")
     return convert(model=DEFAULT_MODEL, checkpoint=str(demo_checkpoint), targets="all", precisions="fp32,int8",
-                   num_calib=32, out=out, progress=False, input="uint8")  # fmt: skip
+                   num_calib=32, out=out, progress=False, input="uint8",
+                   control=ControlOptions(size=10))  # fmt: skip  (the INT8 task check on 10 val images)
 
 
 def _path(folder, target, precision, u8=True):
@@ -135,3 +137,13 @@ def test_read_artifact_tells_the_app_to_feed_bytes(u8_conversion, tmp_path):
     assert c["input"]["kind"] == "uint8_nhwc_rgb" and c["input"]["dtype"] == "uint8"
     assert c["input"]["quantization"] is None and c["input"]["shape"] == [1, 256, 192, 3]
     assert "feed the crop's RGB bytes as they are" in c["input"]["rule"]
+
+
+def test_uint8_int8_artifacts_are_scored_on_the_control_split(u8_conversion):
+    """The task-metric check feeds each INT8 artifact what it takes (uint8 crops here) and records the drop."""
+    for a in u8_conversion.artifacts:
+        task = a.parity.get("task")
+        assert (task is not None) == (a.precision == "int8")
+        if task:
+            assert task["control"]["num_images"] == 10 and task["passed"] and abs(task["drop"]) < 0.03
+            assert 0.3 < task["value"] <= 1.0

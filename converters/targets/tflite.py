@@ -223,7 +223,8 @@ def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
                          tools=tools, details=details, seconds=t.seconds + (t0.seconds if i == 0 else 0.0))  # fmt: skip
         out.append(conv)
         ctx.log(f"tflite {p}: {dst.name} in {t.seconds:.1f} s")
-    shutil.rmtree(saved_model.parent, ignore_errors=True)
+    if not ctx.keep_work:
+        shutil.rmtree(saved_model.parent, ignore_errors=True)
     return out
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write, json_text
+from .int8 import markdown_lines as int8_lines
 
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
@@ -173,6 +174,7 @@ def markdown(report: dict[str, Any], title: str | None = None) -> str:
             c = [c[0], c[1], "**failed**: " + c[2][len("FAILED: ") :]] + [""] * (len(head) - 3)
         out.append("| " + " | ".join(esc(x) for x in c) + " |")
     out += ["", LEGEND, ""]
+    out += int8_lines(report["rows"])
     extra = flag_lines(report)
     if extra:
         out += ["Flags and notes:", ""] + [f"- {esc(x)}" for x in extra] + [""]

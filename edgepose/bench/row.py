@@ -25,6 +25,7 @@ from ..processing import TopDownPipeline, input_kind_of
 from ..spec import ModelSpec, spec_from_metadata
 from . import machine
 from .data import EvalData, artifact_files, artifact_size, guess_precision, one_line
+from .int8 import int8_control
 from .timing import summarize, time_calls, time_pipeline
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ class BenchRow:
     fallback: str | None = None
     batch_sweep: list[dict[str, Any]] | None = None
     metadata_reference: dict[str, Any] | None = None  # the PyTorch accuracy the artifact's convert recorded
+    int8_control: dict[str, Any] | None = None  # INT8 drop on the control split, float layers (convert --max-drop)
     accuracy: dict[str, Any] | None = None  # {"metrics": {...}, later "metric", "value", "delta", "pass", ...}
     runtime_options: dict[str, Any] = field(default_factory=dict)  # asked of the runtime (--strict-precision)
 
@@ -156,6 +158,7 @@ def bench_row(
         row.precision_used = precision_used(info, row.precision)
         rec = meta.get("reference_accuracy")
         row.metadata_reference = rec if isinstance(rec, dict) else None
+        row.int8_control = int8_control(meta)
         if data is not None:
             row.accuracy = {"metrics": evaluate_row(cfg, spec, rt, data, path)}
     except Exception as e:  # noqa: BLE001 - any failure of one artifact must leave the other rows running

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._args import positive_int, sha256_arg
+from ._args import finite_float, positive_int, sha256_arg
 
 
 def register(sub) -> None:
@@ -27,7 +27,19 @@ def register(sub) -> None:
                    "crop's RGB bytes, N x H x W x 3, every target: normalisation and transpose inside the model; "
                    "files are named <model>_<precision>_u8in.<suffix>)")  # fmt: skip
     p.add_argument("--int8-io", action="store_true", help="TFLite INT8 with int8 input/output (default: float)")
-    p.add_argument("--allow-parity-failure", action="store_true", help="keep artifacts outside their tolerance")
+    p.add_argument("--allow-parity-failure", action="store_true",
+                   help="keep artifacts outside their tolerance (tensor parity, or INT8 task-metric drop > 0.03)")
+    g = p.add_argument_group("INT8 accuracy on the task metric (control split: real evaluation data, not calibration "
+                             "images; the demo model's default: the first images of its synthetic val split)")
+    g.add_argument("--max-drop", type=finite_float, metavar="X",
+                   help="accuracy control: every INT8 artifact ends within X of PyTorch on the control split, in "
+                        "the model's metric (AP, PCKh, PCK@0.2; e.g. 0.005), keeping the layers that hurt most in "
+                        "float; or the command fails and writes nothing")
+    g.add_argument("--control-ann", help="annotation file of the control split (a zoo model: needed for --max-drop)")
+    g.add_argument("--control-images", help="image folder of the control split")
+    g.add_argument("--control-dataset", help="its format: coco, mpii, onehand10k, panoptic, rhd (default: the model's)")
+    g.add_argument("--control-size", type=positive_int, default=100,
+                   help="control images, first in file order (default 100)")
     p.add_argument("--threads", type=positive_int, help="threads for the parity runs, at least 1")
     p.add_argument("--head", default="auto",
                    help="form of the deconvolution head in the exported graph: auto (each target's fastest, "
@@ -40,16 +52,29 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..converters.accuracy import ControlOptions
     from ..converters.api import convert
 
+    control = ControlOptions(args.control_ann, args.control_images, args.control_dataset, args.control_size)
     result = convert(
         model=args.model, checkpoint=args.checkpoint, sha256=args.sha256, targets=args.target,
         precisions=args.precision, calib=args.calib, num_calib=args.num_calib, dynamic_batch=args.dynamic_batch,
         int8_io=args.int8_io, input=args.input,
         allow_parity_failure=args.allow_parity_failure, out=args.out, threads=args.threads, progress=not args.quiet,
-        reference_accuracy=not args.no_reference_accuracy, head=args.head,
+        reference_accuracy=not args.no_reference_accuracy, head=args.head, max_drop=args.max_drop, control=control,
     )  # fmt: skip
     print(result.table())
+    for a in result.artifacts:
+        task = a.parity.get("task")
+        if task:
+            ctrl = a.metadata.get("accuracy_control") or {}
+            extra = ""
+            if ctrl:
+                p = ctrl["plain"]["drop"]
+                extra = f"; plain INT8 drop {p:+.4f}, {len(ctrl['float_layers'])} layer(s) kept in float"
+            print(f"{a.path.name}: control {task['metric']} {task['value']:.4f} vs PyTorch {task['reference']:.4f}: "
+                  f"drop {task['drop']:+.4f} (budget {task['max_drop']:g}, {task['control']['num_images']} images)"
+                  f"{extra}")  # fmt: skip
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     failed = [a for a in result.artifacts if a.failed]

@@ -17,9 +17,13 @@ The metadata dict (``FORMAT_VERSION`` 1)::
         mean) / std, NCHW in the runtime face) or "uint8_nhwc_rgb" (the crop's RGB bytes, N x H x W x 3,
         normalisation and transpose inside the model; ``edgepose convert --input uint8``),
     tools {package: version}, source {"checkpoint", "sha256"}, calibration {...} (int8 only),
-    parity {...} (figures against PyTorch, see edgepose.converters.parity),
+    parity {...} (figures against PyTorch, see edgepose.converters.parity; INT8: ``task`` {metric, reference,
+    value, drop, max_drop, passed, control {ann, image_ids_sha256, num_images, ...}}, the task metric on the
+    control split), accuracy_control {...} (INT8 made with ``--max-drop``: budget, plain and reached drop,
+    float_layers, steps; see edgepose.converters.accuracy),
     companions {".bin": {"name", "size", "sha256"}} (formats with companion files)
-    sidecar only: created (UTC ISO time), conversion.seconds (and other timings), file {"name", "size", "sha256"}
+    sidecar only: created (UTC ISO time), conversion.seconds (and other timings), accuracy_control.latency,
+        file {"name", "size", "sha256"}
 
 Integrity: :func:`verify_artifact` (run by every ``load_runtime``) checks the artifact against the sizes and
 sha256 that the sidecar records (the embedded copy records its companions'), before any engine parses the
