@@ -13,6 +13,9 @@
   they add (:mod:`.layers`), the top few confirmed one by one on the output heatmaps, then the worst ``k``
   kept in float for growing ``k`` and re-scored on the control split until the budget holds. The builders of
   the mixed-precision models are in :mod:`.mixed`.
+
+Over 400 lines because the control split, its scoring and the search share one set of crops and one PyTorch
+score; split apart they would pass both around through every call.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ A *job* is one model file (an artifact or a checkpoint) over one evaluation set;
 (``edgepose eval --ray``) or several at once (the accuracy grid of ``edgepose bench --ray``). Each actor opens
 its model once, from bytes the driver put in Ray's object store (no shared filesystem needed for the model),
 with its own engine thread count, and runs shards through :func:`edgepose.pipelined.predict_items`.
+(Over 400 lines: sharding, the actors, retries and gathering are one protocol, read top to bottom.)
 
 * **Shards** are runs of whole batches of the single-process plan (crops of consecutive images sharing
   batches of ``batch_size``, in dataset order), so every batch holds the very crops it holds in
