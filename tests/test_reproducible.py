@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from tests.conftest import CONTROL_IMAGES  # the same inputs: the INT8 task check's result is embedded
+
 VOLATILE = ("created",)  # sidecar fields that may differ; conversion timings are handled below
 
 
@@ -27,7 +29,8 @@ def test_converting_twice_gives_identical_files(demo_conversion, demo_checkpoint
     first = demo_conversion.out_dir
     again = tmp_path / "again"
     cmd = [sys.executable, "-m", "edgepose", "convert", "--target", "all", "--precision", "fp32,fp16,int8",
-           "--num-calib", "32", "--checkpoint", str(demo_checkpoint), "--out", str(again), "--quiet"]  # fmt: skip
+           "--num-calib", "32", "--control-size", str(CONTROL_IMAGES), "--checkpoint", str(demo_checkpoint),
+           "--out", str(again), "--quiet"]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
     files = sorted(p.name for p in first.iterdir() if not p.name.startswith("."))
