@@ -57,16 +57,17 @@ def _dataset(spec, limit: int | None):
     return load_dataset(name, data.ann, data.images, spec), label
 
 
-def _engine_input(spec, ds, batch: int, flip: bool) -> np.ndarray:
-    """The first ``batch`` real crops (and their mirrored copies with the flip test): one eval call's input."""
-    from edgepose.processing import TopDownPipeline, read_image
+def _engine_input(spec, ds, batch: int, flip: bool, input_kind: str) -> np.ndarray:
+    """The first ``batch`` real crops (and their mirrored copies with the flip test): one eval call's input, in
+    the artifact's own input kind (normalised float NCHW, or the uint8 NHWC crops of ``--input uint8``)."""
+    from edgepose.processing import TopDownPipeline, flip_batch, read_image
 
-    pipe = TopDownPipeline(spec)
+    pipe = TopDownPipeline(spec, input_kind=input_kind)
     crops = []
     for s in ds.samples[:batch]:
         crops.append(pipe.preprocess(read_image(s.image), s.center[None], s.scale[None]))
     x = np.concatenate(crops)
-    return np.concatenate([x, np.ascontiguousarray(x[..., ::-1])]) if flip else x
+    return np.concatenate([x, flip_batch(x)]) if flip else x
 
 
 def _time_engine(rt, x: np.ndarray, calls: int, use_async: bool) -> float:
@@ -115,7 +116,7 @@ def bench_artifact(path: Path, spec, ds, args) -> dict:
     rt = load_runtime(path, threads=args.threads)
     flip = not args.no_flip
     n = len(ds)
-    x = _engine_input(spec, ds, args.batch_size, flip)
+    x = _engine_input(spec, ds, args.batch_size, flip, rt.input_kind)
     calls = -(-n // args.batch_size)
     inferences = calls * len(x)
     has_async = hasattr(rt, "infer_async")
@@ -173,10 +174,11 @@ def _hours(boxes: int, rate: float) -> str:
 
 def _load_warning(doc: dict) -> list[str]:
     cpus = doc["machine"].get("usable_cpus") or 1
-    loads = [v[0] for v in (doc.get("load_average_start"), doc.get("load_average_end")) if v]
+    # the load at the start only: by the end it counts this benchmark's own threads
+    loads = [v[0] for v in (doc.get("load_average_start"),) if v]
     if loads and max(loads) > 0.5 * cpus:
-        return [f"**Recorded on a busy machine** (1-minute load up to {max(loads):.1f} on {cpus} CPUs): the rates "
-                "below are not this machine's and their ratios are noise; only the `identical` column holds. "
+        return [f"**Recorded on a busy machine** (1-minute load {max(loads):.1f} on {cpus} CPUs at the start): the "
+                "rates below are not this machine's and their ratios are noise; only the `identical` column holds. "
                 "Re-run on an idle machine for figures to quote.", ""]
     return []
 
