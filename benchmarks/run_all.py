@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--results", type=Path, default=RESULTS, help="output folder (default benchmarks/results)")
     p.add_argument("--readme", type=Path, default=REPO / "README.md", help="README whose bench section to rewrite")
     p.add_argument("--no-readme", action="store_true", help="leave the README alone")
+    p.add_argument("--render", type=Path, metavar="JSON", help="no conversion and no bench: write the Markdown, "
+                   "plot and README section again from a results JSON this script wrote (after a report change)")
     p.add_argument("--no-strict-precision", action="store_true", help="no strict-f32 rows beside the engines' "
                    "default-precision rows (OpenVINO FP32/FP16 run bf16 by default on AMX)")  # fmt: skip
     return p.parse_args(argv)
@@ -149,18 +151,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     from edgepose.files import atomic_write as write_file
 
-    out = args.artifacts or REPO / "artifacts" / args.model
-    if not args.skip_convert:
-        convert_all(args.model, out, args.force_convert)
-    cfg = BenchConfig(model=args.model, artifacts=[out], threads=args.threads, runs=args.runs, warmup=args.warmup,
-                      limit=args.limit, strict_precision=not args.no_strict_precision)  # fmt: skip
-    report = run_bench(cfg).to_dict()
+    if args.render:
+        import json
+
+        report = json.loads(args.render.read_text())
+        stem = args.render.with_suffix("")
+    else:
+        out = args.artifacts or REPO / "artifacts" / args.model
+        if not args.skip_convert:
+            convert_all(args.model, out, args.force_convert)
+        cfg = BenchConfig(model=args.model, artifacts=[out], threads=args.threads, runs=args.runs,
+                          warmup=args.warmup, limit=args.limit, strict_precision=not args.no_strict_precision)
+        report = run_bench(cfg).to_dict()
+        arch = platform.machine().lower() or "unknown"
+        stem = args.results / f"bench_{args.model}_{arch}"
+        args.results.mkdir(parents=True, exist_ok=True)
+        write_json(report, stem.with_suffix(".json"))
     print(console_table(report))
 
-    arch = platform.machine().lower() or "unknown"
-    stem = args.results / f"bench_{args.model}_{arch}"
-    args.results.mkdir(parents=True, exist_ok=True)
-    write_json(report, stem.with_suffix(".json"))
     targets = ["", "Speed targets (model alone, batch 1, 2 threads, 2-core x86 with AVX-512 VNNI/AMX):", "",
                "| artifact | target p50 ms | measured p50 ms | |", "|---|---:|---:|---|", *target_lines(report),
                "", "Relative targets (side by side in this run):", "", *ratio_lines(report),

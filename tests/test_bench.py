@@ -209,6 +209,8 @@ def test_labels_say_what_ran():
     assert label(row("pth", "fp32", "tf32", reference=True)) == "PyTorch FP32 (ran tf32) (ref)"
     u8 = row("tflite", "int8", "fp32", runtime_info={"input_kind": "uint8_nhwc_rgb"})
     assert label(u8) == "TFLite INT8 uint8-in"
+    forced = row("xml", "fp16", "fp32", runtime_options={"inference_precision": "f32"})
+    assert label(forced) == "OpenVINO FP16 (ran fp32) [inference_precision=f32]"
 
 
 def test_strict_precision_adds_a_float32_row_where_the_default_is_not(bench_env, tmp_path):
@@ -234,7 +236,8 @@ def test_strict_precision_adds_a_float32_row_where_the_default_is_not(bench_env,
         assert len(rows) == 1 and label(rows[0]) == "OpenVINO FP32"
         return
     default, strict = rows
-    assert label(default) == f"OpenVINO FP32 (ran {plain})" and label(strict) == "OpenVINO FP32"
+    assert label(default) == f"OpenVINO FP32 (ran {plain})"
+    assert label(strict) == "OpenVINO FP32 [inference_precision=f32]"
     assert strict["precision_used"] == "fp32" and strict["runtime_options"] == {"inference_precision": "f32"}
     assert strict["name"] == "demo_coco_256x192_fp32.xml [inference_precision=f32]"
     assert default["accuracy"]["value"] is not None and strict["accuracy"]["value"] is not None

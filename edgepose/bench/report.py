@@ -43,7 +43,8 @@ def ran_note(row: dict[str, Any]) -> str:
 def label(row: dict[str, Any]) -> str:
     """A short name for a row that says what ran: ``ONNX FP32``, ``OpenVINO FP32 (ran bf16)``, ``TFLite FP16
     (ran fp32)``, ``OpenVINO INT8 (float ops bf16)``, ``TFLite INT8 uint8-in`` (an artifact that takes the crop's
-    bytes); the reference is ``PyTorch FP32 (ref)``."""
+    bytes), ``OpenVINO FP32 [inference_precision=f32]`` (runtime options asked for); the reference is
+    ``PyTorch FP32 (ref)``."""
     from ..runtimes import format_label
 
     fmt = format_label(row.get("format") or row.get("engine"))
@@ -52,6 +53,8 @@ def label(row: dict[str, Any]) -> str:
         text += " uint8-in"  # made with --input uint8: takes the crop's bytes
     note = ran_note(row)
     text += f" ({note})" if note else ""
+    if row.get("runtime_options"):  # --strict-precision: the same artifact with float32 compute forced
+        text += " [" + ", ".join(f"{k}={v}" for k, v in sorted(row["runtime_options"].items())) + "]"
     return text + " (ref)" if row.get("reference") else text
 
 
