@@ -365,20 +365,38 @@ def install_in_rootfs(rootfs: Path, cpu: str, wheel_dir: Path, edgepose_wheel: P
     gw.mkdir(parents=True)
     for whl in [*wheel_dir.glob("*.whl"), edgepose_wheel]:
         os.link(whl, gw / whl.name) if whl.stat().st_dev == gw.stat().st_dev else shutil.copy2(whl, gw)
-    stamp = rootfs / GUEST_VENV.lstrip("/") / ".edgepose-wheels"
+    venv = rootfs / GUEST_VENV.lstrip("/")
+    stamp, installed = venv / ".edgepose-wheels", venv / ".edgepose-installed.json"
+    pins = [r.split(";")[0].strip() for r in reqs]
+    want = {"wheels": wheel_dir.name, "edgepose": wheel_content_digest(edgepose_wheel), "pins": pins}
     if not stamp.is_file() or stamp.read_text().strip() != wheel_dir.name:
         make_venv(rootfs, cpu)  # another requirement set: start clean, no leftovers from the last one
+    elif installed.is_file() and (done := json.loads(installed.read_text())).get("want") == want:
+        log("edgepose[lite] of this checkout is already installed in the emulated aarch64 venv")
+        return done["pip_check"]  # the same wheel contents and pins: the emulated pip (minutes) has nothing to do
+    installed.unlink(missing_ok=True)
     py = f"{GUEST_VENV}/bin/python"
     pip = [py, "-m", "pip", "install", "--no-index", "--find-links", GUEST_WHEELS, "--no-compile", "-q"]
     log("pip install --no-index 'edgepose[lite]' inside the emulated aarch64 venv ...")
-    # edgepose itself is reinstalled every run (the checkout changes); its dependencies only when missing.
+    # edgepose itself is reinstalled when the checkout changed; its dependencies only when missing.
     run(chroot_cmd(rootfs, cpu, *pip, "--force-reinstall", "--no-deps", f"{GUEST_WHEELS}/{edgepose_wheel.name}"),
         "pip install edgepose (aarch64)", env=guest_env())  # fmt: skip
     # the requirement set named too, so that a venv left with other versions by an earlier run is brought to it
-    pins = [r.split(";")[0].strip() for r in reqs]
     run(chroot_cmd(rootfs, cpu, *pip, "edgepose[lite]", *pins), "pip install edgepose[lite] (aarch64)",
         env=guest_env())  # fmt: skip
     stamp.write_text(wheel_dir.name + "\n")
     check = subprocess.run(chroot_cmd(rootfs, cpu, py, "-m", "pip", "check"), env=guest_env(),
                            capture_output=True, text=True)  # fmt: skip
-    return (check.stdout + check.stderr).strip()
+    verdict = (check.stdout + check.stderr).strip()
+    installed.write_text(json.dumps({"want": want, "pip_check": verdict}) + "\n")
+    return verdict
+
+
+def wheel_content_digest(wheel: Path) -> str:
+    """sha256 over a wheel's member names and CRCs: equal for two builds of the same tree, whatever their zip
+    timestamps (the ARM check and the remote test each build one)."""
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as z:
+        facts = sorted(f"{i.filename}:{i.CRC:08x}:{i.file_size}" for i in z.infolist())
+    return hashlib.sha256("\n".join(facts).encode()).hexdigest()
