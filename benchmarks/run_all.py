@@ -94,8 +94,11 @@ PRE_POST_SHARE = 10.0  # sequential per-person pre/post, % of the fastest artifa
 
 def _plain_row(report: dict, key: tuple[str, str]) -> dict | None:
     """The default row of a format and precision: float input, the engine's default options, measured."""
+    from edgepose.processing import INPUT_UINT8
+
     for r in report["rows"]:
-        plain = not r["reference"] and not r.get("runtime_options") and "_u8in" not in r["name"]
+        u8 = (r.get("runtime_info") or {}).get("input_kind") == INPUT_UINT8  # as report.label tells it
+        plain = not r["reference"] and not r.get("runtime_options") and not u8
         if plain and r["status"] == "ok" and (r.get("format"), r.get("precision")) == key:
             return r
     return None

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .row import BenchRow
+from .row import BenchRow, options_tag
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def run_isolated(cfg: Any, spec: Any, path: Path, data: Any, sample: Any, refere
         row.engine, row.format, row.precision = "torch", "pytorch", "fp32"
     elif runtime_options:  # named as bench_row names such a row
         row.runtime_options = dict(runtime_options)
-        row.name += " [" + ", ".join(f"{k}={v}" for k, v in runtime_options.items()) + "]"
+        row.name += options_tag(runtime_options)
     code = proc.exitcode
     if code is not None and code < 0:
         try:

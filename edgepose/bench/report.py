@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write, json_text
+from ..processing import INPUT_UINT8
 from .int8 import markdown_lines as int8_lines
+from .row import options_tag
 
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
@@ -49,12 +51,11 @@ def label(row: dict[str, Any]) -> str:
 
     fmt = format_label(row.get("format") or row.get("engine"))
     text = f"{fmt} {str(row.get('precision', '?')).upper()}"
-    if (row.get("runtime_info") or {}).get("input_kind") == "uint8_nhwc_rgb":
+    if (row.get("runtime_info") or {}).get("input_kind") == INPUT_UINT8:
         text += " uint8-in"  # made with --input uint8: takes the crop's bytes
     note = ran_note(row)
     text += f" ({note})" if note else ""
-    if row.get("runtime_options"):  # --strict-precision: the same artifact with float32 compute forced
-        text += " [" + ", ".join(f"{k}={v}" for k, v in sorted(row["runtime_options"].items())) + "]"
+    text += options_tag(row.get("runtime_options") or {})  # --strict-precision: float32 compute forced
     return text + " (ref)" if row.get("reference") else text
 
 

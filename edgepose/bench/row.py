@@ -89,6 +89,11 @@ def preimport(engine: str) -> None:
             continue
 
 
+def options_tag(runtime_options: dict[str, Any]) -> str:
+    """`` [inference_precision=f32]``: how a row's name and label show the runtime options it was asked for."""
+    return " [" + ", ".join(f"{k}={v}" for k, v in runtime_options.items()) + "]" if runtime_options else ""
+
+
 def bench_row(
     cfg: BenchConfig,
     spec: ModelSpec,
@@ -106,7 +111,7 @@ def bench_row(
     row = BenchRow(path.name, str(path), reference=reference)
     if runtime_options and not reference:
         row.runtime_options = dict(runtime_options)
-        row.name += " [" + ", ".join(f"{k}={v}" for k, v in runtime_options.items()) + "]"
+        row.name += options_tag(runtime_options)
     rt = None
     try:
         row.size_bytes = artifact_size(path)
