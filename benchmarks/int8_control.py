@@ -1,6 +1,7 @@
 """INT8 accuracy control on the demo model: the proof recorded in ``benchmarks/results/int8_control.*``.
 
     python benchmarks/int8_control.py [--control-size 100] [--threads 2] [--darken 0.5] [--skip-hard] [--skip-demo]
+                                      [--skip-nncf]
 
 1. **Demo, bundled calibration set, ``--max-drop 0.0003``**: ONNX and TFLite INT8, plain and controlled, each
    scored on the control split (the first ``--control-size`` images of the synthetic val split) and on the
@@ -8,8 +9,10 @@
 2. **Hard case**: a poor calibration set made here from the 4 real COCO sample photos (8 crops of their
    people, darkened to ``--darken``; the demo model only knows synthetic figures), meant to make plain INT8 drop
    more than 0.01 AP (the result says whether it did);
-   all three targets converted plain and with ``--max-drop 0.005``; the per-layer report of each plain
-   artifact names the layers to blame (``int8_layers_<target>.{md,png}``).
+   all three targets converted plain and with ``--max-drop 0.005`` (OpenVINO twice: edgepose's layer search,
+   the default, and NNCF's ``quantize_with_accuracy_control``, ``--openvino-control nncf``; ``--skip-nncf``
+   leaves the second out); the per-layer report of each plain artifact names the layers to blame
+   (``int8_layers_<target>.{md,png}``). Each target's rows are saved as soon as they are done.
 3. **The all-black calibration set** is refused (the one-line error is recorded).
 
 Writes ``results/int8_control.json``, ``.md`` and ``.png`` (drops per target, plain and controlled, on the
@@ -90,7 +93,7 @@ class Rest:
         return self.reference - self.value(load_runtime(path, threads=threads))
 
 
-def convert(targets: str, out: Path, threads: int | None, control_size: int, **kw) -> dict:
+def convert(targets: str, out: Path, threads: int | None, control_size: int, openvino: str = "search", **kw) -> dict:
     from edgepose.converters.accuracy import ControlOptions
     from edgepose.converters.api import convert as run
 
@@ -99,7 +102,8 @@ def convert(targets: str, out: Path, threads: int | None, control_size: int, **k
     t0 = time.perf_counter()
     try:
         res = run(model=MODEL, targets=targets, precisions="int8", out=out, threads=threads, progress=True,
-                  control=ControlOptions(size=control_size), reference_accuracy=False, **kw)  # fmt: skip
+                  control=ControlOptions(size=control_size, openvino=openvino), reference_accuracy=False,
+                  **kw)  # fmt: skip
     except EdgeposeError as e:
         return {"error": str(e), "seconds": round(time.perf_counter() - t0, 1)}
     arts = {}
@@ -109,22 +113,27 @@ def convert(targets: str, out: Path, threads: int | None, control_size: int, **k
         lat = json.loads((a.path.parent / (a.path.name + ".json")).read_text()).get("accuracy_control", {})
         arts[a.target] = {"path": str(a.path), "control_drop": m["parity"]["task"]["drop"],
                           "control_value": m["parity"]["task"]["value"], "parity_snr_db": m["parity"]["snr_db"],
-                          "float_layers": ctrl.get("float_layers", []),
+                          "float_layers": ctrl.get("float_layers", []), "float_ops": ctrl.get("float_ops"),
                           "plain_control_drop": (ctrl.get("plain") or {}).get("drop"),
                           "latency": lat.get("latency"), "steps": ctrl.get("steps"), "method": ctrl.get("method"),
                           "control": m["parity"]["task"]["control"]}  # fmt: skip
     return {"artifacts": arts, "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def case(name: str, targets: str, budget: float, work: Path, rest: Rest, args, **kw) -> dict:
-    log(f"{name}: plain INT8 ({targets})")
-    plain = convert(targets, work / f"{name}_plain", args.threads, args.control_size, **kw)
-    log(f"{name}: --max-drop {budget}")
-    ctrl = convert(targets, work / f"{name}_ctrl", args.threads, args.control_size, max_drop=budget, **kw)
+def case(name: str, targets: str, budget: float, work: Path, rest: Rest, args, openvino: str = "search",
+         plain: dict | None = None, **kw) -> dict:  # fmt: skip
+    """Plain and controlled conversions of ``targets`` (``plain``: the plain conversion done already)."""
+    if plain is None:
+        log(f"{name}: plain INT8 ({targets})")
+        plain = convert(targets, work / f"{name}_plain_{targets}", args.threads, args.control_size, **kw)
+    log(f"{name}: --max-drop {budget} ({targets}{', NNCF accuracy control' if openvino == 'nncf' else ''})")
+    ctrl = convert(targets, work / f"{name}_ctrl_{targets}_{openvino}", args.threads, args.control_size,
+                   openvino=openvino, max_drop=budget, **kw)  # fmt: skip
     rows = []
     for t in targets.split(","):
         p, c = (plain.get("artifacts") or {}).get(t), (ctrl.get("artifacts") or {}).get(t)
-        row = {"target": t, "budget": budget}
+        row = {"target": t + (" (NNCF's accuracy control)" if t == "openvino" and openvino == "nncf" else ""),
+               "budget": budget, "search_s": ctrl.get("seconds")}  # fmt: skip
         if p or c:
             row["control"] = (p or c)["control"]
         if p:
@@ -140,13 +149,13 @@ def case(name: str, targets: str, budget: float, work: Path, rest: Rest, args, *
         if c:
             log(f"{name}: {t} controlled on the rest of val")
             row.update(controlled_control_drop=c["control_drop"], float_layers=c["float_layers"],
-                       latency=c["latency"], steps=c["steps"], method=c["method"],
+                       float_ops=c["float_ops"], latency=c["latency"], steps=c["steps"], method=c["method"],
                        controlled_rest_drop=rest.drop(Path(c["path"]), args.threads))  # fmt: skip
         elif "error" in ctrl:
             row["controlled_error"] = ctrl["error"]
         rows.append(row)
     return {"rows": rows, "seconds": {"plain": plain.get("seconds"), "controlled": ctrl.get("seconds")},
-            "plain_error": plain.get("error")}  # fmt: skip
+            "plain_error": plain.get("error"), "plain": plain}  # fmt: skip
 
 
 def markdown(doc: dict) -> str:
@@ -157,22 +166,27 @@ def markdown(doc: dict) -> str:
            "instances)."
            " Drops are AP of PyTorch FP32 minus AP of the artifact (positive = worse).", ""]  # fmt: skip
     for name, c in doc["cases"].items():
-        out += [f"## {name}", "", c["what"], "",
+        when = f" Recorded {c['recorded']} (an earlier run, kept: `--skip-demo`)." if c.get("recorded") else ""
+        out += [f"## {name}", "", c["what"] + when, "",
                 "| target | budget | plain drop (control) | plain drop (rest) | controlled drop (control) | "
-                "controlled drop (rest) | layers in float | latency plain → controlled |",
-                "|---|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+                "controlled drop (rest) | layers in float | conversion with control | latency plain → controlled |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
         for r in c["rows"]:
             lat = r.get("latency") or {}
             lat_s = (f"{lat['plain_ms']:.1f} → {lat['controlled_ms']:.1f} ms ({lat['cost_pct']:+.0f}%, measured under "
                      "load, re-run idle)") if lat else "-"
             f = lambda k, r=r: f"{r[k]:+.4f}" if isinstance(r.get(k), float) else "-"  # noqa: E731
             fl = len(r["float_layers"]) if "float_layers" in r else r.get("controlled_error", "-")
+            secs = f"{r['search_s'] / 60:.1f} min" if r.get("search_s") else "-"
             out.append(f"| {r['target']} | {r['budget']:g} | {f('plain_control_drop')} | {f('plain_rest_drop')} | "
-                       f"{f('controlled_control_drop')} | {f('controlled_rest_drop')} | {fl} | {lat_s} |")
+                       f"{f('controlled_control_drop')} | {f('controlled_rest_drop')} | {fl} | {secs} | {lat_s} |")
         for r in c["rows"]:
             if r.get("float_layers"):
                 names = ", ".join(f"`{n.split(';')[0]}`" for n in r["float_layers"])
                 out.append(f"\n{r['target']}: kept in float: {names}")
+            if r.get("float_ops"):
+                ops = ", ".join(f"`{n}`" for n in r["float_ops"])
+                out.append(f"\n{r['target']}: ops NNCF left unquantised: {ops}")
             if r.get("blame"):
                 out.append(f"\n{r['target']} plain, layers adding the most noise: " + ", ".join(
                     f"`{b['layer'].split(';')[0]}` ({100 * b['share']:.0f}%)" for b in r["blame"]))
@@ -189,6 +203,7 @@ def main() -> None:
     ap.add_argument("--skip-demo", action="store_true")
     ap.add_argument("--skip-hard", action="store_true")
     ap.add_argument("--no-layers", dest="layers", action="store_false")
+    ap.add_argument("--skip-nncf", action="store_true", help="no OpenVINO row with NNCF's own accuracy control")
     ap.add_argument("--darken", type=float, default=DARKEN, help="brightness factor of the hard case's crops")
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -221,17 +236,32 @@ def main() -> None:
         except EdgeposeError as e:
             doc["black"] = f"edgepose: error: {e}"
         if not args.skip_demo:
+            demo = case("demo", "onnx,tflite", 0.0003, work, rest, args)
+            demo.pop("plain")
             doc["cases"]["demo"] = {"what": "Bundled calibration set (128 crops of the synthetic train split, 100 "
-                                    "used), `--max-drop 0.0003`.",
-                                    **case("demo", "onnx,tflite", 0.0003, work, rest, args)}  # fmt: skip
+                                    "used), `--max-drop 0.0003`.", **demo}  # fmt: skip
             save(doc)  # each case as soon as it is done: a long hard case does not lose the demo's
+        elif (RESULTS / "int8_control.json").is_file():  # keep the recorded demo case, said with its date
+            old = json.loads((RESULTS / "int8_control.json").read_text())
+            if "demo" in old.get("cases", {}) and old.get("control_size") == args.control_size:
+                doc["cases"]["demo"] = {**old["cases"]["demo"], "recorded": old["date"],
+                                        "load": [old.get("load_start"), old.get("load_end")]}  # fmt: skip
         if not args.skip_hard and (SAMPLES / "test_coco.json").is_file():
             calib = poor_set(work / "poor.npz", args.darken)
-            doc["cases"]["hard"] = {"what": f"Poor calibration set: 8 crops of the people in 3 of the 4 COCO sample "
-                                    f"photos (real photos, out of domain for the synthetic-figure model) at "
-                                    f"{int(args.darken * 100)} % brightness, `--max-drop 0.005`.",
-                                    **case("hard", "onnx,tflite,openvino", 0.005, work, rest, args,
-                                           calib=calib)}  # fmt: skip
+            hard = doc["cases"]["hard"] = {
+                "what": f"Poor calibration set: 8 crops of the people in 3 of the 4 COCO sample photos (real photos, "
+                        f"out of domain for the synthetic-figure model) at {int(args.darken * 100)} % brightness, "
+                        "`--max-drop 0.005`.", "rows": [], "seconds": {}}  # fmt: skip
+            runs = [("onnx", "search"), ("tflite", "search"), ("openvino", "search")]
+            runs += [] if args.skip_nncf else [("openvino", "nncf")]
+            plains: dict[str, dict] = {}
+            for target, method in runs:  # one target at a time, saved as it finishes
+                r = case("hard", target, 0.005, work, rest, args, openvino=method, plain=plains.get(target),
+                         calib=calib)  # fmt: skip
+                plains[target] = r.pop("plain")
+                hard["rows"] += r["rows"]
+                hard["seconds"][f"{target}_{method}"] = r["seconds"]
+                save(doc)
     save(doc)
 
 

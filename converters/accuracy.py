@@ -41,6 +41,7 @@ HEADLINE = {"coco_ap": "AP", "pckh": "PCKh", "hand_pck": "PCK@0.2", "hand_pckh":
 DEFAULT_CONTROL_IMAGES = 100
 DEFAULT_TASK_BUDGET = 0.03  # like bench's INT8 budget: a larger drop fails the conversion unless allowed
 CONFIRM_TOP = 8  # candidate layers whose effect on the output is measured one by one before the search
+OPENVINO_METHODS = ("search", "nncf")  # see converters/mixed.py
 RANK_CROPS = 16  # control crops the layer ranking and the one-by-one confirmation run on
 MAX_STEPS = 12  # re-scorings of the search at most (the last one keeps every candidate in float)
 
@@ -57,6 +58,7 @@ class ControlOptions:
     batch_size: int = 16
     rank_crops: int = RANK_CROPS
     confirm_top: int = CONFIRM_TOP
+    openvino: str = "search"  # OpenVINO's method: edgepose's layer search ("search") or NNCF's own ("nncf")
 
 
 @dataclass
@@ -72,6 +74,7 @@ class ControlSet:
     batch_size: int = 16
     rank_crops: int = RANK_CROPS
     confirm_top: int = CONFIRM_TOP
+    openvino: str = "search"
     reference: float | None = None  # PyTorch FP32 value
     reference_keypoints: np.ndarray | None = None
     reference_infer: Callable[[np.ndarray], np.ndarray] | None = None
@@ -288,7 +291,7 @@ def control_set(
     metric = HEADLINE[DATASETS[dataset].metric]
     return ControlSet(spec, ds, metric, info, crops, np.array([pos[s.image_id] for s in ds.samples]), ids,
                       opts.flip_test, opts.batch_size, rank_crops=opts.rank_crops,
-                      confirm_top=opts.confirm_top)  # fmt: skip
+                      confirm_top=opts.confirm_top, openvino=opts.openvino)  # fmt: skip
 
 
 def check_control_options(spec: ModelSpec, opts: ControlOptions | None, need_int8: bool, max_drop: float | None,
@@ -304,6 +307,8 @@ def check_control_options(spec: ModelSpec, opts: ControlOptions | None, need_int
         raise EdgeposeError("--control-ann and --control-images go together")
     if opts.size < 1:
         raise EdgeposeError(f"--control-size must be at least 1 image, got {opts.size}")
+    if opts.openvino not in OPENVINO_METHODS:
+        raise EdgeposeError(f"--openvino-control must be one of {', '.join(OPENVINO_METHODS)}, got {opts.openvino!r}")
     for what, p in (("--control-ann", opts.ann), ("--control-images", opts.images)):
         if p is not None and not Path(p).exists():
             raise EdgeposeError(f"{p}: {what} not found")

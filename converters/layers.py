@@ -242,9 +242,24 @@ def _activations(model: Any) -> set[str]:
     return act
 
 
+_MOVE = ("Concat", "DepthToSpace", "SpaceToDepth", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "MaxPool")
+
+
+def _quantised(node: Any, act: set[str]) -> bool:
+    """Is ``node``'s value fake-quantised data: a ``FakeQuantize`` of an activation, or an op that only moves
+    such values (NNCF puts the quantisers of a Concat or DepthToSpace consumer on their inputs)?"""
+    t = node.get_type_name()
+    if t == "FakeQuantize":
+        return node.input_value(0).get_node().get_friendly_name() in act
+    if t in _MOVE:
+        data = [i.get_source_output().get_node() for i in node.inputs()]
+        data = [n for n in data if n.get_friendly_name() in act]
+        return bool(data) and all(_quantised(n, act) for n in data)
+    return False
+
+
 def _fed_by_fq(op: Any, act: set[str]) -> bool:
-    src = op.input_value(0).get_node()
-    return src.get_type_name() == "FakeQuantize" and src.input_value(0).get_node().get_friendly_name() in act
+    return _quantised(op.input_value(0).get_node(), act)
 
 
 def openvino_quantized_ops(model: Any) -> set[str]:
@@ -252,6 +267,41 @@ def openvino_quantized_ops(model: Any) -> set[str]:
     act = _activations(model)
     return {op.get_friendly_name() for op in model.get_ordered_ops()
             if op.get_type_name() in _COMPUTE and _fed_by_fq(op, act)}  # fmt: skip
+
+
+def openvino_float_ops(model: Any) -> dict[str, list[str]]:
+    """For each layer of :func:`openvino_graph` (an op whose output is fake-quantised, and the output op): the
+    ops NNCF must leave unquantised (``IgnoredScope``) to take away the noise the layer adds: the compute ops
+    producing it (found upstream through bias adds, activations and residual adds, not past another
+    ``FakeQuantize``: their weights stay float) and the ops its ``FakeQuantize`` feeds (their inputs stay float,
+    so that ``FakeQuantize`` is gone). For the model input that is the first convolution; for the output, the
+    head's last convolution."""
+    act = _activations(model)
+    fq_of: dict[str, list[Any]] = {}
+    for o in model.get_ordered_ops():
+        if o.get_type_name() == "FakeQuantize" and o.input_value(0).get_node().get_friendly_name() in act:
+            fq_of.setdefault(o.input_value(0).get_node().get_friendly_name(), []).append(o)
+    heads = {o.input_value(0).get_node().get_friendly_name(): o.input_value(0).get_node()
+             for fqs in fq_of.values() for o in fqs}  # fmt: skip
+    res = model.get_results()[0].input_value(0).get_node()
+    heads.setdefault(res.get_friendly_name(), res)
+    out: dict[str, list[str]] = {}
+    for name, head in heads.items():
+        found, seen, stack = [], set(), [head]
+        while stack:
+            n = stack.pop()
+            nm = n.get_friendly_name()
+            if nm in seen or nm not in act:
+                continue
+            seen.add(nm)
+            if n.get_type_name() in _COMPUTE:
+                found.append(nm)
+            elif n.get_type_name() in _PASS:
+                stack += [i.get_source_output().get_node() for i in n.inputs()]
+        consumers = [t.get_node().get_friendly_name() for fq in fq_of.get(name, [])
+                     for t in fq.output(0).get_target_inputs()]  # fmt: skip
+        out[name] = list(dict.fromkeys(sorted(found) + sorted(consumers)))
+    return out
 
 
 def openvino_graph(int8_path: str | Path, float_path: str | Path, threads: int | None = None) -> Graph:
@@ -361,5 +411,5 @@ def layer_dicts(layers: list[Layer]) -> list[dict[str, Any]]:
             for la in layers]  # fmt: skip
 
 
-__all__ = ["Layer", "Graph", "onnx_graph", "tflite_graph", "openvino_graph", "openvino_quantized_ops", "measure",
-           "ranked", "layer_dicts"]  # fmt: skip
+__all__ = ["Layer", "Graph", "onnx_graph", "tflite_graph", "openvino_graph", "openvino_quantized_ops",
+           "openvino_float_ops", "measure", "ranked", "layer_dicts"]  # fmt: skip

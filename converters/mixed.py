@@ -7,8 +7,19 @@ the task-metric check of every INT8 artifact and, under ``--max-drop``, the accu
 * TFLite: ``tf.lite.experimental.QuantizationDebugger`` calibrates once (the converter's calibrate-only mode)
   and ``get_nondebug_quantized_model()`` re-quantises with ``QuantizationDebugOptions(denylisted_nodes=...)``;
   with no layer denylisted it is the plain converter's model.
-* OpenVINO: ``nncf.quantize_with_accuracy_control``, its validation function returning the control metric and
-  one value per image (mean OKS or PCK), so that NNCF ranks layers by real metric differences.
+* OpenVINO: ``nncf.quantize`` (as the plain artifact) with an ``IgnoredScope`` naming, for each layer kept in
+  float, the compute ops producing it and the ops its ``FakeQuantize`` feeds. With ``--openvino-control nncf``:
+  NNCF's own ``nncf.quantize_with_accuracy_control`` instead, its validation function returning the control
+  metric and one value per image (mean OKS or PCK), so that NNCF ranks its quantiser groups by real metric
+  differences.
+
+The search (all three targets): layers ranked by the quantisation noise each adds (:mod:`.layers`), the top
+``confirm_top`` confirmed one by one on the output heatmaps, then the worst ``k`` kept in float for growing ``k``
+(:func:`.accuracy.restore`), every candidate scored on the control split by the runtime edgepose ships. NNCF's
+method re-ranks every remaining quantiser group on the control images after each step that did not help
+(measured on the hard case of ``benchmarks/int8_control.py``: ~2 min per ranking pass on 2 cores), and its own
+validation runs the model as NNCF compiles it, so its reached drop can differ from the shipped runtime's: the
+result is re-scored here and fails like the search does when over budget.
 """
 
 from __future__ import annotations
@@ -101,6 +112,32 @@ class TfliteMixed:
         return dst
 
 
+class OpenvinoMixed:
+    """NNCF INT8 IRs made as the plain artifact is (``quantize_nncf``, same calibration), any layers in float:
+    a layer (an op whose output is fake-quantised, named as in the per-layer report) maps to the ops NNCF
+    leaves unquantised for it (:func:`.layers.openvino_float_ops`)."""
+
+    def __init__(self, src: Path, calib: np.ndarray, plain_ir: Path, dynamic_batch: bool):
+        import openvino as ov
+
+        self.ov, self.core, self.src, self.calib, self.dynamic_batch = ov, ov.Core(), src, calib, dynamic_batch
+        names = {op.get_friendly_name() for op in self.core.read_model(str(src)).get_ordered_ops()}
+        self.compute = {k: [o for o in v if o in names]
+                        for k, v in L.openvino_float_ops(self.core.read_model(str(plain_ir))).items()}  # fmt: skip
+
+    def ops(self, layers: list[str]) -> list[str]:
+        """The compute ops NNCF leaves in float for ``layers`` (in order, each once)."""
+        return list(dict.fromkeys(o for la in layers for o in self.compute.get(la, [])))
+
+    def build(self, layers: list[str], dst: Path) -> Path:
+        from .targets.openvino import quantize_nncf, stable_names
+
+        q, _ = quantize_nncf(self.core.read_model(str(self.src)), self.calib, self.dynamic_batch, self.ops(layers))
+        with quiet("OpenVINO save_model"):
+            self.ov.save_model(stable_names(q), str(dst), compress_to_fp16=False)
+        return dst
+
+
 def _candidate(c: Converted, workdir: Path, k: int) -> Path:
     """A work path for a candidate model, with the artifact's sidecar beside it (the runtime reads it)."""
     from edgepose.artifact import sidecar_path
@@ -130,7 +167,8 @@ def _rank(c: Converted, graph: L.Graph, control: ControlSet, x: np.ndarray, ref:
     for i, layer in enumerate(order[:top]):
         path = build([layer.name], c.path.parent / f"{c.path.stem}.one{i}{c.path.suffix}")
         layer.removed = (e0 - _heatmap_error(path, x, ref, threads)) / e0 if e0 > 0 else 0.0
-        path.unlink(missing_ok=True)
+        for f in (path, path.with_suffix(".bin")) if path.suffix == ".xml" else (path,):
+            f.unlink(missing_ok=True)
         confirmed.append(layer)
     say(f"{c.target} int8: ranked {len(order)} layers; the top {len(confirmed)} confirmed one by one on the output")
     helpful = sorted((la for la in confirmed if la.removed > 0), key=lambda la: -la.removed)
@@ -150,11 +188,17 @@ def _score(control: ControlSet, threads: int | None) -> Callable[[Path], float]:
     return score
 
 
-def _restore_onnx_tflite(c: Converted, ctx: Context, control: ControlSet, budget: float, plain_drop: float,
-                         threads: int | None) -> tuple[dict, Path]:  # fmt: skip
+def _restore_search(c: Converted, ctx: Context, control: ControlSet, budget: float, plain_drop: float,
+                    threads: int | None) -> tuple[dict, Path]:  # fmt: skip
     x = control.inputs[: control.rank_crops]
     ref = control.reference_heatmaps(x)
-    if c.target == "onnx":
+    ov_ops = None
+    if c.target == "openvino":
+        ctx.log("openvino int8: ranking layers; each candidate is NNCF-quantised with those layers left out")
+        builder = OpenvinoMixed(ctx.onnx_path, ctx.calib, c.path, ctx.dynamic_batch)
+        graph = L.openvino_graph(c.path, ctx.onnx_path, threads)
+        ov_ops = builder.ops
+    elif c.target == "onnx":
         ctx.log("onnx int8: calibrating once for the mixed-precision search")
         builder = OnnxMixed(ctx.onnx_path, ctx.calib, ctx.workdir, 1 if not ctx.dynamic_batch else 8)
         graph = L.onnx_graph(c.path, ctx.onnx_path, threads)
@@ -175,12 +219,15 @@ def _restore_onnx_tflite(c: Converted, ctx: Context, control: ControlSet, budget
                     lambda layers: builder.build(layers, _candidate(c, ctx.workdir, next(counter))),
                     _score(control, threads), ctx.log)  # fmt: skip
     chosen = set(found["float_layers"])
-    return {**found, "ranking": [r for r in report if r["name"] in chosen] + [
-        r for r in report[: control.confirm_top] if r["name"] not in chosen]}, found["path"]  # fmt: skip
+    found["ranking"] = [r for r in report if r["name"] in chosen] + [
+        r for r in report[: control.confirm_top] if r["name"] not in chosen]  # fmt: skip
+    if ov_ops is not None:  # what NNCF was told to leave in float: the ops that make those layers
+        found["float_ops"] = ov_ops(found["float_layers"])
+    return found, found["path"]
 
 
-def _restore_openvino(c: Converted, ctx: Context, control: ControlSet, budget: float,
-                      threads: int | None) -> tuple[dict, Path]:  # fmt: skip
+def _restore_nncf(c: Converted, ctx: Context, control: ControlSet, budget: float,
+                  threads: int | None) -> tuple[dict, Path]:  # fmt: skip
     import openvino as ov
 
     with quiet("importing NNCF"):
@@ -196,7 +243,8 @@ def _restore_openvino(c: Converted, ctx: Context, control: ControlSet, budget: f
         return control.score_images(lambda x: np.concatenate([compiled(x[i : i + 1])[0] for i in range(len(x))]),
                                     images)  # fmt: skip
 
-    ctx.log(f"openvino int8: nncf.quantize_with_accuracy_control (max drop {budget:g} on {len(control.images)} images)")
+    ctx.log(f"openvino int8: nncf.quantize_with_accuracy_control (max drop {budget:g} on {len(control.images)} "
+            f"images; NNCF re-ranks its quantiser groups after every step that does not help: minutes per pass)")
     with quiet("NNCF accuracy control"):
         q = nncf.quantize_with_accuracy_control(
             core.read_model(str(ctx.onnx_path)), nncf.Dataset(items), nncf.Dataset(list(range(len(control.images)))),
@@ -213,7 +261,8 @@ def _restore_openvino(c: Converted, ctx: Context, control: ControlSet, budget: f
     drop = float(control.reference - value)
     if drop > budget + 1e-12:
         raise EdgeposeError(f"openvino int8: best {control.metric} drop reached on the control split {drop:.4f} "
-                            f"({len(float_layers)} layer(s) in float, NNCF) > budget {budget:g}; nothing written")
+                            f"({len(float_layers)} op(s) in float, NNCF's accuracy control; scored with the "
+                            f"OpenVINO runtime edgepose ships) > budget {budget:g}; nothing written")  # fmt: skip
     return {"path": dst, "float_layers": float_layers, "drop": drop, "value": value, "steps": []}, dst
 
 
@@ -232,18 +281,21 @@ def check_int8(c: Converted, ctx: Context, control: ControlSet, max_drop: float 
     if max_drop is not None:
         ctrl: dict[str, Any] = {"max_drop": budget, "metric": control.metric, "control": control.info,
                                 "plain": plain, "float_layers": [], "method": "none needed: plain INT8 within budget"}
-        if drop > budget + 1e-12 and budget < 0 and c.target != "openvino":
+        if drop > budget + 1e-12 and budget < 0 and not (c.target == "openvino" and control.openvino == "nncf"):
             raise EdgeposeError(f"{c.target} int8: best {control.metric} drop reached on the control split {drop:.4f} "
                                 f"(plain INT8) > budget {budget:g} (a negative budget asks for better than float); "
                                 "nothing written")  # fmt: skip
         if drop > budget + 1e-12:
-            if c.target == "openvino":
-                found, path = _restore_openvino(c, ctx, control, budget, threads)
+            if c.target == "openvino" and control.openvino == "nncf":
+                found, path = _restore_nncf(c, ctx, control, budget, threads)
                 ctrl["method"] = "nncf.quantize_with_accuracy_control (per-image OKS/PCK values)"
             else:
-                found, path = _restore_onnx_tflite(c, ctx, control, budget, drop, threads)
+                found, path = _restore_search(c, ctx, control, budget, drop, threads)
                 ctrl["method"] = ("layers ranked by added quantisation noise, top confirmed on the output, "
                                   "worst k kept in float for growing k, re-scored on the control split")
+                if c.target == "openvino":
+                    ctrl["method"] += " (candidates: nncf.quantize, IgnoredScope: the ops making and reading them)"
+                    ctrl["float_ops"] = found["float_ops"]
                 ctrl["steps"], ctrl["ranking"] = found["steps"], found["ranking"]
                 ctrl["search"] = {"rank_crops": int(min(control.rank_crops, len(control.crops))),
                                   "confirm_top": int(control.confirm_top)}
@@ -260,4 +312,4 @@ def check_int8(c: Converted, ctx: Context, control: ControlSet, max_drop: float 
     return out
 
 
-__all__ = ["OnnxMixed", "TfliteMixed", "check_int8"]
+__all__ = ["OnnxMixed", "OpenvinoMixed", "TfliteMixed", "check_int8"]

@@ -136,6 +136,61 @@ def test_tight_budget_is_met_on_the_control_split(tmp_path, demo_checkpoint):
     assert ctrl["latency"]["plain_ms"] > 0 and ctrl["steps"][-1]["drop"] == pytest.approx(task["drop"])
 
 
+@pytest.mark.slow
+def test_openvino_tight_budget_is_met_with_layers_nncf_leaves_in_float(tmp_path, demo_checkpoint):
+    """OpenVINO's accuracy control (edgepose's layer search, candidates from nncf.quantize with an IgnoredScope):
+    the poor calibration set and a budget of 0.01 AP: the IR written is within it, re-scored here, and the ops the
+    metadata names as float read no FakeQuantize in the file while the other convolutions still do."""
+    pytest.importorskip("nncf")
+    import openvino as ov
+    from edgepose.converters.accuracy import ControlOptions
+    from edgepose.converters.api import convert
+
+    from edgepose.calibration import default_calibration_path, read_calibration
+    from edgepose.evaluate import evaluate_dataset
+    from edgepose.models import load_model
+    from edgepose.runtimes import load_runtime
+
+    b = read_calibration(default_calibration_path(SPEC, make=False), SPEC)
+    poor = write_calibration(tmp_path / "poor.npz", CalibrationSet((b.crops[:8] * 0.6).astype(np.uint8),
+                                                                    b.holdout[:8], dict(b.meta)))  # fmt: skip
+    budget, size = 0.01, 20
+    kw = dict(checkpoint=str(demo_checkpoint), targets="openvino", precisions="int8", calib=poor, num_calib=8,
+              control=ControlOptions(size=size, rank_crops=8, confirm_top=0), progress=False, reference_accuracy=False)
+    [art] = convert(out=tmp_path / "out", max_drop=budget, **kw).artifacts
+    meta = json.loads((tmp_path / "out" / (art.path.name + ".json")).read_text())
+    ctrl, task = meta["accuracy_control"], meta["parity"]["task"]
+    assert ctrl["plain"]["drop"] > budget, "the poor set should need accuracy control"
+    assert ctrl["float_layers"] and ctrl["float_ops"] and task["drop"] <= budget
+    assert "IgnoredScope" in ctrl["method"] and ctrl["steps"][-1]["drop"] == pytest.approx(task["drop"])
+
+    convs = {op.get_friendly_name(): any(i.get_source_output().get_node().get_type_name() == "FakeQuantize"
+                                         for i in op.inputs())  # any input (data or weights) fake-quantised
+             for op in ov.Core().read_model(str(art.path)).get_ordered_ops()
+             if op.get_type_name() in ("Convolution", "GroupConvolution")}  # fmt: skip
+    float_convs = [o for o in ctrl["float_ops"] if o in convs]
+    assert float_convs and not any(convs[o] for o in float_convs)
+    assert sum(convs.values()) >= len(convs) // 2  # the rest stays INT8
+    # independent re-score on the control images (the first `size` of the val split, as ids_sha256 says)
+    ds = _control_subset(size, ctrl["control"]["image_ids_sha256"])
+    ref = evaluate_dataset(SPEC, _torch(load_model(SPEC, str(demo_checkpoint), progress=False)), ds, progress=False)
+    got = evaluate_dataset(SPEC, load_runtime(art.path), ds, progress=False)
+    assert ref.metrics["AP"] - got.metrics["AP"] == pytest.approx(task["drop"], abs=1e-9)
+
+
+def _control_subset(size, ids_sha256):
+    from edgepose.converters.accuracy import images_in_order, subset_dataset
+
+    from edgepose.datasets import load_dataset
+    from edgepose.evaluate import default_data
+
+    dataset, ann, images = default_data(SPEC)
+    full = load_dataset(dataset, ann, images, SPEC)
+    ids = images_in_order(full)[:size]
+    assert hashlib.sha256("\n".join(str(i) for i in sorted(ids, key=str)).encode()).hexdigest() == ids_sha256
+    return subset_dataset(full, np.array([i for i, s in enumerate(full.samples) if s.image_id in set(ids)]))
+
+
 def _torch(model):
     from edgepose.converters.accuracy import torch_infer
 

@@ -35,13 +35,16 @@ def stable_names(model: Any) -> Any:
     return model
 
 
-def quantize_nncf(model: Any, calib: Any, dynamic_batch: bool) -> tuple[Any, dict[str, Any]]:
+def quantize_nncf(model: Any, calib: Any, dynamic_batch: bool, float_ops: list[str] | None = None
+                  ) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """``float_ops``: op names NNCF leaves unquantised (``IgnoredScope``), the accuracy-control loop's lever."""
     require("nncf", target="OpenVINO INT8")
     with quiet("importing NNCF"):  # it imports TensorFlow and torch when present, with their start-up chatter
         import nncf
 
     logging.getLogger("nncf").setLevel(logging.ERROR)
     items = [calib[i : i + 1] for i in range(len(calib))]
+    ignored = {"ignored_scope": nncf.IgnoredScope(names=list(float_ops))} if float_ops else {}
     with quiet("NNCF quantisation"):
         q = nncf.quantize(
             model,
@@ -49,6 +52,7 @@ def quantize_nncf(model: Any, calib: Any, dynamic_batch: bool) -> tuple[Any, dic
             preset=nncf.QuantizationPreset.MIXED,
             subset_size=len(items),
             fast_bias_correction=True,
+            **ignored,
         )
     details = {"method": "nncf.quantize", "preset": "mixed", "subset_size": len(items), "fast_bias_correction": True}
     return q, details

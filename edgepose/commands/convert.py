@@ -40,6 +40,10 @@ def register(sub) -> None:
     g.add_argument("--control-dataset", help="its format: coco, mpii, onehand10k, panoptic, rhd (default: the model's)")
     g.add_argument("--control-size", type=positive_int, default=100,
                    help="control images, first in file order (default 100)")
+    g.add_argument("--openvino-control", default="search", choices=("search", "nncf"),
+                   help="OpenVINO's accuracy control: search (default: edgepose's layer search, as for ONNX and "
+                        "TFLite; candidates NNCF-quantised with those layers ignored) or nncf "
+                        "(nncf.quantize_with_accuracy_control; slower: it re-ranks after steps that do not help)")
     p.add_argument("--threads", type=positive_int, help="threads for the parity runs, at least 1")
     p.add_argument("--head", default="auto",
                    help="form of the deconvolution head in the exported graph: auto (each target's fastest, "
@@ -55,7 +59,8 @@ def run(args) -> int:
     from ..converters.accuracy import ControlOptions
     from ..converters.api import convert
 
-    control = ControlOptions(args.control_ann, args.control_images, args.control_dataset, args.control_size)
+    control = ControlOptions(args.control_ann, args.control_images, args.control_dataset, args.control_size,
+                             openvino=args.openvino_control)
     result = convert(
         model=args.model, checkpoint=args.checkpoint, sha256=args.sha256, targets=args.target,
         precisions=args.precision, calib=args.calib, num_calib=args.num_calib, dynamic_batch=args.dynamic_batch,
