@@ -55,8 +55,8 @@ def test_arm_check_agrees_with_x86(demo_artifacts, tmp_path):
     arts = _tflite_pair(demo_artifacts, tmp_path / "arts")
     report_path = tmp_path / "report.json"
     cmd = [sys.executable, str(TOOLS / "arm_check.py"), "--artifacts", str(arts), "--out", str(report_path),
-           "--coco-images", "1", "--images", "1", "--eval-images", "1", "--bench", "int8", "--versions", "host",
-           "--bench-runs", "1"]  # fmt: skip
+           "--coco-images", "1", "--images", "0", "--eval-images", "1", "--eval", "int8", "--bench", "int8",
+           "--versions", "host", "--bench-runs", "1"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
     if proc.returncode == 77:
         pytest.skip(proc.stderr.strip().splitlines()[-1])
@@ -94,7 +94,9 @@ def test_arm_check_agrees_with_x86(demo_artifacts, tmp_path):
             assert hm.keys() == gm.keys() and "AP" in hm
             for k in hm:
                 assert hm[k] == pytest.approx(gm[k], abs=1e-4), k
-    assert n_points >= 2 * 2 * 17  # two images (at least one person each) per artifact
+    # both artifacts predict on one real photo; INT8 also evals one synthetic val image (FP32 costs ~40 s per
+    # inference under emulation: a synthetic image with two people, flip test, ~3 minutes)
+    assert n_points >= 2 * 17
     scores = [kp[2] for h in host["steps"] if h["id"].startswith("predict")
               for p in h["outputs"]["prediction"]["persons"] for kp in p["keypoints"]]  # fmt: skip
     assert np.mean(np.array(scores) > 0.1) > 0.5, "no real peaks: the agreement would say nothing"

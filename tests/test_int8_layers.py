@@ -116,6 +116,39 @@ def test_onnx_mixed_builder_reproduces_quantize_static_and_keeps_layers_float(qu
     assert not layers["conv1"].int8
 
 
+def test_openvino_mixed_builder_leaves_the_ops_of_a_layer_unquantised(quantized, tmp_path):
+    """NNCF on the 2-conv model: each layer maps to the ops that make it and read its FakeQuantize (the input:
+    conv1; relu1: conv1 and conv2; the output: conv2); building with a layer in float leaves exactly those ops
+    without a FakeQuantize on any input, and with nothing in float the IR is nncf.quantize's."""
+    pytest.importorskip("nncf")
+    import openvino as ov
+    from edgepose.converters.mixed import OpenvinoMixed
+    from edgepose.converters.targets.openvino import quantize_nncf
+
+    src, _, _ = quantized
+    calib = RNG.normal(0, 1, (8, 3, 16, 16)).astype(np.float32)
+    core = ov.Core()
+    plain, _ = quantize_nncf(core.read_model(str(src)), calib, False)
+    ov.save_model(plain, str(tmp_path / "plain.xml"), compress_to_fp16=False)
+    mixed = OpenvinoMixed(src, calib, tmp_path / "plain.xml", False)
+    by_op = {o.get_friendly_name(): o.get_type_name() for o in core.read_model(str(src)).get_ordered_ops()}
+    convs = sorted(n for n, t in by_op.items() if t == "Convolution")
+    assert len(convs) == 2
+    c1, c2 = convs if "conv1" in convs[0] else convs[::-1]
+    assert mixed.ops(["input"]) == [c1] and mixed.ops(["heatmaps"]) == [c2]
+    relu = next(n for n, t in by_op.items() if t == "Relu")
+    assert sorted(mixed.ops([relu])) == sorted([c1, c2])
+
+    def fq_inputs(path):
+        return {o.get_friendly_name(): any(i.get_source_output().get_node().get_type_name() == "FakeQuantize"
+                                           for i in o.inputs())
+                for o in core.read_model(str(path)).get_ordered_ops() if o.get_type_name() == "Convolution"}
+
+    assert fq_inputs(mixed.build([], tmp_path / "m0.xml")) == {c1: True, c2: True} == fq_inputs(tmp_path / "plain.xml")
+    assert fq_inputs(mixed.build(["input"], tmp_path / "m1.xml")) == {c1: False, c2: True}
+    assert fq_inputs(mixed.build(["heatmaps"], tmp_path / "m2.xml")) == {c1: True, c2: False}
+
+
 def test_growth():
     from edgepose.converters.accuracy import growth
 

@@ -208,7 +208,7 @@ def build_job(work: Path, artifacts: list[Path], args: argparse.Namespace) -> di
         samples.append((dst.name, boxes))
     threads = ["--threads", str(args.threads)]
     steps: list[dict[str, Any]] = []
-    for name in names:
+    for name, path in zip(names, artifacts):
         art = f"{{base}}/artifacts/{name}"
         for img, boxes in samples:
             stem = f"{{out}}/predict/{name}/{img}"
@@ -218,7 +218,7 @@ def build_job(work: Path, artifacts: list[Path], args: argparse.Namespace) -> di
                 argv.append("--bbox=" + ",".join(f"{v:g}" for v in b))  # "=": a box may start with "-"
             steps.append({"id": f"predict {name} {img}", "kind": "predict", "artifact": name, "argv": argv,
                           "outputs": {"prediction": f"{stem}.json"}})  # fmt: skip
-        if "eval" in opts and args.eval_images > 0:
+        if "eval" in opts and args.eval_images > 0 and args.eval in ("all", precision_of(path)):
             o = opts["eval"]
             argv = ["eval", "--artifact", art, "--out", f"{{out}}/eval/{name}.json"]
             rel_ann, rel_img = "{base}/data/synthetic_val/annotations.json", "{base}/data/synthetic_val/images"
@@ -374,6 +374,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--coco-images", type=int, default=2, help="mmpose COCO sample images to predict on (default 2)")
     ap.add_argument("--images", type=int, default=2, help="synthetic val images to predict on (default 2)")
     ap.add_argument("--eval-images", type=int, default=2, help="synthetic val images for `edgepose eval` (0: none)")
+    ap.add_argument("--eval", default="all", choices=["int8", "fp32", "fp16", "all"],
+                    help="which artifacts `edgepose eval` runs on (default all; FP32 costs minutes per image under "
+                    "emulation)")  # fmt: skip
     ap.add_argument("--bench", default="int8", choices=["int8", "fp32", "fp16", "all", "none"],
                     help="which artifacts `edgepose bench` runs on (default int8: it proves the command; "
                     "emulated timings mean nothing)")  # fmt: skip
