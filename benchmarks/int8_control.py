@@ -158,6 +158,14 @@ def case(name: str, targets: str, budget: float, work: Path, rest: Rest, args, o
             "plain_error": plain.get("error"), "plain": plain}  # fmt: skip
 
 
+ORDER = ["onnx", "tflite", "openvino", "openvino-nncf"]
+
+
+def _run_key(row: dict) -> str:
+    """onnx, tflite, openvino or openvino-nncf: which run a hard-case row came from."""
+    return "openvino-nncf" if "NNCF" in row["target"] else row["target"]
+
+
 def markdown(doc: dict) -> str:
     out = [f"# INT8 accuracy control ({doc['model']})", "",
            f"{doc['date']}, {doc['machine']}, load average {doc['load_start']} at start, {doc['load_end']} at end; "
@@ -178,6 +186,7 @@ def markdown(doc: dict) -> str:
             f = lambda k, r=r: f"{r[k]:+.4f}" if isinstance(r.get(k), float) else "-"  # noqa: E731
             fl = len(r["float_layers"]) if "float_layers" in r else r.get("controlled_error", "-")
             secs = f"{r['search_s'] / 60:.1f} min" if r.get("search_s") else "-"
+            secs += f" (run {r['recorded'][:10]})" if r.get("recorded") else ""
             out.append(f"| {r['target']} | {r['budget']:g} | {f('plain_control_drop')} | {f('plain_rest_drop')} | "
                        f"{f('controlled_control_drop')} | {f('controlled_rest_drop')} | {fl} | {secs} | {lat_s} |")
         for r in c["rows"]:
@@ -204,6 +213,8 @@ def main() -> None:
     ap.add_argument("--skip-hard", action="store_true")
     ap.add_argument("--no-layers", dest="layers", action="store_false")
     ap.add_argument("--skip-nncf", action="store_true", help="no OpenVINO row with NNCF's own accuracy control")
+    ap.add_argument("--hard-only", metavar="RUNS", help="re-run only these hard-case rows (onnx, tflite, openvino, "
+                    "openvino-nncf; comma-separated), keeping the others from results/int8_control.json")
     ap.add_argument("--darken", type=float, default=DARKEN, help="brightness factor of the hard case's crops")
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -254,12 +265,20 @@ def main() -> None:
                         "`--max-drop 0.005`.", "rows": [], "seconds": {}}  # fmt: skip
             runs = [("onnx", "search"), ("tflite", "search"), ("openvino", "search")]
             runs += [] if args.skip_nncf else [("openvino", "nncf")]
+            if args.hard_only:  # re-run these; the other rows come from the recorded results, said with their date
+                want = set(args.hard_only.split(","))
+                old = json.loads((RESULTS / "int8_control.json").read_text()) if (
+                    RESULTS / "int8_control.json").is_file() else {}  # fmt: skip
+                kept = [r for r in (old.get("cases", {}).get("hard") or {}).get("rows", [])
+                        if _run_key(r) not in want]  # fmt: skip
+                hard["rows"] += [{**r, "recorded": r.get("recorded") or old["date"]} for r in kept]
+                runs = [(t, m) for t, m in runs if (t if m == "search" else f"{t}-{m}") in want]
             plains: dict[str, dict] = {}
             for target, method in runs:  # one target at a time, saved as it finishes
                 r = case("hard", target, 0.005, work, rest, args, openvino=method, plain=plains.get(target),
                          calib=calib)  # fmt: skip
                 plains[target] = r.pop("plain")
-                hard["rows"] += r["rows"]
+                hard["rows"] = sorted(hard["rows"] + r["rows"], key=lambda row: ORDER.index(_run_key(row)))
                 hard["seconds"][f"{target}_{method}"] = r["seconds"]
                 save(doc)
     save(doc)

@@ -226,6 +226,50 @@ def tflite_graph(int8_model: bytes, float_model: bytes, threads: int | None = No
                  tq[out_t]["name"], "LiteRT builtin kernels (no XNNPACK)")  # fmt: skip
 
 
+_TFLITE_MOVE = ("PAD", "PADV2", "RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "DEPTH_TO_SPACE",
+                "SPACE_TO_DEPTH", "CONCATENATION", "MAX_POOL_2D")  # fmt: skip
+
+
+def tflite_float_groups(int8_model: bytes) -> dict[str, list[str]]:
+    """For each layer of :func:`tflite_graph` (an op's output tensor name): the ops to keep in float (their
+    output tensor names, what ``QuantizationDebugOptions(denylisted_nodes=...)`` takes) to take away the noise
+    it adds. An op that only moves values (``PAD``, ``RESHAPE``, ...) adds the rounding of its int8 output,
+    which its consumers would quantise again if it alone ran in float: its group takes in the consumers too
+    (through further such ops). The input's quantisation shows up on the first such op (``PAD`` before the
+    first convolution): its group is the pad and that convolution. The output op's group also names the graph
+    output (the float model's name for that op's tensor)."""
+    from edgepose.runtimes.engines.litert import interpreter_module
+
+    it = interpreter_module()[0].Interpreter(model_content=int8_model)
+    names = {d["index"]: d["name"] for d in it.get_tensor_details()}
+    outputs = {int(d["index"]) for d in it.get_output_details()}
+    ops = [op for op in it._get_ops_details() if len(op["outputs"])]  # noqa: SLF001
+    consumers: dict[int, list[dict]] = {}
+    for op in ops:
+        for i in op["inputs"]:
+            consumers.setdefault(int(i), []).append(op)
+
+    def group(op: dict, seen: set[int]) -> list[str]:
+        if op["index"] in seen:
+            return []
+        seen.add(op["index"])
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+            # the float model names the output op's tensor after the graph output (the int8 file gives that
+            # name to the final DEQUANTIZE and renames the op's own: "PartitionedCall:01")
+            out = [names[op["outputs"][0]]] if int(op["outputs"][0]) in outputs else []
+        else:
+            out = [names[op["outputs"][0]]]
+            if op["op_name"] not in _TFLITE_MOVE:
+                return out + [names[int(c["outputs"][0])] for c in consumers.get(int(op["outputs"][0]), [])
+                              if int(c["outputs"][0]) in outputs]  # fmt: skip
+        for c in consumers.get(int(op["outputs"][0]), []):
+            out += group(c, seen)
+        return out
+
+    return {names[op["outputs"][0]]: list(dict.fromkeys(group(op, set()))) for op in ops
+            if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE", "DELEGATE")}  # fmt: skip
+
+
 # ------------------------------------------------------------------------------------------- OpenVINO
 _PASS = ("Add", "Multiply", "Subtract", "Maximum", "Minimum", "Clamp", "Relu", "BatchNormInference", "Reshape")
 _COMPUTE = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
@@ -412,4 +456,4 @@ def layer_dicts(layers: list[Layer]) -> list[dict[str, Any]]:
 
 
 __all__ = ["Layer", "Graph", "onnx_graph", "tflite_graph", "openvino_graph", "openvino_quantized_ops",
-           "openvino_float_ops", "measure", "ranked", "layer_dicts"]  # fmt: skip
+           "openvino_float_ops", "tflite_float_groups", "measure", "ranked", "layer_dicts"]  # fmt: skip

@@ -84,11 +84,12 @@ class OnnxMixed:
 class TfliteMixed:
     """TFLite INT8 models of one calibration, any set of ops (output tensor names) left in float."""
 
-    def __init__(self, saved_model: Path, calib_nchw: np.ndarray):
+    def __init__(self, saved_model: Path, calib_nchw: np.ndarray, plain: bytes | None = None):
         from .targets.tflite import _import_tf
 
         tf = _import_tf()
         self.tf = tf
+        self.groups = L.tflite_float_groups(plain) if plain is not None else {}
         data = np.ascontiguousarray(calib_nchw.transpose(0, 2, 3, 1))
 
         def representative():
@@ -104,8 +105,12 @@ class TfliteMixed:
                 converter=conv, debug_dataset=lambda: ([data[i : i + 1]] for i in range(min(2, len(data)))),
                 debug_options=tf.lite.experimental.QuantizationDebugOptions())  # fmt: skip
 
-    def build(self, float_ops: list[str], dst: Path) -> Path:
-        opts = self.tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(float_ops) or None)
+    def ops(self, layers: list[str]) -> list[str]:
+        """What is denylisted for ``layers``: each with its group (:func:`.layers.tflite_float_groups`)."""
+        return list(dict.fromkeys(o for la in layers for o in self.groups.get(la, [la])))
+
+    def build(self, layers: list[str], dst: Path) -> Path:
+        opts = self.tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=self.ops(layers) or None)
         with quiet("TFLite INT8 quantisation"):
             self.debugger.options = opts
             dst.write_bytes(self.debugger.get_nondebug_quantized_model())
@@ -192,12 +197,10 @@ def _restore_search(c: Converted, ctx: Context, control: ControlSet, budget: flo
                     threads: int | None) -> tuple[dict, Path]:  # fmt: skip
     x = control.inputs[: control.rank_crops]
     ref = control.reference_heatmaps(x)
-    ov_ops = None
     if c.target == "openvino":
         ctx.log("openvino int8: ranking layers; each candidate is NNCF-quantised with those layers left out")
         builder = OpenvinoMixed(ctx.onnx_path, ctx.calib, c.path, ctx.dynamic_batch)
         graph = L.openvino_graph(c.path, ctx.onnx_path, threads)
-        ov_ops = builder.ops
     elif c.target == "onnx":
         ctx.log("onnx int8: calibrating once for the mixed-precision search")
         builder = OnnxMixed(ctx.onnx_path, ctx.calib, ctx.workdir, 1 if not ctx.dynamic_batch else 8)
@@ -207,12 +210,13 @@ def _restore_search(c: Converted, ctx: Context, control: ControlSet, budget: flo
             raise EdgeposeError("--max-drop with --int8-io is not supported for TFLite; drop one of them")
         saved = ctx.workdir / "tflite_work" / "saved_model"
         ctx.log("tflite int8: calibrating once (QuantizationDebugger) for the mixed-precision search")
-        builder = TfliteMixed(saved, ctx.calib)
+        builder = TfliteMixed(saved, ctx.calib, c.path.read_bytes())
         fp32 = ctx.workdir / "mixed_reference_fp32.tflite"
         from .targets.tflite import tflite_from_saved_model
 
         fp32.write_bytes(tflite_from_saved_model(saved, "fp32"))
         graph = L.tflite_graph(c.path.read_bytes(), fp32.read_bytes(), threads)
+    float_ops = getattr(builder, "ops", None)  # TFLite, OpenVINO: a layer's float group is more than itself
     names, report = _rank(c, graph, control, x, ref, builder.build, threads, ctx.log)
     counter = iter(range(10**6))
     found = restore(c.target, control, budget, plain_drop, names,
@@ -221,8 +225,8 @@ def _restore_search(c: Converted, ctx: Context, control: ControlSet, budget: flo
     chosen = set(found["float_layers"])
     found["ranking"] = [r for r in report if r["name"] in chosen] + [
         r for r in report[: control.confirm_top] if r["name"] not in chosen]  # fmt: skip
-    if ov_ops is not None:  # what NNCF was told to leave in float: the ops that make those layers
-        found["float_ops"] = ov_ops(found["float_layers"])
+    if float_ops is not None:  # what the quantiser was told to leave in float for those layers
+        found["float_ops"] = float_ops(found["float_layers"])
     return found, found["path"]
 
 
@@ -295,6 +299,7 @@ def check_int8(c: Converted, ctx: Context, control: ControlSet, max_drop: float 
                                   "worst k kept in float for growing k, re-scored on the control split")
                 if c.target == "openvino":
                     ctrl["method"] += " (candidates: nncf.quantize, IgnoredScope: the ops making and reading them)"
+                if "float_ops" in found:
                     ctrl["float_ops"] = found["float_ops"]
                 ctrl["steps"], ctrl["ranking"] = found["steps"], found["ranking"]
                 ctrl["search"] = {"rank_crops": int(min(control.rank_crops, len(control.crops))),

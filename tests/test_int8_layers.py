@@ -149,6 +149,32 @@ def test_openvino_mixed_builder_leaves_the_ops_of_a_layer_unquantised(quantized,
     assert fq_inputs(mixed.build(["heatmaps"], tmp_path / "m2.xml")) == {c1: True, c2: False}
 
 
+@pytest.mark.slow
+def test_tflite_float_groups_follow_the_graph(demo_artifacts):
+    """The demo INT8 TFLite file: the first PAD (where the input's quantisation shows) is kept in float together
+    with the convolution it feeds, and the output convolution's group names the graph output too (the float
+    model calls that op's tensor so; the int8 file renames it)."""
+    from ai_edge_litert.interpreter import Interpreter
+    from edgepose.converters.layers import tflite_float_groups
+
+    content = (demo_artifacts / "demo_coco_256x192_int8.tflite").read_bytes()
+    it = Interpreter(model_content=content)
+    names = {d["index"]: d["name"] for d in it.get_tensor_details()}
+    ops = it._get_ops_details()  # noqa: SLF001
+    groups = tflite_float_groups(content)
+    pad = next(o for o in ops if o["op_name"] == "PAD")
+    conv = next(o for o in ops if pad["outputs"][0] in o["inputs"])
+    assert conv["op_name"] == "CONV_2D"
+    assert groups[names[pad["outputs"][0]]] == [names[pad["outputs"][0]], names[conv["outputs"][0]]]
+    out = it.get_output_details()[0]["index"]
+    deq = next(o for o in ops if o["outputs"][0] == out)
+    last = next(o for o in ops if o["outputs"][0] == deq["inputs"][0])
+    assert deq["op_name"] == "DEQUANTIZE" and last["op_name"] == "CONV_2D"
+    assert groups[names[last["outputs"][0]]] == [names[last["outputs"][0]], names[out]]
+    depthwise = next(o for o in ops if o["op_name"] == "DEPTHWISE_CONV_2D")
+    assert groups[names[depthwise["outputs"][0]]] == [names[depthwise["outputs"][0]]]  # a compute op: itself
+
+
 def test_growth():
     from edgepose.converters.accuracy import growth
 
