@@ -78,7 +78,7 @@ def run(args) -> int:
                 p = ctrl["plain"]["drop"]
                 extra = f"; plain INT8 drop {p:+.4f}, {len(ctrl['float_layers'])} layer(s) kept in float"
                 if ctrl.get("float_ops"):
-                    extra += f" ({len(ctrl['float_ops'])} op(s) NNCF leaves unquantised)"
+                    extra += f" ({len(ctrl['float_ops'])} op(s) the quantiser left in float)"
             print(f"{a.path.name}: control {task['metric']} {task['value']:.4f} vs PyTorch {task['reference']:.4f}: "
                   f"drop {task['drop']:+.4f} (budget {task['max_drop']:g}, {task['control']['num_images']} images)"
                   f"{extra}")  # fmt: skip
