@@ -131,7 +131,7 @@ class OpenvinoMixed:
                         for k, v in L.openvino_float_ops(self.core.read_model(str(plain_ir))).items()}  # fmt: skip
 
     def ops(self, layers: list[str]) -> list[str]:
-        """The compute ops NNCF leaves in float for ``layers`` (in order, each once)."""
+        """The ops NNCF leaves unquantised for ``layers`` (in order, each once)."""
         return list(dict.fromkeys(o for la in layers for o in self.compute.get(la, [])))
 
     def build(self, layers: list[str], dst: Path) -> Path:
