@@ -94,24 +94,13 @@ def test_tight_budget_is_met_on_the_control_split(tmp_path, demo_checkpoint):
     converter's own scorer), and the layers the metadata names as float have float weights in the file."""
     pytest.importorskip("onnxruntime")
     import onnx
-    from edgepose.converters.accuracy import ControlOptions, images_in_order, subset_dataset
-    from edgepose.converters.api import convert
 
-    from edgepose.calibration import default_calibration_path, read_calibration
-    from edgepose.datasets import load_dataset
-    from edgepose.evaluate import default_data, evaluate_dataset
+    from edgepose.evaluate import evaluate_dataset
     from edgepose.models import load_model
     from edgepose.runtimes import load_runtime
 
-    b = read_calibration(default_calibration_path(SPEC, make=False), SPEC)
-    poor = write_calibration(tmp_path / "poor.npz", CalibrationSet((b.crops[:8] * 0.6).astype(np.uint8),
-                                                                    b.holdout[:8], dict(b.meta)))  # fmt: skip
     budget, size = 0.01, 20
-    res = convert(checkpoint=str(demo_checkpoint), targets="onnx", precisions="int8", calib=poor, num_calib=8,
-                  max_drop=budget, control=ControlOptions(size=size, rank_crops=8, confirm_top=0), out=tmp_path / "out",
-                  progress=False, reference_accuracy=False)  # fmt: skip
-    [art] = res.artifacts
-    meta = json.loads((tmp_path / "out" / (art.path.name + ".json")).read_text())
+    art, meta = _controlled(tmp_path, demo_checkpoint, "onnx", budget, size)
     ctrl, task = meta["accuracy_control"], meta["parity"]["task"]
     assert ctrl["plain"]["drop"] > budget, "the poor set should need accuracy control"
     assert ctrl["float_layers"] and task["drop"] <= budget and ctrl["reached"]["drop"] == task["drop"]
@@ -123,12 +112,7 @@ def test_tight_budget_is_met_on_the_control_split(tmp_path, demo_checkpoint):
     nodes = {n.name: n for n in model.graph.node}
     assert all(nodes[n].input[1] in inits for n in ctrl["float_layers"])
     # independent re-score on the recorded control images
-    dataset, ann, images = default_data(SPEC)
-    full = load_dataset(dataset, ann, images, SPEC)
-    ids = images_in_order(full)[:size]
-    assert hashlib.sha256("\n".join(str(i) for i in sorted(ids, key=str)).encode()).hexdigest() == \
-        ctrl["control"]["image_ids_sha256"]  # fmt: skip
-    ds = subset_dataset(full, np.array([i for i, s in enumerate(full.samples) if s.image_id in set(ids)]))
+    ds = _control_subset(size, ctrl["control"]["image_ids_sha256"])
     ref = evaluate_dataset(SPEC, _torch(load_model(SPEC, str(demo_checkpoint), progress=False)), ds, progress=False)
     got = evaluate_dataset(SPEC, load_runtime(art.path), ds, progress=False)
     assert ref.metrics["AP"] == pytest.approx(task["reference"], abs=1e-9)
@@ -143,22 +127,13 @@ def test_openvino_tight_budget_is_met_with_layers_nncf_leaves_in_float(tmp_path,
     metadata names as float read no FakeQuantize in the file while the other convolutions still do."""
     pytest.importorskip("nncf")
     import openvino as ov
-    from edgepose.converters.accuracy import ControlOptions
-    from edgepose.converters.api import convert
 
-    from edgepose.calibration import default_calibration_path, read_calibration
     from edgepose.evaluate import evaluate_dataset
     from edgepose.models import load_model
     from edgepose.runtimes import load_runtime
 
-    b = read_calibration(default_calibration_path(SPEC, make=False), SPEC)
-    poor = write_calibration(tmp_path / "poor.npz", CalibrationSet((b.crops[:8] * 0.6).astype(np.uint8),
-                                                                    b.holdout[:8], dict(b.meta)))  # fmt: skip
     budget, size = 0.01, 20
-    kw = dict(checkpoint=str(demo_checkpoint), targets="openvino", precisions="int8", calib=poor, num_calib=8,
-              control=ControlOptions(size=size, rank_crops=8, confirm_top=0), progress=False, reference_accuracy=False)
-    [art] = convert(out=tmp_path / "out", max_drop=budget, **kw).artifacts
-    meta = json.loads((tmp_path / "out" / (art.path.name + ".json")).read_text())
+    art, meta = _controlled(tmp_path, demo_checkpoint, "openvino", budget, size)
     ctrl, task = meta["accuracy_control"], meta["parity"]["task"]
     assert ctrl["plain"]["drop"] > budget, "the poor set should need accuracy control"
     assert ctrl["float_layers"] and ctrl["float_ops"] and task["drop"] <= budget
@@ -176,6 +151,23 @@ def test_openvino_tight_budget_is_met_with_layers_nncf_leaves_in_float(tmp_path,
     ref = evaluate_dataset(SPEC, _torch(load_model(SPEC, str(demo_checkpoint), progress=False)), ds, progress=False)
     got = evaluate_dataset(SPEC, load_runtime(art.path), ds, progress=False)
     assert ref.metrics["AP"] - got.metrics["AP"] == pytest.approx(task["drop"], abs=1e-9)
+
+
+def _controlled(tmp_path, checkpoint, target, budget, size):
+    """``convert --max-drop budget`` of ``target`` INT8 from a poor calibration set (8 bundled crops at 60 %
+    brightness: plain INT8 loses several AP points), ``size`` control images; (artifact, sidecar metadata)."""
+    from edgepose.converters.accuracy import ControlOptions
+    from edgepose.converters.api import convert
+
+    from edgepose.calibration import default_calibration_path, read_calibration
+
+    b = read_calibration(default_calibration_path(SPEC, make=False), SPEC)
+    poor = write_calibration(tmp_path / "poor.npz", CalibrationSet((b.crops[:8] * 0.6).astype(np.uint8),
+                                                                    b.holdout[:8], dict(b.meta)))  # fmt: skip
+    [art] = convert(checkpoint=str(checkpoint), targets=target, precisions="int8", calib=poor, num_calib=8,
+                    max_drop=budget, control=ControlOptions(size=size, rank_crops=8, confirm_top=0),
+                    out=tmp_path / "out", progress=False, reference_accuracy=False).artifacts  # fmt: skip
+    return art, json.loads((tmp_path / "out" / (art.path.name + ".json")).read_text())
 
 
 def _control_subset(size, ids_sha256):
