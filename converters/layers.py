@@ -302,6 +302,12 @@ def _quantised(node: Any, act: set[str]) -> bool:
     return False
 
 
+def _activation_fqs(model: Any, act: set[str]) -> list[Any]:
+    """The ``FakeQuantize`` ops on activations (not on weights), in graph order."""
+    return [o for o in model.get_ordered_ops()
+            if o.get_type_name() == "FakeQuantize" and o.input_value(0).get_node().get_friendly_name() in act]
+
+
 def _fed_by_fq(op: Any, act: set[str]) -> bool:
     return _quantised(op.input_value(0).get_node(), act)
 
@@ -322,9 +328,8 @@ def openvino_float_ops(model: Any) -> dict[str, list[str]]:
     head's last convolution."""
     act = _activations(model)
     fq_of: dict[str, list[Any]] = {}
-    for o in model.get_ordered_ops():
-        if o.get_type_name() == "FakeQuantize" and o.input_value(0).get_node().get_friendly_name() in act:
-            fq_of.setdefault(o.input_value(0).get_node().get_friendly_name(), []).append(o)
+    for o in _activation_fqs(model, act):
+        fq_of.setdefault(o.input_value(0).get_node().get_friendly_name(), []).append(o)
     heads = {o.input_value(0).get_node().get_friendly_name(): o.input_value(0).get_node()
              for fqs in fq_of.values() for o in fqs}  # fmt: skip
     res = model.get_results()[0].input_value(0).get_node()
@@ -355,8 +360,7 @@ def openvino_graph(int8_path: str | Path, float_path: str | Path, threads: int |
     q, f = core.read_model(str(int8_path)), core.read_model(str(float_path))
     f_nodes = {o.get_friendly_name(): o for o in f.get_ordered_ops()}
     act = _activations(q)
-    fqs = [o for o in q.get_ordered_ops() if o.get_type_name() == "FakeQuantize"
-           and o.input_value(0).get_node().get_friendly_name() in act]  # fmt: skip
+    fqs = _activation_fqs(q, act)
     fq_of = {fq.input_value(0).get_node().get_friendly_name(): fq for fq in fqs}
 
     def upstream(node: Any) -> list[str]:
