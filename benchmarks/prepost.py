@@ -60,8 +60,7 @@ def _median_us(fn: Callable[[], Any], runs: int, warmup: int = 10) -> float:
 
 def stages(pipe, rt, image: np.ndarray, boxes: np.ndarray, runs: int) -> dict[str, float]:
     """Median microseconds of each per-person stage, each timed on its own."""
-    from edgepose.artifact import INPUT_UINT8
-    from edgepose.processing import crop_batch, flip_batch, merge_flip, normalize
+    from edgepose.processing import INPUT_UINT8, crop_batch, flip_batch, merge_flip, normalize
 
     spec = pipe.spec
     centers, scales = pipe.boxes_to_center_scale(boxes)

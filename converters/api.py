@@ -36,7 +36,8 @@ from edgepose import __version__
 from edgepose.calibration import CalibrationSet, check_calibration, default_calibration_path, read_calibration
 from edgepose.errors import EdgeposeError, terminate_as_interrupt
 from edgepose.files import check_writable
-from edgepose.runtimes.artifact import FORMAT_VERSION, INPUT_FLOAT, INPUT_UINT8, file_record, sidecar_path
+from edgepose.processing import INPUT_FLOAT, INPUT_UINT8
+from edgepose.runtimes.artifact import FORMAT_VERSION, file_record, sidecar_path
 from edgepose.spec import DEFAULT_MODEL, ModelSpec, get_spec
 
 from . import accuracy, export, transforms

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgepose.errors import EdgeposeError
-from edgepose.runtimes.artifact import INPUT_FLOAT, INPUT_UINT8
+from edgepose.processing import INPUT_FLOAT, INPUT_UINT8
 from edgepose.spec import ModelSpec
 
 INSTALL_HINT = "pip install 'edgepose[convert]'"

@@ -58,7 +58,7 @@ def export_onnx(
     import onnx
     import torch
 
-    from edgepose.runtimes.artifact import INPUT_FLOAT, INPUT_UINT8
+    from edgepose.processing import INPUT_FLOAT, INPUT_UINT8
 
     w, h = spec.input_size
     dummy = torch.zeros(1, 3, h, w)

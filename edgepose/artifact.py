@@ -6,11 +6,9 @@ workstation side (:mod:`edgepose.converters.metadata`). Apps and scripts import 
 here too.
 """
 
+from .processing import INPUT_FLOAT, INPUT_KINDS, INPUT_UINT8  # noqa: F401  (input.kind values, for apps)
 from .runtimes.artifact import (  # noqa: F401
     FORMAT_VERSION,
-    INPUT_FLOAT,
-    INPUT_KINDS,
-    INPUT_UINT8,
     KEY,
     file_record,
     input_kind,

@@ -8,13 +8,12 @@ on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
-import pkgutil
 import sys
 
 from . import __version__, commands
 from .errors import EdgeposeError, terminate_as_interrupt
+from .plugins import import_submodules
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,10 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"edgepose {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if mod.name.startswith("_"):  # shared helpers (_args), not commands
-            continue
-        importlib.import_module(f"{commands.__name__}.{mod.name}").register(sub)
+    for mod in import_submodules(commands.__name__, commands.__path__):  # _args: shared helpers, not commands
+        mod.register(sub)
     return parser
 
 

@@ -13,11 +13,10 @@ numpy only (scipy is imported for the .mat alone). Bad files raise a one-line :c
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from pathlib import Path
 
 from ..errors import EdgeposeError
+from ..plugins import import_submodules
 from ..spec import ModelSpec
 from . import base as _base
 from .base import (
@@ -32,9 +31,7 @@ from .base import (
 )
 
 # Importing the package registers every dataset module in it.
-for _mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if _mod.name != "base":
-        importlib.import_module(f"{__name__}.{_mod.name}")
+import_submodules(__name__, __path__, skip=("base",))
 
 from .mpii import read_mpii_mat  # noqa: E402
 

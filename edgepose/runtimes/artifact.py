@@ -39,7 +39,8 @@ from typing import Any
 
 from ..errors import EdgeposeError
 from ..files import parse_json, sha256_cached, sha256_of
-from ..processing import INPUT_FLOAT, INPUT_KINDS, INPUT_UINT8  # input.kind values
+from ..processing import INPUT_FLOAT, INPUT_KINDS  # input.kind values (their one home is processing)
+from .registry import runtime_for
 
 FORMAT_VERSION = 1
 KEY = "edgepose"  # name of the embedded entry in every format
@@ -47,9 +48,6 @@ KEY = "edgepose"  # name of the embedded entry in every format
 __all__ = [
     "FORMAT_VERSION",
     "KEY",
-    "INPUT_FLOAT",
-    "INPUT_UINT8",
-    "INPUT_KINDS",
     "input_kind",
     "sidecar_path",
     "read_metadata",
@@ -88,8 +86,6 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 def read_embedded(path: str | Path) -> dict[str, Any] | None:
     """The metadata embedded in the artifact file itself (``None`` when absent or not readable here)."""
-    from .base import runtime_for
-
     path = Path(path)
     cls = runtime_for(path)
     reader = getattr(cls, "read_embedded", None)
@@ -267,8 +263,6 @@ def verify_artifact(path: str | Path, cls: Any = None) -> dict[str, Any]:
     """
     path = Path(path)
     if cls is None:
-        from .base import runtime_for
-
         cls = runtime_for(path)
     declared = tuple(getattr(cls, "companions", ()) or ())
     side = sidecar_path(path)

@@ -9,6 +9,7 @@ typed options dataclass); nothing else in edgepose keeps a list of engines. Regi
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import EdgeposeError
-from .artifact import INPUT_FLOAT, INPUT_UINT8
+from ..processing import INPUT_FLOAT, INPUT_UINT8
+from .artifact import verify_artifact
+from .registry import RUNTIMES, engine_for, format_label, register_runtime, runtime_for, runtime_of_format
 
-RUNTIMES: dict[str, type[Runtime]] = {}
-_SUFFIXES: dict[str, str] = {}
+__all__ = ["RUNTIMES", "Runtime", "RuntimeOptions", "engine_for", "format_label", "load_runtime", "register_runtime",
+           "runtime_for", "runtime_of_format"]  # fmt: skip
 
 
 @dataclass
@@ -28,47 +31,6 @@ class RuntimeOptions:
     """Options every runtime takes; each engine extends this dataclass with its own."""
 
     allow_fallback: bool = False  # run on CPU (and say so in info()) when the requested device is missing
-
-
-def register_runtime(cls: type[Runtime]) -> type[Runtime]:
-    """Class decorator: make an engine loadable by name (``cls.engine``) and by artifact suffix."""
-    if not cls.engine or cls.engine == "base":
-        raise TypeError(f"{cls.__name__} declares no engine name")
-    RUNTIMES[cls.engine] = cls
-    for s in cls.suffixes:
-        _SUFFIXES.setdefault(s, cls.engine)
-    return cls
-
-
-def engine_for(path: str | Path) -> str:
-    suffix = Path(path).suffix.lower()
-    if suffix not in _SUFFIXES:
-        known = ", ".join(sorted(_SUFFIXES))
-        raise EdgeposeError(f"{path}: no runtime for '{suffix}' files (known: {known})")
-    return _SUFFIXES[suffix]
-
-
-def runtime_for(path: str | Path) -> type[Runtime] | None:
-    """The runtime class that opens ``path`` (by suffix), or ``None``."""
-    name = _SUFFIXES.get(Path(path).suffix.lower())
-    return RUNTIMES.get(name) if name else None
-
-
-def format_label(fmt: str | None) -> str:
-    """The display name of an artifact format or suffix (``onnx`` -> ``ONNX``, ``xml`` -> ``OpenVINO``)."""
-    f = (fmt or "").lower().lstrip(".")
-    for cls in RUNTIMES.values():
-        if f == cls.format or f in (s.lstrip(".") for s in cls.suffixes):
-            return cls.label
-    return fmt or "?"
-
-
-def runtime_of_format(fmt: str | None) -> type[Runtime] | None:
-    f = (fmt or "").lower().lstrip(".")
-    for cls in RUNTIMES.values():
-        if f == cls.format or f in (s.lstrip(".") for s in cls.suffixes):
-            return cls
-    return None
 
 
 class Runtime:
@@ -97,6 +59,21 @@ class Runtime:
     # options that make the engine compute float ops in float32 where its default may choose lower (OpenVINO
     # picks bf16 on AMX/AVX512-BF16 CPUs); empty: the default already computes what the artifact declares
     strict_options: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def import_engine(cls) -> tuple[str, Any]:
+        """(name, module) of the first of ``modules`` that imports; else one error naming the install group.
+
+        The one place an engine library is imported for a runtime: each engine declares ``modules`` (tried in
+        order) and ``install``, and nothing else in edgepose spells the "pip install" line.
+        """
+        for name in cls.modules:
+            try:
+                return name, importlib.import_module(name)
+            except ImportError:
+                continue
+        raise EdgeposeError(f"the {cls.label} runtime needs {cls.distributions[0]}: "
+                            f"pip install 'edgepose[{cls.install}]'")  # fmt: skip
 
     @classmethod
     def devices(cls) -> list[str]:
@@ -214,7 +191,5 @@ def load_runtime(path: str | Path, engine: str | None = None, **kwargs: Any) -> 
         raise EdgeposeError(f"{path}: is a directory, not an artifact file")
     cls = RUNTIMES[name]
     if cls.format != "pytorch":  # sizes and sha256 against the metadata, before the engine parses a byte
-        from .artifact import verify_artifact
-
         verify_artifact(path, cls)
     return cls(path, **kwargs)

@@ -3,8 +3,6 @@
 No module imports its engine library at import time: that happens in the runtime's ``_load``.
 """
 
-import importlib
-import pkgutil
+from ...plugins import import_submodules
 
-for _mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    importlib.import_module(f"{__name__}.{_mod.name}")
+import_submodules(__name__, __path__)

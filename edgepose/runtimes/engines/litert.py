@@ -13,39 +13,26 @@ An artifact made with ``--input uint8`` takes the crop's uint8 RGB bytes as they
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ...errors import EdgeposeError
-from ..artifact import INPUT_UINT8, KEY, input_kind, read_metadata
+from ...processing import INPUT_UINT8
+from ..artifact import KEY, input_kind, read_metadata
 from ..base import Runtime, RuntimeOptions, register_runtime
 from ..io import dequantize, from_layout, quantize
 
 
 def interpreter_module() -> tuple[Any, str, str]:
     """(interpreter module, package name, version) of the first TFLite interpreter that imports."""
-    try:
-        import ai_edge_litert
-        from ai_edge_litert import interpreter
-
-        return interpreter, "ai-edge-litert", getattr(ai_edge_litert, "__version__", "")
-    except ImportError:
-        pass
-    try:
-        import tflite_runtime
-        from tflite_runtime import interpreter
-
-        return interpreter, "tflite-runtime", getattr(tflite_runtime, "__version__", "")
-    except ImportError:
-        pass
-    try:
-        import tensorflow as tf
-
-        return tf.lite, "tensorflow", tf.__version__
-    except ImportError:
-        raise EdgeposeError("the LiteRT runtime needs ai-edge-litert: pip install 'edgepose[lite]'") from None
+    name, mod = LiteRtRuntime.import_engine()
+    if name == "tensorflow":  # the full TensorFlow (workstation): its tf.lite
+        return mod.lite, "tensorflow", mod.__version__
+    top = importlib.import_module(name.split(".")[0])
+    return mod, top.__name__.replace("_", "-"), getattr(top, "__version__", "")
 
 
 def _quant(detail: dict[str, Any]) -> tuple[float, int] | None:
@@ -64,7 +51,7 @@ class LiteRtRuntime(Runtime):
     format = "tflite"
     label = "TFLite"
     suffixes = (".tflite",)
-    modules = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+    modules = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow")
     distributions = ("ai-edge-litert", "tflite-runtime", "tensorflow")
     install = "lite"
     color = "#ff7f0e"

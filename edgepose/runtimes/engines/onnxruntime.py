@@ -79,10 +79,7 @@ class OnnxRuntime(Runtime):
         return ort_provider_list(self.choice.device)
 
     def _load(self) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise EdgeposeError("the ONNX Runtime runtime needs onnxruntime: pip install 'edgepose[onnx]'") from None
+        _, ort = self.import_engine()
         self._ort = ort
         self.metadata = read_metadata(self.path)
         so = ort.SessionOptions()

@@ -118,10 +118,7 @@ class OpenVinoRuntime(Runtime):
         return openvino_device_name(self.device, openvino_devices() or [])
 
     def _load(self) -> None:
-        try:
-            import openvino as ov
-        except ImportError:
-            raise EdgeposeError("the OpenVINO runtime needs openvino: pip install 'edgepose[openvino]'") from None
+        _, ov = self.import_engine()
         self._ov = ov
         self.metadata = read_metadata(self.path)
         if not self.path.with_suffix(".bin").is_file():

@@ -73,10 +73,7 @@ class TorchRuntime(Runtime):
         return f"--device {device}: no CUDA device available ({cuda_report()})"
 
     def _load(self) -> None:
-        try:
-            import torch
-        except ImportError:
-            raise EdgeposeError("the PyTorch runtime needs torch: pip install 'edgepose[torch]'") from None
+        _, torch = self.import_engine()
         from ...models import load_model
 
         self._torch = torch
