@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import EdgeposeError
+from .registry import RUNTIMES
 
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|tensorrt(:\d+)?|gpu(\.\d+)?)$")
 ORT_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -125,8 +126,6 @@ def cuda_report() -> str:
 
 
 def _runtime(engine: str):
-    from . import RUNTIMES
-
     if engine not in RUNTIMES:
         raise EdgeposeError(f"unknown engine {engine!r} (known: {', '.join(RUNTIMES)})")
     return RUNTIMES[engine]
