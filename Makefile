@@ -18,7 +18,7 @@ demo: setup
 	$(BIN)/edgepose convert --target tflite
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check edgepose converters tests benchmarks

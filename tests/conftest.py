@@ -2,13 +2,96 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests import background
+
 CONTROL_IMAGES = 30  # the INT8 task-metric check of the shared conversion: 30 val images keep it short
 CONVERT_DEPS = ("torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "openvino", "nncf")
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------- background jobs
+# Minutes-long, self-contained checks run beside the rest of the suite (tests/background.py): their tests carry
+# @pytest.mark.background(JOB) and run last, where they wait for their job.
+def pytest_configure(config):
+    config.addinivalue_line("markers", "background(job): reads a background job's result; runs at the end")
+
+
+def _jobs_wanted(items) -> set[str]:
+    return {m.args[0] for item in items for m in item.iter_markers("background") if m.args}
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Tests that wait for a background job go last (in their order), so the job overlaps everything else."""
+    late = [i for i in items if i.get_closest_marker("background")]
+    items[:] = [i for i in items if not i.get_closest_marker("background")] + late
+
+
+def pytest_collection_finish(session):
+    """Start the jobs that need nothing but the repository (the reconversion, the uint8 conversion) now."""
+    if session.config.option.collectonly:
+        return
+    wanted = _jobs_wanted(session.items)
+    for name in ("reconvert", "u8"):
+        if name in wanted:
+            start_job(name)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    background.stop_all()
+
+
+def shipped_checkpoint() -> Path | None:
+    from edgepose.checkpoint import ASSETS
+    from edgepose.spec import DEFAULT_MODEL, get_spec
+
+    path = ASSETS / get_spec(DEFAULT_MODEL).checkpoint.split(":", 1)[-1]
+    return path if path.is_file() else None
+
+
+def convert_job(name: str, out: Path, *args: str) -> background.Job:
+    ckpt = shipped_checkpoint()
+    cmd = [sys.executable, "-m", "edgepose", "convert", "--target", "all", "--num-calib", "32",
+           "--checkpoint", str(ckpt),
+           "--out", str(out), "--quiet", *args]  # fmt: skip
+    return background.start(name, cmd, cwd=REPO)
+
+
+def start_job(name: str, demo_artifacts: Path | None = None) -> background.Job | None:
+    """Start background job ``name`` (once); ``None`` where its inputs are missing (the caller runs it itself)."""
+    if background.started(name):
+        return background.job(name)
+    try:
+        for m in CONVERT_DEPS:
+            __import__(m)
+    except ImportError:
+        return None
+    if shipped_checkpoint() is None:  # a random stand-in checkpoint exists only inside the session
+        return None
+    if name == "reconvert":  # tests/test_reproducible.py: the demo conversion again, in a fresh process
+        return convert_job(name, Path(background.workdir(name)) / "again", "--precision", "fp32,fp16,int8",
+                           "--control-size", str(CONTROL_IMAGES))  # fmt: skip
+    if name == "u8":  # tests/test_convert_uint8.py: every target taking uint8 crops
+        return convert_job(name, Path(background.workdir(name)) / "u8", "--precision", "fp32,int8", "--input", "uint8",
+                           "--control-size", "10")  # fmt: skip
+    if name == "arm" and demo_artifacts is not None:  # tests/test_arm.py: the emulated-ARM check (one qemu core)
+        d = Path(background.workdir(name))
+        arts = d / "arts"
+        arts.mkdir()
+        for prec in ("fp32", "int8"):
+            for f in demo_artifacts.glob(f"demo_coco_256x192_{prec}.tflite*"):
+                shutil.copy2(f, arts / f.name)
+        cmd = [sys.executable, str(REPO / "tools" / "arm_check.py"), "--artifacts", str(arts), "--out",
+               str(d / "report.json"), "--coco-images", "1", "--images", "0", "--eval-images", "1", "--eval", "int8",
+               "--bench", "int8", "--versions", "host", "--bench-runs", "1"]  # fmt: skip
+        return background.start(name, cmd, cwd=REPO)
+    return None
 
 
 def _require(*modules: str) -> None:
@@ -40,7 +123,7 @@ def demo_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_conversion(tmp_path_factory, demo_checkpoint):
+def demo_conversion(request, tmp_path_factory, demo_checkpoint):
     """``convert()`` of the demo model to every target and precision, with the network cut off.
 
     Returns the :class:`ConversionResult`; ``result.network_attempts`` lists any connection attempt
@@ -68,6 +151,8 @@ def demo_conversion(tmp_path_factory, demo_checkpoint):
     finally:
         socket.socket.connect = original
     result.network_attempts = attempts
+    if "arm" in _jobs_wanted(request.session.items):  # the ARM check needs these artifacts: start it now
+        start_job("arm", result.out_dir)
     return result
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from .conftest import start_job
 from .helpers import REPO
 
 TOOLS = REPO / "tools"
@@ -36,28 +37,20 @@ def _tool(name: str):
         sys.path.remove(str(TOOLS))
 
 
-def _tflite_pair(demo_artifacts: Path, dest: Path) -> Path:
-    """The FP32 and INT8 TFLite artifacts (with sidecars) of the shared demo conversion, in a folder of their own."""
-    dest.mkdir()
-    for prec in ("fp32", "int8"):
-        for f in demo_artifacts.glob(f"demo_coco_256x192_{prec}.tflite*"):
-            shutil.copy2(f, dest / f.name)
-    assert len(list(dest.glob("*.tflite"))) == 2
-    return dest
-
-
 # ------------------------------------------------------------------------------------- the ARM check
 @pytest.mark.slow
-def test_arm_check_agrees_with_x86(demo_artifacts, tmp_path):
-    """predict/eval/bench on emulated aarch64 with only edgepose[lite]; keypoints equal to the x86 ones."""
+@pytest.mark.background("arm")
+def test_arm_check_agrees_with_x86(demo_artifacts):
+    """predict/eval/bench on emulated aarch64 with only edgepose[lite]; keypoints equal to the x86 ones.
+
+    The check runs as the session's background job "arm" (tests/background.py), started as soon as the demo
+    artifacts exist, on the one core qemu uses, while the other tests run; this test runs last and reads it."""
     if platform.system() != "Linux" or platform.machine() != "x86_64":
         pytest.skip("the ARM check emulates aarch64 on an x86-64 Linux host")
-    arts = _tflite_pair(demo_artifacts, tmp_path / "arts")
-    report_path = tmp_path / "report.json"
-    cmd = [sys.executable, str(TOOLS / "arm_check.py"), "--artifacts", str(arts), "--out", str(report_path),
-           "--coco-images", "1", "--images", "0", "--eval-images", "1", "--eval", "int8", "--bench", "int8",
-           "--versions", "host", "--bench-runs", "1"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    job = start_job("arm", demo_artifacts)
+    assert job is not None
+    proc = job.result(timeout=1500)
+    report_path = Path(proc.args[proc.args.index("--out") + 1])
     if proc.returncode == 77:
         pytest.skip(proc.stderr.strip().splitlines()[-1])
     assert proc.returncode == 0, f"arm_check exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

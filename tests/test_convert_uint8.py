@@ -8,33 +8,64 @@ here). PyTorch and the accuracy are computed here, not read from edgepose's pari
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import CONVERT_DEPS
+from tests.conftest import CONVERT_DEPS, start_job
 
 for _m in CONVERT_DEPS:
     pytest.importorskip(_m)
 
-pytestmark = pytest.mark.slow  # one more conversion (~1-2 minutes on 2 cores) and eight small evaluations
+# one more conversion (~1-2 minutes on 2 cores, a background job of the session) and eight small evaluations
+pytestmark = [pytest.mark.slow, pytest.mark.background("u8")]
 
 TARGETS = {"onnx": ".onnx", "tflite": ".tflite", "openvino": ".xml"}
 PRECISIONS = ("fp32", "int8")
 EVAL_IMAGES = 12
 
 
+@dataclass
+class _Artifact:
+    target: str
+    precision: str
+    path: Path
+    parity: dict
+
+
+@dataclass
+class _Conversion:
+    """What ``edgepose convert --input uint8`` wrote, read back from its files and their sidecars."""
+
+    out_dir: Path
+    written: bool
+    artifacts: list[_Artifact]
+
+
 @pytest.fixture(scope="module")
 def u8_conversion(tmp_path_factory, demo_checkpoint):
-    from edgepose.converters.accuracy import ControlOptions
-    from edgepose.converters.api import convert
-
-    from edgepose.spec import DEFAULT_MODEL
-
-    out = tmp_path_factory.mktemp("u8_artifacts")
-    return convert(model=DEFAULT_MODEL, checkpoint=str(demo_checkpoint), targets="all", precisions="fp32,int8",
-                   num_calib=32, out=out, progress=False, input="uint8",
-                   control=ControlOptions(size=10))  # fmt: skip  (the INT8 task check on 10 val images)
+    """The conversion runs as the session's background job "u8" (tests/background.py) while the rest of the suite
+    runs (the tests here run last); without the shipped checkpoint it runs here, the same command."""
+    job = start_job("u8")
+    if job is not None:
+        r = job.result(timeout=1500)
+    else:
+        out = tmp_path_factory.mktemp("u8_artifacts") / "u8"
+        r = subprocess.run([sys.executable, "-m", "edgepose", "convert", "--target", "all", "--num-calib", "32",
+                            "--checkpoint", str(demo_checkpoint), "--out", str(out), "--quiet", "--precision",
+                            "fp32,int8", "--input", "uint8", "--control-size", "10"],
+                           capture_output=True, text=True, timeout=1500)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = Path(r.args[r.args.index("--out") + 1])
+    arts = []
+    for side in sorted(out.glob("*.json")):
+        meta = json.loads(side.read_text())
+        arts.append(_Artifact(meta["format"], meta["precision"], side.with_suffix(""), meta["parity"]))
+    return _Conversion(out, bool(arts) and all(a.path.is_file() for a in arts), arts)
 
 
 def _path(folder, target, precision, u8=True):

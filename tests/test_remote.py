@@ -434,6 +434,7 @@ exec chroot "$R" /usr/bin/qemu-aarch64-static -cpu cortex-a76 {venv}/bin/python 
 
 
 @pytest.mark.slow
+@pytest.mark.background("after-arm")  # shares the emulated userland (a lock) with the ARM check job: runs after it
 def test_remote_bench_on_emulated_arm64(sshd, demo_artifacts, demo_checkpoint, tmp_path):
     """Through the same sshd to the emulated Debian arm64 userland: rows say aarch64 and that the timings are
     emulated; INT8 accuracy bit-identical to x86's (XNNPACK's integer kernels on both). The INT8 artifact only:

@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONTROL_IMAGES  # the same inputs: the INT8 task check's result is embedded
+from tests.conftest import CONTROL_IMAGES, start_job  # the same inputs: the INT8 task check's result is embedded
 
 VOLATILE = ("created",)  # sidecar fields that may differ; conversion timings are handled below
 
@@ -25,13 +26,21 @@ def _sidecar_facts(path) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.background("reconvert")
 def test_converting_twice_gives_identical_files(demo_conversion, demo_checkpoint, tmp_path):
+    """The second conversion is a background job of the session (tests/background.py), started with the session
+    and run beside the other tests; alone (no shipped checkpoint), it runs here."""
     first = demo_conversion.out_dir
-    again = tmp_path / "again"
-    cmd = [sys.executable, "-m", "edgepose", "convert", "--target", "all", "--precision", "fp32,fp16,int8",
-           "--num-calib", "32", "--control-size", str(CONTROL_IMAGES), "--checkpoint", str(demo_checkpoint),
-           "--out", str(again), "--quiet"]  # fmt: skip
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    job = start_job("reconvert")
+    if job is not None:
+        r = job.result(timeout=1500)
+        again = Path(r.args[r.args.index("--out") + 1])
+    else:
+        again = tmp_path / "again"
+        cmd = [sys.executable, "-m", "edgepose", "convert", "--target", "all", "--precision", "fp32,fp16,int8",
+               "--num-calib", "32", "--control-size", str(CONTROL_IMAGES), "--checkpoint", str(demo_checkpoint),
+               "--out", str(again), "--quiet"]  # fmt: skip
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
     files = sorted(p.name for p in first.iterdir() if not p.name.startswith("."))
     assert files == sorted(p.name for p in again.iterdir()) and len(files) >= 20
