@@ -108,16 +108,16 @@ def _measure(cfg: BenchConfig, spec: ModelSpec, report: BenchReport, jobs: list[
             row = bench_row(cfg, spec, path, row_data, sample)
         if remote is not None:
             row = attach(row, remote.get(REFERENCE if is_ref else str(path)))
+        report.rows.append(row)  # in the report before its line is shown: an interruption from here on keeps it
         _progress(cfg, f"[{i}/{len(jobs)}] {path.name}: " + (row.error or _row_summary(row, report.metric)))
-        report.rows.append(row)
         strict = _strict_options(cfg, row)
         if strict:
             if cfg.isolate:
                 row = run_isolated(cfg, spec, path, data, sample, **strict)
             else:
                 row = bench_row(cfg, spec, path, data, sample, **strict)
-            _progress(cfg, f"[{i}/{len(jobs)}] {row.name}: " + (row.error or _row_summary(row, report.metric)))
             report.rows.append(row)
+            _progress(cfg, f"[{i}/{len(jobs)}] {row.name}: " + (row.error or _row_summary(row, report.metric)))
 
 
 def _close(report: BenchReport, cfg: BenchConfig) -> None:
