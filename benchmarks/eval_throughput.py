@@ -42,9 +42,7 @@ COCO_BOXES = {"ground-truth boxes": 6352, "detections (AP_H_56)": 104125}
 
 
 def _dataset(spec, limit: int | None):
-    from edgepose.bench.data import EvalData, subset_dataset
-    from edgepose.datasets import load_dataset
-    from edgepose.evaluate import default_data
+    from edgepose.datasets import EvalData, default_data, load_dataset, subset_dataset
 
     name, ann, images = default_data(spec)
     data = EvalData(name, ann, images)
@@ -93,7 +91,8 @@ def _time_eval(spec, rt, ds, batch: int, flip: bool, mode: str, workers: int = 2
 
     facts: dict = {}
     t = time.perf_counter()
-    kp = predict_dataset(spec, rt, ds, flip, batch, progress=False, mode=mode, workers=workers, facts=facts)
+    kp = predict_dataset(spec, rt, ds, flip_test=flip, batch_size=batch, progress=False, mode=mode, workers=workers,
+                         facts=facts)  # fmt: skip
     return time.perf_counter() - t, kp, facts
 
 

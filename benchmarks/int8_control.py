@@ -69,8 +69,7 @@ class Rest:
     def __init__(self, control_size: int, torch_model):
         from edgepose.converters.accuracy import images_in_order, subset_dataset, torch_infer
 
-        from edgepose.datasets import load_dataset
-        from edgepose.evaluate import default_data
+        from edgepose.datasets import default_data, load_dataset
         from edgepose.spec import get_spec
 
         self.spec = get_spec(MODEL)

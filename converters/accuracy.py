@@ -246,8 +246,7 @@ def control_set(
 ) -> ControlSet | None:
     """The control split for ``spec`` (``None`` when there is no evaluation data: a zoo model without files);
     :meth:`ControlSet.set_reference` scores the PyTorch model on it."""
-    from edgepose.datasets import load_dataset
-    from edgepose.evaluate import default_data
+    from edgepose.datasets import default_data, load_dataset
     from edgepose.processing import INPUT_UINT8, TopDownPipeline, read_image
 
     opts = opts or ControlOptions()
@@ -297,7 +296,7 @@ def control_set(
 def check_control_options(spec: ModelSpec, opts: ControlOptions | None, need_int8: bool, max_drop: float | None,
                           input_kind: str | None = None) -> None:  # fmt: skip
     """The cheap checks of ``--max-drop`` and the control options, before any download or work."""
-    from edgepose.evaluate import default_data
+    from edgepose.datasets import default_data
     from edgepose.processing import INPUT_UINT8
 
     opts = opts or ControlOptions()

@@ -23,8 +23,8 @@ VERSION = 1
 def reference_accuracy(spec: ModelSpec, torch_model: Any, checkpoint_sha256: str) -> dict[str, Any] | None:
     """``{"metric", "value", "metrics", "dataset", "ann", "ann_sha256", "flip_test", ...}`` for the model's default
     evaluation data (the synthetic val split for the demo model); ``None`` when there is none here."""
-    from edgepose.datasets import headline_metric
-    from edgepose.evaluate import default_data, evaluate
+    from edgepose.datasets import default_data, headline_metric
+    from edgepose.evaluate import evaluate
 
     default = default_data(spec)
     if default is None:

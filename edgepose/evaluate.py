@@ -2,11 +2,14 @@
 
 ``evaluate`` reads the set (:mod:`edgepose.datasets`), runs every crop through the one shared
 :class:`~edgepose.processing.TopDownPipeline` (crop, normalise, flip test, decode), batching crops across
-images and reading each image once, and hands the keypoints to :mod:`edgepose.metrics`.
+images and reading each image once, and hands the keypoints to :mod:`edgepose.metrics`. How it runs (flip
+test, batch size, serial or pipelined, progress) is one :class:`EvalOptions`; every function here takes it,
+or its fields as keyword arguments.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,16 +17,36 @@ from typing import Any
 
 import numpy as np
 
-from .datasets import DATASET_KINDS, Dataset, load_dataset
+from .datasets import DATASET_KINDS, Dataset, load_dataset, resolve_data
 from .errors import EdgeposeError
 from .metrics import rescore
 from .processing import Infer, TopDownPipeline, input_kind_of, read_image
 from .spec import DATASETS, ModelSpec
 
 __all__ = [
-    "EvalResult", "evaluate", "evaluate_dataset", "resolve_data", "default_data",
-    "predict_dataset", "score", "result_for", "check_dataset",
+    "EvalOptions", "EvalResult", "Progress", "evaluate", "evaluate_dataset", "predict_dataset", "score",
+    "result_for", "check_dataset",
 ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How an evaluation runs (not what it runs on); the one place these knobs are declared."""
+
+    flip_test: bool = True
+    batch_size: int = 16  # crops per inference call
+    progress: bool = True  # a progress bar (:class:`Progress`) on stderr
+    det_bbox_thr: float = 0.0  # detections below this score are not evaluated (with a bbox file)
+    mode: str = "pipelined"  # "serial": read, crop, infer, decode one after the other (the reference)
+    workers: int = 2  # pipelined: threads beside the engine (0: the calling thread, with an async engine)
+    decoder: str = "default"
+
+    @classmethod
+    def of(cls, options: EvalOptions | None = None, **fields: Any) -> EvalOptions:
+        """``options`` (default: the defaults) with ``fields`` replaced; an unknown field is a TypeError."""
+        if options is not None and not isinstance(options, EvalOptions):
+            raise TypeError(f"options must be EvalOptions, got {type(options).__name__} (pass the fields by name)")
+        return dataclasses.replace(options or cls(), **fields)
 
 
 @dataclass
@@ -37,18 +60,10 @@ class EvalResult:
         return {**self.info, "metrics": self.metrics}
 
 
-def default_data(spec: ModelSpec) -> tuple[str, Path, Path] | None:
-    """For models edgepose trains on synthetic figures (``package:`` checkpoints): the synthetic val split."""
-    if not spec.checkpoint.startswith("package:"):
-        return None
-    from .synthetic import ensure_split
-
-    ann, images = ensure_split("val")
-    return spec.dataset, Path(ann), Path(images)
-
-
-class _Progress:
-    """tqdm on stderr when available, else a plain counter; silent when disabled."""
+class Progress:
+    """A count of evaluated boxes on stderr: tqdm when it is installed, else a plain ``desc: done/total``
+    counter; silent when not ``enabled``. ``update(n)`` after each batch, ``close()`` at the end (also after an
+    error). Used by the single-process evaluation and by the Ray driver (:mod:`edgepose.scale`)."""
 
     def __init__(self, total: int, enabled: bool, desc: str):
         self.bar = None
@@ -79,15 +94,11 @@ def predict_dataset(
     spec: ModelSpec,
     infer: Infer,
     ds: Dataset,
-    flip_test: bool = True,
-    batch_size: int = 16,
-    progress: bool = True,
-    decoder: str = "default",
-    mode: str = "pipelined",
-    workers: int = 2,
+    options: EvalOptions | None = None,
     facts: dict | None = None,
+    **fields: Any,
 ) -> np.ndarray:
-    """Keypoints ``(N, K, 3)`` for every sample, in sample order.
+    """Keypoints ``(N, K, 3)`` for every sample, in sample order (``options``, or its ``fields`` by name).
 
     Samples are grouped by image (each image read once); crops from consecutive images share batches of
     ``batch_size``. ``mode="serial"`` runs read, crop, inference and decode one after the other (the
@@ -95,15 +106,17 @@ def predict_dataset(
     engine's async face) overlaps them and gives the same keypoints bit for bit. ``facts`` (a dict), when
     given, receives what ran.
     """
-    if batch_size < 1:
-        raise EdgeposeError(f"batch size must be at least 1, got {batch_size}")
-    if mode not in ("serial", "pipelined"):
-        raise EdgeposeError(f"eval mode {mode!r}: choose serial or pipelined")
-    if mode == "pipelined":
-        return _predict_pipelined(spec, infer, ds, flip_test, batch_size, progress, decoder, workers, facts)
+    opts = EvalOptions.of(options, **fields)
+    if opts.batch_size < 1:
+        raise EdgeposeError(f"batch size must be at least 1, got {opts.batch_size}")
+    if opts.mode not in ("serial", "pipelined"):
+        raise EdgeposeError(f"eval mode {opts.mode!r}: choose serial or pipelined")
+    if opts.mode == "pipelined":
+        return _predict_pipelined(spec, infer, ds, opts, facts)
     if facts is not None:
         facts.update(mode="serial")
-    pipe = TopDownPipeline(spec, flip_test=flip_test, decoder=decoder, input_kind=input_kind_of(infer))
+    batch_size = opts.batch_size
+    pipe = TopDownPipeline(spec, flip_test=opts.flip_test, decoder=opts.decoder, input_kind=input_kind_of(infer))
     n = len(ds.samples)
     out = np.zeros((n, spec.num_keypoints, 3), dtype=np.float32)
     centers = np.stack([s.center for s in ds.samples]).astype(np.float32)
@@ -112,7 +125,7 @@ def predict_dataset(
     for i, s in enumerate(ds.samples):
         by_image.setdefault(s.image, []).append(i)
 
-    bar = _Progress(n, progress, f"eval {ds.name}")
+    bar = Progress(n, opts.progress, f"eval {ds.name}")
     crops: list[np.ndarray] = []
     index: list[int] = []
 
@@ -148,18 +161,19 @@ def predict_dataset(
     return out
 
 
-def _predict_pipelined(spec, infer, ds, flip_test, batch_size, progress, decoder, workers, facts) -> np.ndarray:
+def _predict_pipelined(spec: ModelSpec, infer: Infer, ds: Dataset, opts: EvalOptions, facts: dict | None) -> np.ndarray:
     from .pipelined import Facts, plan_items, predict_items
 
-    pipe = TopDownPipeline(spec, flip_test=flip_test, decoder=decoder, input_kind=input_kind_of(infer))
+    pipe = TopDownPipeline(spec, flip_test=opts.flip_test, decoder=opts.decoder, input_kind=input_kind_of(infer))
     centers = np.stack([s.center for s in ds.samples]).astype(np.float32)
     scales = np.stack([s.scale for s in ds.samples]).astype(np.float32)
     items = plan_items(ds.samples, centers, scales)
     out = np.zeros((len(ds.samples), spec.num_keypoints, 3), dtype=np.float32)
-    bar = _Progress(len(ds.samples), progress, f"eval {ds.name}")
+    bar = Progress(len(ds.samples), opts.progress, f"eval {ds.name}")
     got = Facts()
     try:
-        keypoints = predict_items(pipe, infer, items, batch_size, workers=workers, progress=bar.update, facts=got)
+        keypoints = predict_items(pipe, infer, items, opts.batch_size, workers=opts.workers, progress=bar.update,
+                                  facts=got)  # fmt: skip
     finally:
         bar.close()
     out[np.concatenate([it.indices for it in items])] = keypoints
@@ -196,28 +210,6 @@ def _predictions(ds: Dataset, keypoints: np.ndarray, scores: np.ndarray) -> list
     return preds
 
 
-def resolve_data(
-    spec: ModelSpec, dataset: str | None = None, ann: str | Path | None = None, images: str | Path | None = None
-) -> tuple[str, Path, Path]:
-    """(dataset, ann, images) with the defaults filled in: the spec's dataset; for the demo model the
-    synthetic val split when neither file is given."""
-    if ann is None or images is None:
-        default = default_data(spec) if ann is None and images is None else None
-        if default is None:
-            raise EdgeposeError(f"model {spec.name}: give the annotation file and the image folder to evaluate on")
-        dataset = dataset or default[0]
-        ann, images = default[1], default[2]
-    dataset = dataset or spec.dataset
-    if dataset not in DATASETS:
-        raise EdgeposeError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-    if DATASETS[dataset].num_keypoints != spec.num_keypoints:
-        raise EdgeposeError(
-            f"model {spec.name} predicts {spec.num_keypoints} keypoints, dataset {dataset} has "
-            f"{DATASETS[dataset].num_keypoints}"
-        )
-    return dataset, Path(ann), Path(images)
-
-
 def evaluate(
     spec: ModelSpec,
     infer: Infer,
@@ -225,20 +217,19 @@ def evaluate(
     ann: str | Path | None = None,
     images: str | Path | None = None,
     bbox_file: str | Path | None = None,
-    flip_test: bool = True,
-    batch_size: int = 16,
-    progress: bool = True,
-    det_bbox_thr: float = 0.0,
-    mode: str = "pipelined",
+    options: EvalOptions | None = None,
+    **fields: Any,
 ) -> EvalResult:
     """Run ``infer`` (NCHW float32 -> NKHW heatmaps, e.g. a Runtime) over a set and score it as mmpose does.
 
     ``dataset`` defaults to the spec's; ``ann``/``images`` default, for the demo model, to the synthetic val
-    split. Predictions are every instance before OKS-NMS, with mmpose's rescored ``score``.
+    split (:func:`edgepose.datasets.resolve_data`). Predictions are every instance before OKS-NMS, with
+    mmpose's rescored ``score``. How it runs: ``options``, or its fields by name.
     """
+    opts = EvalOptions.of(options, **fields)
     dataset, ann, images = resolve_data(spec, dataset, ann, images)
-    ds = load_dataset(dataset, ann, images, spec, bbox_file, det_bbox_thr)
-    return evaluate_dataset(spec, infer, ds, flip_test, batch_size, progress, det_bbox_thr, mode=mode)
+    ds = load_dataset(dataset, ann, images, spec, bbox_file, opts.det_bbox_thr)
+    return evaluate_dataset(spec, infer, ds, opts)
 
 
 def check_dataset(spec: ModelSpec, ds: Dataset) -> None:
@@ -250,27 +241,18 @@ def check_dataset(spec: ModelSpec, ds: Dataset) -> None:
 
 
 def evaluate_dataset(
-    spec: ModelSpec,
-    infer: Infer,
-    ds: Dataset,
-    flip_test: bool = True,
-    batch_size: int = 16,
-    progress: bool = True,
-    det_bbox_thr: float = 0.0,
-    mode: str = "pipelined",
-    workers: int = 2,
+    spec: ModelSpec, infer: Infer, ds: Dataset, options: EvalOptions | None = None, **fields: Any
 ) -> EvalResult:
     """:func:`evaluate` on an already loaded :class:`~edgepose.datasets.Dataset`."""
+    opts = EvalOptions.of(options, **fields)
     check_dataset(spec, ds)
     facts: dict[str, Any] = {}
-    keypoints = predict_dataset(spec, infer, ds, flip_test, batch_size, progress, mode=mode, workers=workers,
-                                facts=facts)  # fmt: skip
-    return result_for(spec, ds, keypoints, flip_test, batch_size, det_bbox_thr, facts)
+    keypoints = predict_dataset(spec, infer, ds, opts, facts=facts)
+    return result_for(spec, ds, keypoints, opts, facts)
 
 
 def result_for(
-    spec: ModelSpec, ds: Dataset, keypoints: np.ndarray, flip_test: bool, batch_size: int, det_bbox_thr: float,
-    executor: dict[str, Any] | None = None,
+    spec: ModelSpec, ds: Dataset, keypoints: np.ndarray, options: EvalOptions, executor: dict[str, Any] | None = None
 ) -> EvalResult:
     """The :class:`EvalResult` of predicted ``keypoints`` on ``ds`` (scored here, once); ``executor`` says how
     the keypoints were computed (serial, pipelined, on Ray)."""
@@ -284,11 +266,11 @@ def result_for(
         "images": str(ds.image_dir),
         "boxes": "detections" if ds.bbox_file else "ground truth",
         "bbox_file": str(ds.bbox_file) if ds.bbox_file else None,
-        "det_bbox_thr": float(det_bbox_thr) if ds.bbox_file else None,
+        "det_bbox_thr": float(options.det_bbox_thr) if ds.bbox_file else None,
         "num_samples": len(ds),
         "num_images": ds.num_images,
-        "flip_test": bool(flip_test),
-        "batch_size": int(batch_size),
+        "flip_test": bool(options.flip_test),
+        "batch_size": int(options.batch_size),
         **ds.notes,
         "executor": dict(executor or {}),
     }

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EdgeposeError
+from .evaluate import EvalOptions, Progress, check_dataset, result_for
 from .pipelined import Facts, Item, batch_bounds, crops_of, predict_items
 from .processing import TopDownPipeline, input_kind_of
 from .spec import ModelSpec
@@ -119,8 +120,8 @@ def connect(address: str | None = None, **init: Any):
 def model_files(path: str | Path, engine: str | None = None, **options: Any) -> dict[str, Any]:
     """The files of a model (an artifact with its companions and metadata sidecar, or a checkpoint), read into
     memory for the workers, with the engine and runtime options that open it."""
-    from .artifact import sidecar_path
     from .runtimes import RUNTIMES, engine_for
+    from .runtimes.artifact import sidecar_path
 
     path = Path(path)
     engine = engine or engine_for(path)
@@ -141,7 +142,7 @@ def open_model_files(model: str | None, checkpoint: str | None, artifact: str | 
     from .spec import DEFAULT_MODEL, get_spec, spec_from_metadata
 
     if artifact:
-        from .artifact import read_metadata
+        from .runtimes.artifact import read_metadata
 
         if not Path(artifact).exists():
             raise EdgeposeError(f"{artifact}: artifact not found")
@@ -157,19 +158,21 @@ def open_model_files(model: str | None, checkpoint: str | None, artifact: str | 
     return spec, model_files(resolve_checkpoint(source), engine="torch", model=spec.name, source=source)
 
 
-def evaluate_on_ray(spec: ModelSpec, model: dict[str, Any], ds: Any, opts: RayOptions, flip_test: bool = True,
-                    batch_size: int = 16, det_bbox_thr: float = 0.0):  # fmt: skip
-    """:func:`edgepose.evaluate.evaluate_dataset` with the predictions made on Ray; scored here, once."""
-    from .evaluate import check_dataset, result_for
+def evaluate_on_ray(spec: ModelSpec, model: dict[str, Any], ds: Any, opts: RayOptions,
+                    options: EvalOptions | None = None, **fields: Any):  # fmt: skip
+    """:func:`edgepose.evaluate.evaluate_dataset` with the predictions made on Ray; scored here, once. Of the
+    :class:`~edgepose.evaluate.EvalOptions` (``options`` or its fields by name), flip test, batch size and
+    detection threshold apply; where and how the workers run is ``opts``."""
     from .pipelined import plan_items
 
+    eval_opts = EvalOptions.of(options, **fields)
     check_dataset(spec, ds)
     centers = np.stack([s.center for s in ds.samples]).astype(np.float32)
     scales = np.stack([s.scale for s in ds.samples]).astype(np.float32)
-    job = Job(spec, model, plan_items(ds.samples, centers, scales), len(ds.samples), batch_size, flip_test,
-              label=model["name"])  # fmt: skip
+    job = Job(spec, model, plan_items(ds.samples, centers, scales), len(ds.samples), eval_opts.batch_size,
+              eval_opts.flip_test, label=model["name"])  # fmt: skip
     [(keypoints, info)] = run_jobs([job], opts)
-    return result_for(spec, ds, keypoints, flip_test, batch_size, det_bbox_thr, info)
+    return result_for(spec, ds, keypoints, eval_opts, info)
 
 
 def shard_plan(items: Sequence[Item], batch_size: int, shard_batches: int) -> list[Shard]:
@@ -242,8 +245,6 @@ def _cause(e: BaseException) -> str:
 def run_jobs(jobs: Sequence[Job], opts: RayOptions) -> list[tuple[np.ndarray, dict[str, Any]]]:
     """For each job, keypoints ``(num_samples, K, 3)`` in sample order and what ran (nodes, actors, shards); with
     ``fail_soft`` a failed job gives ``(None, {"error": ...})`` and the others go on."""
-    from .evaluate import _Progress
-
     if opts.threads < 1:
         raise EdgeposeError(f"--threads {opts.threads}: must be at least 1")
     ray = connect(opts.address, **opts.init)
@@ -268,7 +269,7 @@ def run_jobs(jobs: Sequence[Job], opts: RayOptions) -> list[tuple[np.ndarray, di
         shards = shard_plan(job.items, job.batch_size, sb)
         runs.append(_JobRun(job, args, shards, sb, [{"actor": remote.remote(*args), "load": 0}
                                                     for _ in range(per_job)]))  # fmt: skip
-    bar = _Progress(sum(r.total for r in runs), opts.progress, "ray eval")
+    bar = Progress(sum(r.total for r in runs), opts.progress, "ray eval")
     shipper = _Shipper(ray, len(runs)) if opts.ship_crops else None
     inflight: dict[Any, tuple[_JobRun, dict, Any, Shard]] = {}
 

@@ -205,9 +205,7 @@ def eval_models(tmp_path_factory, demo_checkpoint) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def val_subset(tmp_path_factory):
     """(spec, dataset) of the first 8 images of the demo model's synthetic val split (~16 persons)."""
-    from edgepose.bench.data import EvalData, subset_dataset
-    from edgepose.datasets import load_dataset
-    from edgepose.evaluate import default_data
+    from edgepose.datasets import EvalData, default_data, load_dataset, subset_dataset
     from edgepose.spec import DEFAULT_MODEL, get_spec
 
     spec = get_spec(DEFAULT_MODEL)

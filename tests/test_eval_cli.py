@@ -10,7 +10,8 @@ import pytest
 pytest.importorskip("torch")
 
 from edgepose.cli import main  # noqa: E402
-from edgepose.evaluate import evaluate, resolve_data  # noqa: E402
+from edgepose.datasets import resolve_data  # noqa: E402
+from edgepose.evaluate import evaluate  # noqa: E402
 from edgepose.spec import get_spec  # noqa: E402
 from tests.helpers import SAMPLES, require  # noqa: E402
 

@@ -481,3 +481,62 @@ def test_bench_rows_still_run_where_no_interpreter_can_be_exec_d(env, tmp_path):
     assert "cannot start a row's process with forkserver" in proc.stderr and "Traceback" not in proc.stderr
     (row,) = _strict_json(js)["rows"]
     assert row["status"] == "ok" and row["path"] == str(env["onnx"])
+
+
+# ------------------------------------------------------------------------ issue 22: bench, cases 10 and 15
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_bench_writes_the_rows_that_finished(env, tmp_path, sig):
+    """Case 10: Ctrl-C or SIGTERM after the first row has finished leaves that row (and only finished rows) in the
+    --json and --markdown asked for, exits 128 + signal with one line and no traceback, and leaves no temp."""
+    js, md, tmp = tmp_path / "b.json", tmp_path / "b.md", _mkdir(tmp_path / "tmp")
+    arts = [env["onnx"], env["xml"], env["tflite"]]
+    proc = subprocess.Popen([sys.executable, "-m", "edgepose", "bench", "--no-reference", "--no-accuracy", "--runs",
+                             "300", "--warmup", "0", "--threads", "1", "--json", str(js), "--markdown", str(md),
+                             "--artifacts", *arts], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp)})  # fmt: skip
+    said: list[str] = []
+    first = f"bench: [1/3] {Path(arts[0]).name}: p50 "
+    for line in proc.stderr:  # the first row's summary line: it has finished and is in the report
+        said.append(line)
+        if line.startswith(first):
+            proc.send_signal(sig)
+            break
+    out, rest = proc.communicate(timeout=120)
+    err = "".join(said) + rest
+    assert any(ln.startswith(first) for ln in said), err[-3000:]
+    assert proc.returncode == 128 + sig, (proc.returncode, err[-3000:])
+    assert "Traceback" not in err, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last == ("edgepose: interrupted" if sig == signal.SIGINT else f"edgepose: terminated (signal {sig})")
+    assert [ln for ln in err.splitlines() if "edgepose: " in ln and ("error" in ln or "interrupted" in ln
+            or "terminated" in ln)] == [last]  # fmt: skip
+    doc = _strict_json(js)
+    rows = doc["rows"]
+    assert 1 <= len(rows) < len(arts) and rows[0]["path"] == arts[0] and rows[0]["status"] == "ok", rows
+    assert rows[0]["model"]["n"] == 300 and all(r["status"] == "ok" for r in rows)  # no half-measured row
+    assert any("interrupted" in n and f"after {len(rows)} row(s)" in n for n in doc["notes"]), doc["notes"]
+    text = md.read_text()
+    assert Path(arts[0]).name in text and Path(arts[-1]).name not in text
+    assert Path(arts[0]).name in out  # the console table too
+    assert not [p for p in tmp.iterdir() if p.name.startswith("edgepose-")], list(tmp.iterdir())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".b.", "b.json.", "b.md."))]  # no temp writes
+
+
+@pytest.mark.parametrize("limit", [[], ["--limit", "2"]], ids=["whole", "limit"])
+def test_bench_refuses_bad_annotations_up_front_naming_the_users_file(env, tmp_path, capsys, limit):
+    """Case 15: ``bench --ann`` with NaN keypoints fails before any row runs, with eval's own line naming the
+    user's file, never the temporary ``--limit`` subset of it; nothing is written."""
+    js = tmp_path / "b.json"
+    rc = main(["bench", "--artifacts", env["onnx"], "--no-reference", "--runs", "1", "--warmup", "0", "--ann",
+               env["ann_nan"], "--images", env["images"], "--json", str(js), *limit])  # fmt: skip
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert rc == 2 and "Traceback" not in err, err[-2000:]
+    assert [ln for ln in lines if ": error: " in ln] == [lines[-1]], err[-2000:]
+    assert "[1/1]" not in err  # refused up front: no row started
+    assert "subset_" not in err and "edgepose-bench-" not in err
+    assert main(["eval", "--no-progress", "--checkpoint", env["ckpt"], "--ann", env["ann_nan"], "--images",
+                 env["images"], "--out", str(tmp_path / "m.json")]) == 2  # fmt: skip
+    eval_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert lines[-1] == eval_line and env["ann_nan"] in eval_line and "holds NaN or infinity" in eval_line
+    assert not list(tmp_path.iterdir())

@@ -173,8 +173,7 @@ def _controlled(tmp_path, checkpoint, target, budget, size):
 def _control_subset(size, ids_sha256):
     from edgepose.converters.accuracy import images_in_order, subset_dataset
 
-    from edgepose.datasets import load_dataset
-    from edgepose.evaluate import default_data
+    from edgepose.datasets import default_data, load_dataset
 
     dataset, ann, images = default_data(SPEC)
     full = load_dataset(dataset, ann, images, SPEC)

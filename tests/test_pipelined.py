@@ -14,9 +14,10 @@ from edgepose.evaluate import evaluate_dataset, predict_dataset
 
 
 def _both(spec, infer, ds, batch_size=3, flip_test=True, workers=2):
-    serial = evaluate_dataset(spec, infer, ds, flip_test, batch_size, progress=False, mode="serial")
-    piped = evaluate_dataset(spec, infer, ds, flip_test, batch_size, progress=False, mode="pipelined",
-                             workers=workers)  # fmt: skip
+    serial = evaluate_dataset(spec, infer, ds, flip_test=flip_test, batch_size=batch_size, progress=False,
+                              mode="serial")  # fmt: skip
+    piped = evaluate_dataset(spec, infer, ds, flip_test=flip_test, batch_size=batch_size, progress=False,
+                             mode="pipelined", workers=workers)  # fmt: skip
     facts = piped.info["executor"]
     kp_s = np.array([p["keypoints"] for p in serial.predictions])
     kp_p = np.array([p["keypoints"] for p in piped.predictions])

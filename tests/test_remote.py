@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from edgepose.bench.machine import decode_pi_throttled
-from edgepose.bench.remote_report import emulation, merge_remote, userland_arch
-from edgepose.bench.ssh import Ssh, parse_target
+from edgepose.bench.remote.report import emulation, merge_remote, userland_arch
+from edgepose.bench.remote.ssh import Ssh, parse_target
 from edgepose.errors import EdgeposeError
 
 from . import sshd as sshd_mod
@@ -381,7 +381,7 @@ def test_ctrl_c_stops_and_cleans_the_remote(sshd, arts, tmp_path):
 def test_remote_venv_install_path(sshd, arts, tmp_path):
     """No --remote-python: a venv is made there and edgepose[lite] installed from a wheel of this checkout (its
     dependencies from the package index, pip's cache helps); the next run reuses it. About a minute."""
-    from edgepose.bench.remote_env import source_stamp
+    from edgepose.bench.remote.env import source_stamp
 
     rdir, out = tmp_path / "remote", tmp_path / "b.json"
     argv = ["bench", *CHEAP, "--artifacts", str(arts), "--json", str(out), "--remote", sshd.alias,

@@ -11,14 +11,20 @@ installed") are blocked in the child too, so that the child sees the engines the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .row import BenchRow, options_tag
+from .. import runtimes
+from ..errors import EdgeposeError
+from ..runtimes.artifact import verify_artifact
+from .row import BenchRow, bench_row, options_tag, reference_row
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +71,24 @@ def _start(target, args: tuple, name: str):
     return None
 
 
+@contextlib.contextmanager
+def _signals_deferred(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Within the block, ``signals`` are noted instead of handled; the first one noted is raised again (to the
+    handler that was in place) when the block ends. Outside the main thread (no handlers there) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: noted.append(signum)) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+        if noted:
+            signal.raise_signal(noted[0])
+
+
 def run_isolated(cfg: Any, spec: Any, path: Path, data: Any, sample: Any, reference: bool = False,
                  source: str | None = None, **runtime_options: Any) -> BenchRow:  # fmt: skip
     """One bench row (an artifact, or with ``reference`` the PyTorch checkpoint ``source``) in a child process;
@@ -72,14 +96,17 @@ def run_isolated(cfg: Any, spec: Any, path: Path, data: Any, sample: Any, refere
     blocked = sorted(k for k, v in list(sys.modules.items()) if v is None and "." not in k)
     level = logging.getLogger("edgepose").getEffectiveLevel()
     args = (cfg, spec, Path(path), data, sample, reference, source, blocked, level, runtime_options)
-    started = _start(_child, args, f"edgepose-bench-{Path(path).name}")
-    if started is None:
-        log.warning("bench: no way to start a child process here: %s runs in this process (a crash of its "
-                    "engine ends the bench)", Path(source if reference and source else path).name)  # fmt: skip
-        return _in_process(cfg, spec, Path(path), data, sample, reference, source, runtime_options)
-    proc, receiver = started
+    proc = receiver = None
     stage, result = "prepare", None
     try:
+        with _signals_deferred():  # a start cut short by Ctrl-C leaves a child that prints the fork server's traceback
+            started = _start(_child, args, f"edgepose-bench-{Path(path).name}")
+            if started is not None:
+                proc, receiver = started
+        if proc is None:
+            log.warning("bench: no way to start a child process here: %s runs in this process (a crash of its "
+                        "engine ends the bench)", Path(source if reference and source else path).name)  # fmt: skip
+            return _in_process(cfg, spec, Path(path), data, sample, reference, source, runtime_options)
         while True:
             try:
                 kind, value = receiver.recv()
@@ -91,10 +118,11 @@ def run_isolated(cfg: Any, spec: Any, path: Path, data: Any, sample: Any, refere
                 result = value
         proc.join()
     finally:
-        if proc.is_alive():  # interrupted (Ctrl-C, SIGTERM): take the child down with us
+        if proc is not None and proc.is_alive():  # interrupted (Ctrl-C, SIGTERM): take the child down with us
             proc.kill()
             proc.join(10)
-        receiver.close()
+        if receiver is not None:
+            receiver.close()
     if result is not None:
         return BenchRow(**result)
     name = Path(source).name if reference and source else Path(path).name
@@ -118,6 +146,8 @@ def run_isolated(cfg: Any, spec: Any, path: Path, data: Any, sample: Any, refere
 
 def _child(conn, cfg, spec, path: Path, data, sample, reference: bool, source, blocked: list[str], level: int,
            runtime_options: dict[str, Any]):  # fmt: skip
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the whole group: the parent decides
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (a forked child inherits the CLI's handler: no traceback here)
     for name in blocked:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     logger = logging.getLogger("edgepose")
@@ -127,9 +157,6 @@ def _child(conn, cfg, spec, path: Path, data, sample, reference: bool, source, b
         logger.addHandler(handler)
         logger.propagate = False
         logger.setLevel(level)
-    from .. import runtimes
-    from .row import bench_row, reference_row
-
     load = runtimes.load_runtime
 
     def load_and_tell(*args, **kwargs):  # the stages, for the message should the engine crash
@@ -150,8 +177,6 @@ def _child(conn, cfg, spec, path: Path, data, sample, reference: bool, source, b
 
 
 def _in_process(cfg, spec, path: Path, data, sample, reference: bool, source, runtime_options) -> BenchRow:
-    from .row import bench_row, reference_row
-
     if reference:
         return reference_row(cfg, spec, source, data, sample)
     return _checked_row(cfg, spec, path, data, sample, bench_row, runtime_options)
@@ -165,9 +190,6 @@ class _LikeTheCli(logging.Formatter):
 
 def _checked_row(cfg, spec, path: Path, data, sample, bench_row, runtime_options: dict[str, Any]) -> BenchRow:
     """The artifact's integrity is checked before the row's clock starts (hashing is not load time)."""
-    from ..errors import EdgeposeError
-    from ..runtimes.artifact import verify_artifact
-
     try:
         verify_artifact(path)
     except EdgeposeError as e:

@@ -1,24 +1,53 @@
-"""Rendering a bench report: console table, Markdown (table + machine), JSON, and the accuracy/latency plot.
-
-matplotlib is imported only by :func:`write_plot`; without it the plot is skipped with a message.
+"""The bench report: :class:`BenchReport` (the rows and what they ran on) and its forms: console table, Markdown
+(table + machine), JSON. The renderers read the report's JSON form (``BenchReport.to_dict()``), so a report
+fetched from a remote machine renders the same way (the accuracy/latency plot is :mod:`edgepose.bench.plot`).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write, json_text
 from ..processing import INPUT_UINT8
+from .config import SCHEMA
 from .int8 import markdown_lines as int8_lines
-from .row import options_tag
+from .row import BenchRow, options_tag
 
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
-def _f(v: Any, fmt: str = ".2f", none: str = "-") -> str:
+@dataclass
+class BenchReport:
+    """What one bench found: the machine, the configuration, one :class:`~edgepose.bench.row.BenchRow` per
+    artifact (and the reference), and notes."""
+
+    machine: dict[str, Any]
+    config: dict[str, Any]
+    model: str
+    metric: str | None
+    rows: list[BenchRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def artifact_rows(self) -> list[BenchRow]:
+        return [r for r in self.rows if not r.reference]
+
+    @property
+    def all_failed(self) -> bool:
+        rows = self.artifact_rows
+        return bool(rows) and all(r.status == "failed" for r in rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "model": self.model, "metric": self.metric, "machine": self.machine,
+                "config": self.config, "notes": self.notes, "rows": [r.to_dict() for r in self.rows]}  # fmt: skip
+
+
+def cell(v: Any, fmt: str = ".2f", none: str = "-") -> str:
+    """A figure in a table cell: ``none`` for a missing or NaN one (also the device table of ``remote.report``)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return none
     return format(v, fmt)
@@ -77,10 +106,11 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         passed = {True: "yes", False: "NO"}.get(acc.get("pass"), "-")
         over = pipe["no_flip"].get("overhead_pct")
         cells.append([
-            name, r.get("engine", "-"), _f(acc.get("value"), ".4f"), _f(delta, "+.4f"), passed,
-            _f(m["p50_ms"]), _f(m["p90_ms"]), _f(m["p99_ms"]), _f(m["throughput_per_s"], ".1f"),
-            _f(pipe["no_flip"]["p50_ms"]), _f(pipe["flip_cost_ms"]), _f(over, ".1f") + "%" if over is not None else "-",
-            _f(r.get("first_inference_ms")), _f(r.get("load_s"), ".3f"), _mb(r.get("size_bytes")),
+            name, r.get("engine", "-"), cell(acc.get("value"), ".4f"), cell(delta, "+.4f"), passed,
+            cell(m["p50_ms"]), cell(m["p90_ms"]), cell(m["p99_ms"]), cell(m["throughput_per_s"], ".1f"),
+            cell(pipe["no_flip"]["p50_ms"]), cell(pipe["flip_cost_ms"]),
+            cell(over, ".1f") + "%" if over is not None else "-",
+            cell(r.get("first_inference_ms")), cell(r.get("load_s"), ".3f"), _mb(r.get("size_bytes")),
             _mb((r.get("memory") or {}).get("peak_rss_delta_bytes")),
         ])  # fmt: skip
     return head, cells
@@ -115,11 +145,11 @@ def thermal_lines(m: dict[str, Any]) -> list[str]:
     t0, t1 = m.get("thermal") or {}, m.get("thermal_end") or {}
     parts = []
     if t0.get("governor") or t0.get("cpu_mhz"):
-        parts.append(f"governor {t0.get('governor') or '?'}, {_f(t0.get('cpu_mhz'), '.0f', '?')} MHz now "
-                     f"(max {_f(t0.get('cpu_max_mhz'), '.0f', '?')})")  # fmt: skip
+        parts.append(f"governor {t0.get('governor') or '?'}, {cell(t0.get('cpu_mhz'), '.0f', '?')} MHz now "
+                     f"(max {cell(t0.get('cpu_max_mhz'), '.0f', '?')})")  # fmt: skip
     if t0.get("temperature_c") is not None or t1.get("temperature_c") is not None:
-        parts.append(f"CPU {_f(t0.get('temperature_c'), '.1f', '?')} °C at the start, "
-                     f"{_f(t1.get('temperature_c'), '.1f', '?')} °C at the end "
+        parts.append(f"CPU {cell(t0.get('temperature_c'), '.1f', '?')} °C at the start, "
+                     f"{cell(t1.get('temperature_c'), '.1f', '?')} °C at the end "
                      f"({t0.get('temperature_source') or t1.get('temperature_source')})")  # fmt: skip
     thr = t1.get("throttling") or t0.get("throttling")
     if thr:
@@ -215,7 +245,7 @@ def summary_markdown(report: dict[str, Any]) -> str:
             out.append(f"| {label(r)} | failed: {(r.get('error') or '')[:80].replace('|', '/')} | | | |")
             continue
         acc = r.get("accuracy") or {}
-        a = _f(acc.get("value"), ".4f")
+        a = cell(acc.get("value"), ".4f")
         if acc.get("delta") is not None:
             a += f" ({acc['delta']:+.4f})"
         pipe = r["pipeline"]

@@ -16,20 +16,19 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from ..datasets import EvalData
 from ..errors import EdgeposeError
 from ..processing import TopDownPipeline, input_kind_of
 from ..spec import ModelSpec, spec_from_metadata
-from . import machine
-from .data import EvalData, artifact_files, artifact_size, guess_precision, one_line
+from .config import BenchConfig
+from .data import artifact_files, artifact_size, guess_precision, one_line
 from .int8 import int8_control
+from .machine import PeakMemory
 from .timing import summarize, time_calls, time_pipeline
-
-if TYPE_CHECKING:
-    from . import BenchConfig
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +123,7 @@ def bench_row(
         gc.collect()
         image, boxes = sample
         boxes = np.repeat(boxes[:1], cfg.batch, axis=0)
-        with machine.PeakMemory() as mem:
+        with PeakMemory() as mem:
             t0 = time.perf_counter_ns()
             rt = load_runtime(path, engine=engine, threads=cfg.threads, device=cfg.device,
                               allow_fallback=cfg.allow_fallback, **runtime_options)  # fmt: skip

@@ -80,7 +80,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..bench import BenchConfig, run_bench
+    from ..bench import BenchConfig, BenchInterrupted, run_bench
     from ..bench.batch import parse_batch_sizes, sweep_table
     from ..bench.report import console_table
     from ..files import check_writable
@@ -130,7 +130,13 @@ def run(args) -> int:
         ray=args.ray,
         ray_ship_crops=args.ray_ship_crops,
     )
-    report = run_bench(cfg)
+    try:
+        report = run_bench(cfg)
+    except BenchInterrupted as e:  # Ctrl-C or SIGTERM after a row finished: those rows are written, as --remote does
+        data = e.report.to_dict()
+        print(console_table(data))
+        _write(args, data)
+        raise
     data = report.to_dict()
     print(console_table(data))
     if args.batch_sizes:
@@ -161,8 +167,7 @@ def run(args) -> int:
 
 def _remotes(args, cfg, data: dict) -> bool:
     """Bench on each --remote host; print the device table; True when a host failed."""
-    from ..bench.remote import RemoteOptions, bench_remotes
-    from ..bench.remote_report import console_devices
+    from ..bench.remote import RemoteOptions, bench_remotes, console_devices
 
     opts = RemoteOptions(targets=args.remote, python=args.remote_python, directory=args.remote_dir,
                          ssh_config=args.ssh_config, ssh_options=args.ssh_option, threads=args.threads,
@@ -183,7 +188,7 @@ def _write(args, data: dict) -> None:
     if args.markdown:
         text = markdown(data)
         if data.get("remotes"):
-            from ..bench.remote_report import markdown_devices
+            from ..bench.remote import markdown_devices
 
             text += "\n" + markdown_devices(data)
         atomic_write(args.markdown, text)

@@ -61,9 +61,9 @@ def format_table(metrics: dict, published: dict | None = None) -> str:
 
 
 def run(args) -> int:
-    from ..datasets import load_dataset
+    from ..datasets import load_dataset, resolve_data
     from ..errors import EdgeposeError
-    from ..evaluate import evaluate_dataset, resolve_data
+    from ..evaluate import EvalOptions, evaluate_dataset
     from ..files import atomic_path, check_writable, json_text
     from ..predict import write_json
     from ..runtimes.open import model_for_checkpoint, open_model
@@ -73,7 +73,7 @@ def run(args) -> int:
     check_writable(args.predictions, "--predictions")
     if args.predictions and Path(args.predictions).resolve() == Path(args.out).resolve():
         raise EdgeposeError(f"--predictions {args.predictions}: the same file as --out")
-    if (args.ann is None) != (args.images is None):
+    if (args.ann is None) != (args.images is None):  # before a model is resolved (resolve_data says it later)
         raise EdgeposeError("--ann and --images go together")
     if args.model:
         spec = get_spec(args.model)
@@ -88,16 +88,16 @@ def run(args) -> int:
     if args.workers < 0:
         raise EdgeposeError(f"--workers must be 0 or more, got {args.workers}")
     ds = load(spec) if spec is not None else None  # a bad file fails before any model is loaded
+    opts = EvalOptions(flip_test=not args.no_flip, batch_size=args.batch_size, progress=not args.no_progress,
+                       det_bbox_thr=args.det_bbox_thr, mode="serial" if args.serial else "pipelined",
+                       workers=args.workers)  # fmt: skip
     if args.ray is not None:
-        result, runtime_info, spec = _run_on_ray(args, ds, load)
+        result, runtime_info, spec = _run_on_ray(args, ds, load, opts)
     else:
         spec, rt = open_model(args.model, args.checkpoint, args.artifact, args.threads, sha256=args.sha256)
         if ds is None:
             ds = load(spec)
-        result = evaluate_dataset(
-            spec, rt, ds, flip_test=not args.no_flip, batch_size=args.batch_size, progress=not args.no_progress,
-            det_bbox_thr=args.det_bbox_thr, mode="serial" if args.serial else "pipelined", workers=args.workers,
-        )  # fmt: skip
+        result = evaluate_dataset(spec, rt, ds, opts)
         runtime_info = rt.info() if hasattr(rt, "info") else {}
     doc = result.to_json()
     doc["runtime"] = runtime_info
@@ -119,7 +119,7 @@ def run(args) -> int:
     return 0
 
 
-def _run_on_ray(args, ds, load):
+def _run_on_ray(args, ds, load, eval_opts):
     """(result, runtime info of a worker, spec) of ``edgepose eval --ray``."""
     from ..runtimes.open import model_for_checkpoint
     from ..scale import RayOptions, evaluate_on_ray, open_model_files
@@ -137,6 +137,5 @@ def _run_on_ray(args, ds, load):
     opts = RayOptions(address=args.ray or None, actors=args.ray_actors, threads=args.threads or 1,
                       workers=args.workers, ship_crops=args.ray_ship_crops, retries=args.ray_retries,
                       progress=not args.no_progress)  # fmt: skip
-    result = evaluate_on_ray(spec, model, ds, opts, flip_test=not args.no_flip, batch_size=args.batch_size,
-                             det_bbox_thr=args.det_bbox_thr)  # fmt: skip
+    result = evaluate_on_ray(spec, model, ds, opts, eval_opts)
     return result, result.info["executor"].get("runtime", {}), spec

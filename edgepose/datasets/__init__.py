@@ -9,16 +9,15 @@
   is the PCK normaliser.
 
 numpy only (scipy is imported for the .mat alone). Bad files raise a one-line :class:`EdgeposeError`.
+
+The package: ``base`` (records, reader helpers, the registry), one module per format, ``load``
+(:func:`load_dataset`: a set read and its images checked), ``resolve`` (where the data come from: defaults,
+checks and bench's ``--limit`` cut, shared by eval, bench and convert). This file re-exports them.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ..errors import EdgeposeError
 from ..plugins import import_submodules
-from ..spec import ModelSpec
-from . import base as _base
 from .base import (
     DATASET_KINDS,
     Dataset,
@@ -29,51 +28,14 @@ from .base import (
     read_json,
     register_dataset,
 )
+from .load import load_dataset
+from .resolve import EvalData, default_data, eval_data, resolve_data, subset_dataset
 
-# Importing the package registers every dataset module in it.
-import_submodules(__name__, __path__, skip=("base",))
+# Importing the package registers every dataset module in it (the shared modules are not formats).
+import_submodules(__name__, __path__, skip=("base", "load", "resolve"))
 
 from .mpii import read_mpii_mat  # noqa: E402
 
-__all__ = ["DATASET_KINDS", "Dataset", "DatasetKind", "MpiiGroundTruth", "Sample", "headline_metric",
-           "load_dataset", "read_json", "read_mpii_mat", "register_dataset"]  # fmt: skip
-
-
-def load_dataset(
-    name: str,
-    ann: str | Path,
-    images: str | Path,
-    spec: ModelSpec,
-    bbox_file: str | Path | None = None,
-    det_bbox_thr: float = 0.0,
-    check_images: bool = True,
-    skip_bad_images: bool = False,
-) -> Dataset:
-    """Read an evaluation set; centre/scale follow ``spec``'s input size and the dataset's box rule.
-
-    ``check_images``: every image must exist and be whole (its end checked now, the whole file when it is
-    decoded); the first bad one fails naming the file, before any model is loaded. ``skip_bad_images``: bad
-    images (walked whole) are left out instead, with their ground truth, and counted in ``ds.notes``.
-    """
-    if name not in DATASET_KINDS:
-        raise EdgeposeError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_KINDS)}")
-    kind = DATASET_KINDS[name]
-    ann, images = Path(ann), Path(images)
-    if bbox_file is not None and not kind.detections:
-        with_dets = ", ".join(k for k, v in DATASET_KINDS.items() if v.detections)
-        raise EdgeposeError(f"--bbox-file is only supported for {with_dets}, not {name}")
-    ds = kind.read(ann, images, spec, Path(bbox_file) if bbox_file else None, det_bbox_thr)
-    if not ds.samples:
-        raise EdgeposeError(f"{bbox_file or ann}: no instances to evaluate")
-    if check_images:
-        bad = _base.check_images(images, ds.samples, skip_missing=skip_bad_images)
-        bad.update(_base.bad_images([s for s in ds.samples if s.image not in bad], full=skip_bad_images))
-        if bad and not skip_bad_images:
-            (first, why), more = next(iter(bad.items())), len(bad) - 1
-            tail = f" (and {more} more image(s); --skip-bad-images leaves them out)" if more else ""
-            raise EdgeposeError(f"{first}: {why}{tail}")
-        if bad:
-            ds = _base.drop_images(ds, bad)
-            if not ds.samples:
-                raise EdgeposeError(f"{images}: every image of {ann.name} is missing or damaged")
-    return ds
+__all__ = ["DATASET_KINDS", "Dataset", "DatasetKind", "EvalData", "MpiiGroundTruth", "Sample", "default_data",
+           "eval_data", "headline_metric", "load_dataset", "read_json", "read_mpii_mat", "register_dataset",
+           "resolve_data", "subset_dataset"]  # fmt: skip

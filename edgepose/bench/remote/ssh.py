@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EdgeposeError
+from ...errors import EdgeposeError
 
 log = logging.getLogger(__name__)
 

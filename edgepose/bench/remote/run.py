@@ -20,7 +20,7 @@ keeps every row that finished. A remote whose Python runs under user-mode emulat
 from the kernel's ``uname -m``) is labelled so: its timings are not the emulated CPU's speed.
 
 (Over 400 lines: the six steps of one host are one class, read top to bottom; ssh, the remote agent, the wheel
-and the merge/report live in ``ssh``, ``remote_agent``, ``remote_env`` and ``remote_report``.)
+and the merge/report live beside it in ``ssh``, ``agent``, ``env`` and ``report``.)
 """
 
 from __future__ import annotations
@@ -38,12 +38,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import EdgeposeError
-from ..files import sha256_of
-from ..spec import ModelSpec, get_spec
-from .data import artifact_files, one_line, resolve_dataset
-from .remote_env import agent_source, build_wheel, source_stamp
-from .remote_report import merge_remote, userland_arch
+from ... import __version__
+from ...datasets import EvalData, load_dataset
+from ...errors import EdgeposeError
+from ...files import sha256_of
+from ...runtimes import runtime_for
+from ...runtimes.artifact import sidecar_path
+from ...spec import ModelSpec, get_spec
+from ..config import BenchConfig
+from ..data import artifact_files, bench_data, one_line
+from .env import agent_source, build_wheel, source_stamp
+from .report import merge_remote, userland_arch
 from .ssh import RemoteError, Ssh, Target, parse_target, remote_path
 
 log = logging.getLogger(__name__)
@@ -84,7 +89,7 @@ def check_targets(targets: Sequence[str]) -> list[Target]:
     return [parse_target(t) for t in targets]
 
 
-def bench_remotes(report: dict[str, Any], cfg: Any, opts: RemoteOptions) -> list[dict[str, Any]]:
+def bench_remotes(report: dict[str, Any], cfg: BenchConfig, opts: RemoteOptions) -> list[dict[str, Any]]:
     """Bench on every host in turn; ``report["remotes"]`` gets one entry per host (its rows, or its error)."""
     spec = get_spec(report["model"])
     report.setdefault("remotes", [])
@@ -107,10 +112,8 @@ def bench_remotes(report: dict[str, Any], cfg: Any, opts: RemoteOptions) -> list
 
 
 # ------------------------------------------------------------------------------------------ payload
-def build_payload(report: dict[str, Any], cfg: Any, spec: ModelSpec, tmp: Path) -> Payload:
+def build_payload(report: dict[str, Any], cfg: BenchConfig, spec: ModelSpec, tmp: Path) -> Payload:
     """The artifacts of the local rows and the evaluation data exactly as the local bench used it."""
-    from ..artifact import sidecar_path
-
     p = Payload()
     for row in report["rows"]:
         if row.get("reference"):
@@ -121,7 +124,7 @@ def build_payload(report: dict[str, Any], cfg: Any, spec: ModelSpec, tmp: Path) 
         files += [side] if side.is_file() else []
         p.artifacts[path.name] = [(f, f"artifacts/{f.name}") for f in files]
     if cfg.accuracy and report["config"].get("dataset"):
-        data, _ = resolve_dataset(spec, cfg.ann, cfg.images, cfg.bbox_file, cfg.dataset, cfg.limit, True, tmp)
+        data, _ = bench_data(cfg, spec, tmp)
         if data is not None:
             p.data, p.data_args = _data_files(spec, data, report)
     for files in [*p.artifacts.values(), p.data]:
@@ -130,10 +133,8 @@ def build_payload(report: dict[str, Any], cfg: Any, spec: ModelSpec, tmp: Path) 
     return p
 
 
-def _data_files(spec: ModelSpec, data: Any, report: dict[str, Any]) -> tuple[list[tuple[Path, str]], list[str]]:
+def _data_files(spec: ModelSpec, data: EvalData, report: dict[str, Any]) -> tuple[list[tuple[Path, str]], list[str]]:
     """The annotation file (the --limit subset when cut), the detections, and only the images they use."""
-    from ..datasets import load_dataset
-
     ds = load_dataset(data.dataset, data.ann, data.images, spec, data.bbox_file)
     files = [(Path(data.ann), f"data/{Path(data.ann).name}")]
     args = ["--dataset", data.dataset, "--ann", f"data/{Path(data.ann).name}", "--images", "data/images"]
@@ -161,7 +162,7 @@ def _data_files(spec: ModelSpec, data: Any, report: dict[str, Any]) -> tuple[lis
 class RemoteRun:
     """One host: probe, environment, copy, verify, run, fetch, merge, clean (see the module docstring)."""
 
-    def __init__(self, target: Target, opts: RemoteOptions, payload: Payload, report: dict[str, Any], cfg: Any,
+    def __init__(self, target: Target, opts: RemoteOptions, payload: Payload, report: dict[str, Any], cfg: BenchConfig,
                  entry: dict[str, Any], tmp: Path):  # fmt: skip
         self.target, self.opts, self.payload, self.report, self.cfg = target, opts, payload, report, cfg
         self.entry, self.tmp = entry, tmp
@@ -244,8 +245,6 @@ class RemoteRun:
         return probe
 
     def check_edgepose(self, probe: dict[str, Any]) -> None:
-        from .. import __version__
-
         if not probe.get("edgepose"):
             raise RemoteError(f"{self.target}: no edgepose in the Python at {self.py} (install edgepose[lite] there, "
                               "or leave out --remote-python for a venv that edgepose makes)")  # fmt: skip
@@ -275,8 +274,6 @@ class RemoteRun:
     # ---- 2. environment
     def ensure_venv(self, probe: dict[str, Any]) -> str:
         """The managed venv's python: made once per edgepose version and Python, edgepose refreshed on change."""
-        from .. import __version__
-
         base = self.run_dir.rsplit("/", 1)[0]  # type: ignore[union-attr]
         pyver = ".".join(probe["python"].split(".")[:2])
         venv = f"{base}/venv-{__version__}-py{pyver}"
@@ -324,8 +321,6 @@ class RemoteRun:
     # ---- 3. copy and verify
     def choose_artifacts(self, probe: dict[str, Any]) -> list[str]:
         """``.tflite`` always; another format only where its engine is importable on the remote."""
-        from ..runtimes import runtime_for
-
         engines = set(probe.get("engines") or [])
         names = []
         for name, files in self.payload.artifacts.items():

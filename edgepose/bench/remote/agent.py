@@ -86,7 +86,7 @@ def main(argv):
     op, directory = argv[0], argv[1]
     result = probe(directory) if op == "probe" else sha256_tree(directory) if op == "sha256" else None
     if result is None:
-        sys.stderr.write("remote_agent: unknown operation %r\n" % op)
+        sys.stderr.write("edgepose remote agent: unknown operation %r\n" % op)
         return 2
     sys.stdout.write(json.dumps(result) + "\n")
     return 0

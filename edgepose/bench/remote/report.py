@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .report import _f, label, machine_lines
+from ..config import max_drop_for
+from ..report import cell, label, machine_lines
 from .ssh import Target
 
 ARM = ("aarch64", "arm64", "armv7l", "armv6l", "armv8l", "arm")
@@ -34,8 +35,6 @@ def emulation(probe: dict[str, Any]) -> str | None:
 def merge_remote(entry: dict[str, Any], remote: dict[str, Any], report: dict[str, Any], cfg: Any,
                  target: Target | str) -> None:  # fmt: skip
     """Tag the remote rows with their machine and give them deltas against the reference measured here."""
-    from . import max_drop_for
-
     probe = entry.get("probe") or {}
     machine = dict(remote.get("machine") or {})
     emu = emulation(probe)
@@ -128,8 +127,8 @@ def device_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]], li
                 line += ["failed", ""]
             else:
                 acc = r.get("accuracy") or {}
-                delta = "(ref)" if r.get("reference") else _f(acc.get("delta"), "+.4f")
-                line += [_f((r.get("model") or {}).get("p50_ms")), delta]
+                delta = "(ref)" if r.get("reference") else cell(acc.get("delta"), "+.4f")
+                line += [cell((r.get("model") or {}).get("p50_ms")), delta]
         cells.append(line)
     legend = [f"[{i}] {_describe(d)}" for i, d in enumerate(devs, 1)]
     return head, cells, legend

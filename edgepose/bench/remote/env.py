@@ -11,19 +11,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..errors import EdgeposeError
-from .data import one_line
+from ...errors import EdgeposeError
+from ..data import one_line
 
 log = logging.getLogger(__name__)
 
 
 def agent_source() -> str:
-    return (Path(__file__).with_name("remote_agent.py")).read_text()
+    return (Path(__file__).with_name("agent.py")).read_text()
 
 
 def source_root() -> Path | None:
     """This edgepose's source checkout (pyproject.toml beside the package), or None for an installed wheel."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]  # edgepose/bench/remote/env.py
     py = root / "pyproject.toml"
     return root if py.is_file() and re.search(r'^name\s*=\s*"edgepose"', py.read_text(), re.M) else None
 
@@ -41,7 +41,7 @@ def _source_files(root: Path) -> list[Path]:
 
 def source_stamp() -> str:
     """What the remote venv's edgepose must be: this checkout's source hash, or the installed version."""
-    from .. import __version__
+    from ... import __version__
 
     root = source_root()
     if root is None:

@@ -2,26 +2,32 @@
 
 Each row's accuracy is one job of :func:`edgepose.scale.run_jobs` (the model shipped to its workers, the data
 read by the workers from a shared path or shipped as crops, ``num_gpus`` for a ``--device`` other than cpu),
-all jobs sharing the cluster. The rows' timing is measured afterwards by :func:`edgepose.bench.run_bench` on
+all jobs sharing the cluster. The rows' timing is measured afterwards by :func:`edgepose.bench.run.run_bench` on
 this machine, one row at a time, as without Ray: latencies measured in parallel on shared cores would say
 nothing about the artifact.
+
+(The module is ``edgepose.bench.ray``; the Ray package itself is imported by :mod:`edgepose.scale` alone, and
+every import here is relative to the edgepose package, so the two names never meet.)
 """
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from ..checkpoint import resolve_checkpoint
+from ..datasets import EvalData, load_dataset
 from ..errors import EdgeposeError
+from ..evaluate import score
+from ..pipelined import plan_items
+from ..scale import Job, RayOptions, model_files, run_jobs
 from ..spec import ModelSpec
-from .data import EvalData, one_line
-
-if TYPE_CHECKING:
-    from . import BenchConfig
-    from .row import BenchRow
+from .config import BenchConfig
+from .data import one_line
+from .row import BenchRow
 
 REFERENCE = "reference"
 
@@ -30,11 +36,6 @@ def ray_accuracy(cfg: BenchConfig, spec: ModelSpec, jobs: list[tuple[Path, bool]
                  ref_source: str | None) -> tuple[dict[str, Any], str]:  # fmt: skip
     """({row key: metrics dict, or an error line}, a note for the report). Row keys: the artifact path as a
     string, :data:`REFERENCE` for the PyTorch original."""
-    from ..datasets import load_dataset
-    from ..evaluate import score
-    from ..pipelined import plan_items
-    from ..scale import Job, RayOptions, model_files, run_jobs
-
     ds = load_dataset(data.dataset, data.ann, data.images, spec, data.bbox_file)
     centers = np.stack([s.center for s in ds.samples]).astype(np.float32)
     scales = np.stack([s.scale for s in ds.samples]).astype(np.float32)
@@ -45,8 +46,6 @@ def ray_accuracy(cfg: BenchConfig, spec: ModelSpec, jobs: list[tuple[Path, bool]
         key = REFERENCE if is_ref else str(path)
         try:
             if is_ref:
-                from ..checkpoint import resolve_checkpoint
-
                 model = model_files(resolve_checkpoint(ref_source, progress=cfg.progress), engine="torch",
                                     model=spec.name, source=str(ref_source))  # fmt: skip
             else:
