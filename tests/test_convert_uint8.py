@@ -26,8 +26,8 @@ EVAL_IMAGES = 12
 
 @pytest.fixture(scope="module")
 def u8_conversion(tmp_path_factory, demo_checkpoint):
-    from edgepose.converters.accuracy import ControlOptions
     from edgepose.converters.api import convert
+    from edgepose.converters.int8.control import ControlOptions
 
     from edgepose.spec import DEFAULT_MODEL
 
@@ -44,7 +44,7 @@ def _path(folder, target, precision, u8=True):
 @pytest.fixture(scope="module")
 def crops_and_reference(demo_checkpoint):
     import torch
-    from edgepose.converters.api import synthetic_parity_crops
+    from edgepose.converters.parity import synthetic_parity_crops
 
     from edgepose.models import load_model
     from edgepose.processing import normalize
