@@ -53,7 +53,7 @@ def check_int8(c: Converted, ctx: Context, control: ControlSet, max_drop: float 
                                   "confirm_top": int(control.confirm_top)}
             path = found["path"]
             ctrl["latency"] = latency(c.path, path, control.inputs, threads=threads)
-            for f in c.extra_files:  # companions (an OpenVINO .bin) go with the main file
+            for f in c.extra_files:  # companions (a weights file) go with the main file
                 os.replace(path.with_suffix(f.suffix), f)
             os.replace(path, c.path)
             value, drop = found["value"], found["drop"]

@@ -7,7 +7,7 @@
   The crops are made once and the PyTorch FP32 score is computed once (the reference every drop is taken from).
 * The acceptance check and ``--max-drop`` (:mod:`.check`) score each INT8 artifact on it; the layer search
   (:mod:`.search`) re-scores its candidates on it; a target's own accuracy-control method (registered as
-  ``controls=``, e.g. OpenVINO's NNCF one) gets it as its validation data.
+  ``controls=``) gets it as its validation data.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ def rank(c: Converted, graph: Graph, control: ControlSet, x: np.ndarray, ref: np
     for i, layer in enumerate(order[:top]):
         path = build([layer.name], c.path.parent / f"{c.path.stem}.one{i}{c.path.suffix}")
         layer.removed = (e0 - heatmap_error(path, x, ref, threads)) / e0 if e0 > 0 else 0.0
-        for f in (path, *(path.with_suffix(e.suffix) for e in c.extra_files)):  # with its companions (a .bin)
+        for f in (path, *(path.with_suffix(e.suffix) for e in c.extra_files)):  # with its companions (a weights file)
             f.unlink(missing_ok=True)
         confirmed.append(layer)
     say(f"{c.target} int8: ranked {len(order)} layers; the top {len(confirmed)} confirmed one by one on the output")

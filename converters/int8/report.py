@@ -103,7 +103,7 @@ def _num(v: float) -> float | None:
 
 
 def _short(name: str, n: int = 64) -> str:
-    name = name.split(";")[0]  # TFLite fuses op names: the first is the op itself
+    name = name.split(";")[0]  # a fused op lists its parts' names: the first is the op itself
     return name if len(name) <= n else "..." + name[-(n - 3):]
 
 
