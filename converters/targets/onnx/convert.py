@@ -16,7 +16,7 @@ from edgepose.runtimes.artifact import KEY
 
 from ...base import Context, Converted, Timer, quiet, require, version_of
 from ...export import OPSET, onnx_io
-from . import settings
+from .settings import DETAILS, Reader, float_head, pre_process, static_options
 
 
 def quantize_onnx(src: Path, dst: Path, calib: np.ndarray, batch_size: int = 1) -> dict[str, Any]:
@@ -25,13 +25,13 @@ def quantize_onnx(src: Path, dst: Path, calib: np.ndarray, batch_size: int = 1) 
     from onnxruntime.quantization import quantize_static
 
     pre = dst.with_name(dst.stem + ".pre.onnx")
-    head = settings.float_head(src)
+    head = float_head(src)
     with quiet("ONNX INT8 quantisation"):
-        settings.pre_process(src, pre)
-        quantize_static(str(pre), str(dst), settings.Reader(calib, batch_size), nodes_to_exclude=head,
-                        **settings.static_options())  # fmt: skip
+        pre_process(src, pre)
+        quantize_static(str(pre), str(dst), Reader(calib, batch_size), nodes_to_exclude=head,
+                        **static_options())  # fmt: skip
     pre.unlink(missing_ok=True)
-    return {"method": "onnxruntime.quantize_static", **settings.DETAILS, "num_calibration": int(len(calib)),
+    return {"method": "onnxruntime.quantize_static", **DETAILS, "num_calibration": int(len(calib)),
             "float_nodes": head}  # fmt: skip
 
 

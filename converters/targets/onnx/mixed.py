@@ -12,7 +12,16 @@ from typing import Any
 import numpy as np
 
 from ...base import Context, Converted, quiet
-from . import settings
+from .settings import (
+    EXTRA_OPTIONS,
+    PER_CHANNEL,
+    REDUCE_RANGE,
+    Reader,
+    calibration_method,
+    float_head,
+    pre_process,
+    quant_types,
+)
 
 
 class OnnxMixed:
@@ -25,12 +34,12 @@ class OnnxMixed:
         self.float_model = src  # what the graph reader compares the candidates with
         self.pre = workdir / "mixed.pre.onnx"
         self.op_types = list(set(list(QLinearOpsRegistry) + list(QDQRegistry)))
-        self.head = settings.float_head(src)  # float in every build (quantize_onnx)
+        self.head = float_head(src)  # float in every build (quantize_onnx)
         with quiet("ONNX calibration"):
-            settings.pre_process(src, self.pre)
+            pre_process(src, self.pre)
             cal = create_calibrator(self.pre, self.op_types, augmented_model_path=str(workdir / "mixed.aug.onnx"),
-                                    calibrate_method=settings.calibration_method(), extra_options={})  # fmt: skip
-            cal.collect_data(settings.Reader(calib, batch_size))
+                                    calibrate_method=calibration_method(), extra_options={})  # fmt: skip
+            cal.collect_data(Reader(calib, batch_size))
             self.ranges = cal.compute_data()
         del cal
 
@@ -38,11 +47,11 @@ class OnnxMixed:
         from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
         from onnxruntime.quantization.quant_utils import load_model_with_shape_infer, update_opset_version
 
-        weights, activations = settings.quant_types()
+        weights, activations = quant_types()
         with quiet("ONNX INT8 quantisation"):
             model = update_opset_version(load_model_with_shape_infer(self.pre), weights)
-            q = QDQQuantizer(model, settings.PER_CHANNEL, settings.REDUCE_RANGE, weights, activations, self.ranges, [],
-                             self.head + list(float_nodes), self.op_types, dict(settings.EXTRA_OPTIONS))  # fmt: skip
+            q = QDQQuantizer(model, PER_CHANNEL, REDUCE_RANGE, weights, activations, self.ranges, [],
+                             self.head + list(float_nodes), self.op_types, dict(EXTRA_OPTIONS))  # fmt: skip
             q.quantize_model()
             q.model.save_model_to_file(str(dst), False)
         return dst
