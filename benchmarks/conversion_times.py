@@ -37,11 +37,11 @@ def onnx2tf_baseline(onnx_path: Path, calib: np.ndarray, work: Path) -> dict:
     """onnx2tf writing TFLite itself: one run for FP32+FP16, one for full INT8 (its own calibration path)."""
     import onnx2tf
     import onnx2tf.onnx2tf as o2t
-    from edgepose.converters.targets.tflite import _sample_images
+    from edgepose.converters.targets.tflite.convert import sample_images
 
     from edgepose.spec import IMAGENET_MEAN, IMAGENET_STD
 
-    o2t.download_test_image_data = lambda: _sample_images(calib, IMAGENET_MEAN, IMAGENET_STD)
+    o2t.download_test_image_data = lambda: sample_images(calib, IMAGENET_MEAN, IMAGENET_STD)
     npy = work / "calib.npy"
     np.save(npy, calib.transpose(0, 2, 3, 1))
     out = {}

@@ -101,7 +101,7 @@ def artifacts(forms: list[str], work: Path) -> list[dict[str, Any]]:
 
 
 def tflite_facts(path: Path) -> dict[str, Any]:
-    from edgepose.converters.targets.tflite import tflite_operators, xnnpack_delegation
+    from edgepose.converters.targets.tflite.convert import tflite_operators, xnnpack_delegation
 
     ops = tflite_operators(path)
     return {"operators": ops, "transpose_conv": sum(n for k, n in ops.items() if k.startswith("TRANSPOSE_CONV ")),

@@ -67,7 +67,7 @@ class Rest:
     """The val images outside the control split, with the PyTorch reference scored once."""
 
     def __init__(self, control_size: int, torch_model):
-        from edgepose.converters.accuracy import images_in_order, subset_dataset, torch_infer
+        from edgepose.converters.int8.control import images_in_order, subset_dataset, torch_infer
 
         from edgepose.datasets import default_data, load_dataset
         from edgepose.spec import get_spec
@@ -93,15 +93,15 @@ class Rest:
 
 
 def convert(targets: str, out: Path, threads: int | None, control_size: int, openvino: str = "search", **kw) -> dict:
-    from edgepose.converters.accuracy import ControlOptions
     from edgepose.converters.api import convert as run
+    from edgepose.converters.int8.control import ControlOptions
 
     from edgepose.errors import EdgeposeError
 
     t0 = time.perf_counter()
     try:
         res = run(model=MODEL, targets=targets, precisions="int8", out=out, threads=threads, progress=True,
-                  control=ControlOptions(size=control_size, openvino=openvino), reference_accuracy=False,
+                  control=ControlOptions(size=control_size, methods={"openvino": openvino}), reference_accuracy=False,
                   **kw)  # fmt: skip
     except EdgeposeError as e:
         return {"error": str(e), "seconds": round(time.perf_counter() - t0, 1)}

@@ -51,12 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def convert_all(model: str, out: Path, force: bool) -> None:
     """Every target x precision through the converters' library call (skipped when all files exist)."""
-    from edgepose.converters.base import (
-        TARGETS,
-        target_for,  # noqa: F401  (imports the target registry)
-    )
+    from edgepose.converters import targets  # noqa: F401  (registers every target folder)
+    from edgepose.converters.base import TARGETS
 
-    target_for("x.onnx")  # registers every target module
     expected = [out / f"{model}_{p}{t.suffix}" for t in TARGETS.values() for p in t.precisions]
     if not force and all(f.is_file() for f in expected):
         print(f"run_all: all {len(expected)} artifacts already in {out}/ (--force-convert to redo)", file=sys.stderr)

@@ -40,18 +40,19 @@ from edgepose.processing import INPUT_FLOAT, INPUT_UINT8
 from edgepose.runtimes.artifact import FORMAT_VERSION, file_record, sidecar_path
 from edgepose.spec import DEFAULT_MODEL, ModelSpec, get_spec
 
-from . import accuracy, export, transforms
-from . import targets as _targets  # noqa: F401  (registers every target module in converters/targets/)
+from . import export, transforms
+from . import targets as _targets  # noqa: F401  (registers every target folder in converters/targets/)
 from .base import PRECISIONS, TARGETS, Context, Converted, Timer, quiet, require, version_of
+from .int8.check import apply_task, check_int8
+from .int8.control import ControlOptions, check_control_options, control_for
 from .metadata import embed_metadata, write_sidecar
 from .outputs import move_into_place, planned_outputs
-from .parity import TOLERANCES, check, compare, format_table, tolerance_dict
+from .parity import PARITY_SEED, TOLERANCES, check, compare, format_table, synthetic_parity_crops, tolerance_dict
 
 log = logging.getLogger(__name__)
 
 NUM_CALIB = 100
 NUM_PARITY = 16
-PARITY_SEED = 4242  # synthetic parity crops when a calibration file has no holdout (train 777, val 20241)
 INPUTS = {"float": INPUT_FLOAT, "uint8": INPUT_UINT8}  # --input choices -> metadata input.kind
 
 
@@ -87,6 +88,31 @@ class ConversionResult:
         return format_table(rows)
 
 
+@dataclass
+class ConvertOptions:
+    """What one conversion is asked for: :func:`convert`'s arguments (see there), in its order."""
+
+    model: str | ModelSpec | None = None
+    checkpoint: str | Path | None = None
+    targets: str | Sequence[str] = "tflite"
+    precisions: str | Sequence[str] = PRECISIONS
+    calib: str | Path | None = None
+    num_calib: int = NUM_CALIB
+    num_parity: int = NUM_PARITY
+    dynamic_batch: bool = False
+    int8_io: bool = False
+    input: str = "float"  # the CLI's --input: "float" or "uint8"
+    allow_parity_failure: bool = False
+    out: str | Path | None = None
+    threads: int | None = None
+    progress: bool = True
+    reference_accuracy: bool = True
+    sha256: str | None = None
+    head: str = transforms.AUTO
+    max_drop: float | None = None
+    control: ControlOptions | None = None
+
+
 def parse_list(value: str | Sequence[str] | None, allowed: Sequence[str], what: str, all_ok: bool = False) -> list[str]:
     """``"a,b"`` or a list -> checked list in ``allowed`` order; ``"all"`` -> everything."""
     if value is None:
@@ -109,21 +135,6 @@ def _logger(progress: bool) -> Callable[[str], None]:
             log.info("[%6.1fs] %s", time.perf_counter() - t0, msg)
 
     return say
-
-
-def synthetic_parity_crops(spec: ModelSpec, n: int, seed: int = PARITY_SEED) -> np.ndarray:
-    """``n`` crops of freshly rendered synthetic figures (a seed neither split uses), for parity inputs."""
-    from edgepose.processing import box_to_center_scale, crop
-    from edgepose.synthetic import render_image
-
-    w, h = spec.input_size
-    out = np.empty((n, h, w, 3), dtype=np.uint8)
-    for i in range(n):
-        img, persons = render_image(np.random.default_rng([seed, i]))
-        box = persons[0]["bbox"] if persons else [0, 0, img.shape[1], img.shape[0]]
-        c, s = box_to_center_scale(np.asarray([box], np.float32), w / h, spec.box_padding)
-        out[i] = crop(img, c[0], s[0], spec.input_size)
-    return out
 
 
 def _calibration(spec: ModelSpec, calib: str | Path | None, need_int8: bool) -> CalibrationSet | None:
@@ -205,7 +216,7 @@ def convert(
     sha256: str | None = None,
     head: str = transforms.AUTO,
     max_drop: float | None = None,
-    control: accuracy.ControlOptions | None = None,
+    control: ControlOptions | None = None,
 ) -> ConversionResult:
     """Convert ``model`` (default: the demo model) to ``targets`` x ``precisions``; see the module doc.
 
@@ -215,27 +226,19 @@ def convert(
     ``head``: the form the deconvolution head is exported in (:mod:`.transforms`): ``"auto"`` (each target's
     measured fastest per precision), ``"deconv"`` (no rewrite), ``"subpixel2x2"`` or ``"subpixel3x3"``.
 
-    INT8 (:mod:`.accuracy`): each artifact is scored on a control split of evaluation data (``control``; the
+    INT8 (:mod:`.int8`): each artifact is scored on a control split of evaluation data (``control``; the
     demo model's: its synthetic val split) and fails beyond a drop of 0.03 in the model's metric; with
     ``max_drop``, layers are kept in float until the drop is within it, or the call fails writing nothing.
     """
+    opts = ConvertOptions(model, checkpoint, targets, precisions, calib, num_calib, num_parity, dynamic_batch, int8_io,
+                          input, allow_parity_failure, out, threads, progress, reference_accuracy, sha256, head,
+                          max_drop, control)  # fmt: skip
     with terminate_as_interrupt():
-        return _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parity, dynamic_batch,
-                        int8_io, input, allow_parity_failure, out, threads, progress, reference_accuracy, sha256,
-                        head, max_drop, control)  # fmt: skip
+        return _convert(opts)
 
 
-def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parity, dynamic_batch, int8_io,
-             input, allow_parity_failure, out, threads, progress, reference_accuracy, sha256, head,
-             max_drop, control):  # noqa: A002  # fmt: skip
-    say = _logger(progress)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow (NNCF does, too)
-    target_names = parse_list(targets, list(TARGETS), "target", all_ok=True)
-    precs = parse_list(precisions, PRECISIONS, "precision")
-    head = transforms.check_form(head, allow_auto=True)
-    kind = INPUTS.get(str(input).lower()) or (input if input in INPUTS.values() else None)
-    if kind is None:
-        raise EdgeposeError(f"--input {input}: choose {' or '.join(INPUTS)}")
+def _plan(target_names: list[str], precs: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """target -> the asked precisions it offers, and a note for each it does not; fails when nothing is left."""
     plan: dict[str, list[str]] = {}
     notes: list[str] = []
     for t in target_names:
@@ -247,7 +250,20 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
             plan[t] = ok
     if not plan:
         raise EdgeposeError(f"nothing to convert: {'; '.join(notes)}")
-    if num_calib < 1 or num_parity < 1:
+    return plan, notes
+
+
+def _convert(o: ConvertOptions) -> ConversionResult:
+    say = _logger(o.progress)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow (NNCF does, too)
+    target_names = parse_list(o.targets, list(TARGETS), "target", all_ok=True)
+    precs = parse_list(o.precisions, PRECISIONS, "precision")
+    head = transforms.check_form(o.head, allow_auto=True)
+    kind = INPUTS.get(str(o.input).lower()) or (o.input if o.input in INPUTS.values() else None)
+    if kind is None:
+        raise EdgeposeError(f"--input {o.input}: choose {' or '.join(INPUTS)}")
+    plan, notes = _plan(target_names, precs)
+    if o.num_calib < 1 or o.num_parity < 1:
         raise EdgeposeError("--num-calib and the number of parity crops must be at least 1")
     require("torch", "onnx", target="ONNX export")
     for t in plan:
@@ -257,30 +273,30 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
     from edgepose.models import load_model
     from edgepose.runtimes.open import model_for_checkpoint
 
-    if isinstance(model, ModelSpec):
-        spec = model
+    if isinstance(o.model, ModelSpec):
+        spec = o.model
     else:
-        spec = model_for_checkpoint(model, str(checkpoint) if checkpoint else None) if checkpoint else get_spec(
-            model or DEFAULT_MODEL)  # fmt: skip
-    out_dir = Path(out or Path("artifacts") / spec.name)
+        spec = model_for_checkpoint(o.model, str(o.checkpoint) if o.checkpoint else None) if o.checkpoint else get_spec(
+            o.model or DEFAULT_MODEL)  # fmt: skip
+    out_dir = Path(o.out or Path("artifacts") / spec.name)
     check_writable(out_dir, "--out", folder=True)
     for f in planned_outputs(out_dir, spec.name, plan, "_u8in" if kind == INPUT_UINT8 else ""):
         if f.is_dir():
             raise EdgeposeError(f"{f}: is a directory, where convert must write a file")
-    source_ckpt = str(checkpoint or spec.checkpoint)
+    source_ckpt = str(o.checkpoint or spec.checkpoint)
     need_int8 = any("int8" in p for p in plan.values())
-    accuracy.check_control_options(spec, control, need_int8, max_drop, kind)  # before any download or work
-    ckpt_path = resolve_checkpoint(source_ckpt, progress=progress, sha256=sha256)  # a wrong file fails first
-    cset = _calibration(spec, calib, need_int8)
+    check_control_options(spec, o.control, need_int8, o.max_drop, kind)  # before any download or work
+    ckpt_path = resolve_checkpoint(source_ckpt, progress=o.progress, sha256=o.sha256)  # a wrong file fails first
+    cset = _calibration(spec, o.calib, need_int8)
     if need_int8 and cset is not None:  # a degenerate set is refused before any work
-        check_calibration(cset, num_calib, spec)
-    control_cs = accuracy.control_for(spec, control, cset, need_int8, max_drop, notes)
-    if int8_io and "tflite" not in plan:
+        check_calibration(cset, o.num_calib, spec)
+    control_cs = control_for(spec, o.control, cset, need_int8, o.max_drop, notes)
+    if o.int8_io and "tflite" not in plan:
         notes.append("--int8-io applies to TFLite only; ONNX and OpenVINO keep float input/output")
 
     result = ConversionResult(spec.name, out_dir, notes=notes)
     with Timer() as t_load:
-        torch_model = load_model(spec, str(checkpoint) if checkpoint else None, progress=progress)
+        torch_model = load_model(spec, str(o.checkpoint) if o.checkpoint else None, progress=o.progress)
     source = {"checkpoint": source_ckpt, "sha256": sha256_of(ckpt_path)}
     say(f"{spec.name}: checkpoint {Path(source_ckpt).name} loaded in {t_load.seconds:.1f} s")
     result.timings["load_checkpoint"] = t_load.seconds
@@ -290,19 +306,19 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
         say(f"control split: {control_cs.info['num_images']} images, {control_cs.info['num_instances']} instances; "
             f"PyTorch {control_cs.metric} {control_cs.reference:.4f} ({t.seconds:.1f} s)")  # fmt: skip
 
-    calib_batch = cset.calibration_batch(spec, num_calib) if (cset is not None and need_int8) else np.zeros((0,))
-    calib_crops = cset.crops[:num_calib] if (cset is not None and need_int8) else np.zeros((0,), np.uint8)
+    calib_batch = cset.calibration_batch(spec, o.num_calib) if (cset is not None and need_int8) else np.zeros((0,))
+    calib_crops = cset.crops[:o.num_calib] if (cset is not None and need_int8) else np.zeros((0,), np.uint8)
     if cset is not None and len(cset.holdout):
-        parity_crops, parity_from = cset.holdout[:num_parity], f"holdout crops of {cset.path.name}"
+        parity_crops, parity_from = cset.holdout[:o.num_parity], f"holdout crops of {cset.path.name}"
     else:
-        parity_crops, parity_from = synthetic_parity_crops(spec, num_parity), f"synthetic crops (seed {PARITY_SEED})"
+        parity_crops, parity_from = synthetic_parity_crops(spec, o.num_parity), f"synthetic crops (seed {PARITY_SEED})"
     from edgepose.processing import normalize
 
     parity_inputs = normalize(parity_crops, spec.mean, spec.std)  # what PyTorch takes
     artifact_inputs = parity_crops if kind == INPUT_UINT8 else parity_inputs  # what the artifacts take
     calib_info = None
     if need_int8 and cset is not None:
-        calib_info = {"file": cset.path.name if cset.path else None, "bundled": calib is None,
+        calib_info = {"file": cset.path.name if cset.path else None, "bundled": o.calib is None,
                       "sha256": sha256_of(cset.path) if cset.path else None, "num": int(len(calib_batch)),
                       "source": cset.meta.get("source"), "seed": cset.meta.get("seed")}  # fmt: skip
 
@@ -314,8 +330,8 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
         raise EdgeposeError(f"{out_dir}: cannot create the output folder ({e.strerror})") from None
     try:
         ctx = Context(spec, torch_model, workdir / "export.onnx", workdir, calib_batch.astype(np.float32),
-                      dynamic_batch, int8_io, spec.name, say, input_kind=kind, calib_crops=calib_crops,
-                      keep_work=max_drop is not None)  # fmt: skip
+                      o.dynamic_batch, o.int8_io, spec.name, say, input_kind=kind, calib_crops=calib_crops,
+                      keep_work=o.max_drop is not None)  # fmt: skip
         forms = _head_forms(plan, head)
         exports: dict[str, Context] = {}  # one ONNX export per head form, shared by the targets that use it
         for form in dict.fromkeys(f for by_prec in forms.values() for f in by_prec.values()):
@@ -330,7 +346,7 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
             reference = torch_model(torch.from_numpy(parity_inputs)).numpy()
 
         ref_acc = None
-        if reference_accuracy:
+        if o.reference_accuracy:
             from .reference import reference_accuracy as measure_reference
 
             with Timer() as t:
@@ -348,30 +364,28 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
             say(f"{name}: {', '.join(ps)} done in {t.seconds:.1f} s")
 
         for c in converted:
-            meta = _base_metadata(spec, c, source, dynamic_batch, kind)
+            meta = _base_metadata(spec, c, source, o.dynamic_batch, kind)
             if c.precision == "int8" and calib_info:
                 meta["calibration"] = calib_info
             if ref_acc:
                 meta["reference_accuracy"] = ref_acc
             task = None
             if c.precision == "int8" and control_cs is not None:  # task metric; --max-drop: accuracy control
-                from .mixed import check_int8
-
                 write_sidecar(c.path, meta)  # the runtime reads layout and quantisation from it
                 with Timer() as t:
-                    task = check_int8(c, exports[c.details["head"]], control_cs, max_drop, threads)
+                    task = check_int8(c, exports[c.details["head"]], control_cs, o.max_drop, o.threads)
                 result.timings[f"task_{c.target}"] = t.seconds
             if c.extra_files:  # the embedded copy vouches for the companions (it cannot hash its own file)
                 meta["companions"] = {f.suffix: file_record(f) for f in c.extra_files}
             write_sidecar(c.path, meta)  # the runtime reads layout and quantisation from it
             with Timer() as t:
-                figures = _run_parity(c.path, artifact_inputs, reference, threads)
+                figures = _run_parity(c.path, artifact_inputs, reference, o.threads)
             failed = check(figures, c.precision)
             latency, waived = None, []
             if task:  # the control drop beside the tensor parity; the latency (a timing) in the sidecar only
-                if max_drop is not None:  # the user's budget on real data is the acceptance: tensor figures inform
+                if o.max_drop is not None:  # the user's budget on real data is the acceptance: tensor figures inform
                     waived, failed = failed, []
-                failed += accuracy.apply_task(meta, task)
+                failed += apply_task(meta, task)
                 latency = (meta.get("accuracy_control") or {}).pop("latency", None)
             inputs = parity_from + (" (fed as uint8 crops)" if kind == INPUT_UINT8 else "")
             meta["parity"] = {**figures, "inputs": inputs, "tolerance": tolerance_dict(c.precision),
@@ -397,7 +411,7 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
 
         result.notes += list(dict.fromkeys(ctx.notes))
         bad = [a for a in result.artifacts if a.failed]
-        if bad and not allow_parity_failure:
+        if bad and not o.allow_parity_failure:
             first = bad[0]
             more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
             raise EdgeposeError(
@@ -484,4 +498,4 @@ def _run_parity(path: Path, inputs: np.ndarray, reference: np.ndarray, threads: 
     return figures
 
 
-__all__ = ["convert", "ConversionResult", "ArtifactResult", "TOLERANCES", "NUM_CALIB", "NUM_PARITY"]
+__all__ = ["convert", "ConvertOptions", "ConversionResult", "ArtifactResult", "TOLERANCES", "NUM_CALIB", "NUM_PARITY"]

@@ -1,8 +1,11 @@
 """What every target converter shares: the conversion context, the result of one artifact, the registry.
 
-A target is one module with one function decorated by :func:`register_target`; it turns the context (the
-PyTorch model, the exported ONNX file, the calibration batch) into one artifact per precision inside
-``ctx.workdir``. Checking (parity), metadata and moving files into place are :mod:`.api`'s business.
+A target is one folder ``targets/<name>/`` whose ``__init__.py`` calls :func:`register_target` with its
+converter (``convert.py``: the context, i.e. the PyTorch model, the exported ONNX file and the calibration
+batch, to one artifact per precision inside ``ctx.workdir``) and, for INT8, its mixed-precision builder
+(``mixed.py``) and its graph reader for the per-layer report (``graph.py``), which the format-free
+:mod:`.int8` package asks for. Checking (parity), metadata and moving files into place are :mod:`.api`'s
+business.
 """
 
 from __future__ import annotations
@@ -87,6 +90,18 @@ class Target:
     # precision -> the head form (converters.transforms.HEAD_FORMS) that ``head="auto"`` exports for it;
     # a precision not named keeps the original deconvolution head
     head_forms: dict[str, str] = field(default_factory=dict)
+    # INT8 accuracy control and the per-layer report (converters/int8/), each optional:
+    # ``mixed(c, ctx, threads)``: a builder of this target's INT8 models with chosen layers left in float
+    # (``build(layers, dst)``, ``float_model``: the float file ``graph`` compares with; see int8/search.py)
+    mixed: Callable[..., Any] | None = None
+    # ``graph(int8_path, float_path, threads)``: the layers and runners of the per-layer report (int8/ranking.py)
+    graph: Callable[..., Any] | None = None
+    # ``float_model(onnx_path, spec, workdir) -> (path, how)``: the float model ``graph`` reads, made from an
+    # ONNX export (``edgepose inspect --layers`` without an FP32 sibling); default: the ONNX file itself
+    float_model: Callable[..., tuple[Path, str]] | None = None
+    # the target's own accuracy-control methods besides the common layer search, by name (``--<name>-control``):
+    # ``fn(c, ctx, control, budget, threads) -> found`` (the keys of int8/search.py's result, plus "method")
+    controls: dict[str, Callable[..., dict[str, Any]]] = field(default_factory=dict)
 
 
 TARGETS: dict[str, Target] = {}
@@ -95,22 +110,26 @@ TARGETS: dict[str, Target] = {}
 def register_target(
     name: str, suffix: str, precisions: tuple[str, ...], requires: tuple[str, ...] = (),
     embed: Callable[[Path, str], None] | None = None, head_forms: dict[str, str] | None = None,
+    mixed: Callable[..., Any] | None = None, graph: Callable[..., Any] | None = None,
+    float_model: Callable[..., tuple[Path, str]] | None = None,
+    controls: dict[str, Callable[..., dict[str, Any]]] | None = None,
 ):  # fmt: skip
     """Function decorator: ``fn(ctx, precisions) -> [Converted]`` becomes the converter of target ``name``;
     ``embed(path, text)`` puts the metadata JSON inside that target's files; ``head_forms`` maps a precision to
-    the head form ``convert(head="auto")`` gives it (measured by benchmarks/head_forms.py)."""
+    the head form ``convert(head="auto")`` gives it (measured by benchmarks/head_forms.py); ``mixed``,
+    ``graph``, ``float_model`` and ``controls``: the target's INT8 parts (see :class:`Target`)."""
 
     def deco(fn: Callable[[Context, list[str]], list[Converted]]):
-        TARGETS[name] = Target(name, suffix, precisions, fn, requires, embed, dict(head_forms or {}))
+        TARGETS[name] = Target(name, suffix, precisions, fn, requires, embed, dict(head_forms or {}), mixed, graph,
+                               float_model, dict(controls or {}))  # fmt: skip
         return fn
 
     return deco
 
 
 def target_for(path: str | Path) -> Target | None:
-    """The target whose artifacts end like ``path`` (``.onnx`` -> onnx)."""
-    from . import targets  # noqa: F401  (registers them)
-
+    """The registered target whose artifacts end like ``path`` (``.onnx`` -> onnx); the caller has imported
+    :mod:`edgepose.converters.targets` (which registers them)."""
     suffix = Path(path).suffix.lower()
     return next((t for t in TARGETS.values() if t.suffix == suffix), None)
 

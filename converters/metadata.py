@@ -15,6 +15,9 @@ from edgepose.errors import EdgeposeError
 from edgepose.files import atomic_write, json_text
 from edgepose.runtimes.artifact import sidecar_path
 
+from . import targets as _targets  # noqa: F401  (registers every target: each writes its own format)
+from .base import target_for
+
 __all__ = ["write_sidecar", "write_metadata", "embed_metadata"]
 
 
@@ -48,8 +51,6 @@ def write_metadata(path: str | Path, meta: dict[str, Any], embed: bool = True) -
 
 def embed_metadata(path: str | Path, meta: dict[str, Any]) -> None:
     """Put ``meta`` inside the artifact file (replacing an earlier entry); needs that format's writer package."""
-    from .base import target_for
-
     path = Path(path)
     target = target_for(path)
     if target is None or target.embed is None:

@@ -37,8 +37,11 @@ from typing import Any
 
 import numpy as np
 
-from edgepose.processing import get_max_preds, quarter_offset
+from edgepose.processing import box_to_center_scale, crop, get_max_preds, quarter_offset
+from edgepose.spec import ModelSpec
+from edgepose.synthetic import render_image
 
+PARITY_SEED = 4242  # synthetic parity crops when a calibration file has no holdout (train 777, val 20241)
 CONFIDENT = 0.2
 MIN_KEYPOINTS = 20
 KP_PX = 0.5
@@ -151,3 +154,15 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     text = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines]
     text.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(text)
+
+
+def synthetic_parity_crops(spec: ModelSpec, n: int, seed: int = PARITY_SEED) -> np.ndarray:
+    """``n`` crops of freshly rendered synthetic figures (a seed neither split uses), for parity inputs."""
+    w, h = spec.input_size
+    out = np.empty((n, h, w, 3), dtype=np.uint8)
+    for i in range(n):
+        img, persons = render_image(np.random.default_rng([seed, i]))
+        box = persons[0]["bbox"] if persons else [0, 0, img.shape[1], img.shape[0]]
+        c, s = box_to_center_scale(np.asarray([box], np.float32), w / h, spec.box_padding)
+        out[i] = crop(img, c[0], s[0], spec.input_size)
+    return out

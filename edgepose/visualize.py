@@ -1,13 +1,22 @@
-"""Drawing keypoints and skeletons (OpenCV only)."""
+"""Drawing keypoints and skeletons (OpenCV only), and the one way a matplotlib figure is made, written and
+closed (:func:`figure`; matplotlib imported lazily, only there).
+"""
 
 from __future__ import annotations
 
 import colorsys
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from .files import atomic_path
 from .spec import ModelSpec
+
+NO_MATPLOTLIB = "plot skipped: matplotlib is not installed (pip install 'edgepose[plot]')"
 
 
 def _palette(n: int) -> list[tuple[int, int, int]]:
@@ -39,3 +48,33 @@ def draw_keypoints(
             if s > score_thr:
                 cv2.circle(out, (int(round(x)), int(round(y))), 2 * scale + 1, kpt_colors[k], -1, cv2.LINE_AA)
     return out
+
+
+def pyplot() -> Any | None:
+    """``matplotlib.pyplot`` on the file-only Agg backend, or ``None`` when matplotlib is not installed (the
+    caller then says :data:`NO_MATPLOTLIB`)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+@contextlib.contextmanager
+def figure(path: str | Path, *args: Any, **kwargs: Any) -> Iterator[tuple[Any, Any]]:
+    """``with figure(path, 2, 1, figsize=...) as (fig, axes):`` draw; ``plt.subplots(*args, **kwargs)`` made the
+    figure. The PNG is written atomically (:func:`edgepose.files.atomic_path`) when the block ends without an
+    error, and the figure is closed either way. Call :func:`pyplot` first: matplotlib must be installed."""
+    plt = pyplot()
+    if plt is None:
+        raise ImportError(NO_MATPLOTLIB)
+    fig, axes = plt.subplots(*args, **kwargs)
+    try:
+        yield fig, axes
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)

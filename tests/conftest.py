@@ -130,8 +130,8 @@ def demo_conversion(request, tmp_path_factory, demo_checkpoint):
     (the conversion must make none). 32 calibration crops keep it to ~1-2 minutes on 2 cores.
     """
     _require(*CONVERT_DEPS)
-    from edgepose.converters.accuracy import ControlOptions
     from edgepose.converters.api import convert
+    from edgepose.converters.int8.control import ControlOptions
 
     from edgepose.spec import DEFAULT_MODEL
 

@@ -44,7 +44,7 @@ def real_inputs():
     """Crops of people in the real COCO sample images (ground-truth boxes) followed by ``N_SYNTH`` synthetic
     figure crops (unseen renders, in the demo model's own domain). INT8 is judged on the latter only: the demo
     model never saw a real photo, so its heatmaps there are near-flat noise that no INT8 scale is fitted to."""
-    from edgepose.converters.api import synthetic_parity_crops
+    from edgepose.converters.parity import synthetic_parity_crops
 
     from edgepose.processing import TopDownPipeline, normalize, read_image
     from edgepose.spec import DEFAULT_MODEL, get_spec
@@ -284,7 +284,7 @@ def _graph_ops(path) -> set[str]:
         import xml.etree.ElementTree as ET
 
         return {layer.get("type") for layer in ET.parse(path).getroot().iter("layer")}
-    from edgepose.converters.targets.tflite import tflite_operators
+    from edgepose.converters.targets.tflite.convert import tflite_operators
 
     return {k.split(" v")[0] for k in tflite_operators(path)}
 
@@ -307,7 +307,7 @@ def test_head_form_chosen_by_auto_is_in_the_graph_and_the_metadata(demo_artifact
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_tflite_has_no_transpose_conv_and_runs_in_one_xnnpack_partition(demo_artifacts, precision):
-    from edgepose.converters.targets.tflite import tflite_operators, xnnpack_delegation
+    from edgepose.converters.targets.tflite.convert import tflite_operators, xnnpack_delegation
 
     path = demo_artifacts / f"demo_coco_256x192_{precision}.tflite"
     ops = tflite_operators(path)

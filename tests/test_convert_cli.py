@@ -32,7 +32,7 @@ def test_bad_calibration_file_fails_with_one_line_and_writes_nothing(tmp_path, c
 
 def test_failure_midway_leaves_no_artifact(tmp_path, capsys, monkeypatch, demo_checkpoint):
     """fp32 ONNX is made, then INT8 quantisation breaks: neither file (nor the temp folder) is left."""
-    from edgepose.converters.targets import onnx as onnx_target
+    from edgepose.converters.targets.onnx import convert as onnx_target
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated crash in the quantiser")
@@ -150,8 +150,8 @@ def test_tflite_int8_io(tmp_path, demo_checkpoint):
     """--int8-io: int8 tensors at both ends, their scale/zero point in the metadata, the runtime (de)quantises."""
     pytest.importorskip("onnx2tf")
     import torch
-    from edgepose.converters.accuracy import ControlOptions
     from edgepose.converters.api import convert
+    from edgepose.converters.int8.control import ControlOptions
 
     from edgepose.models import load_model
     from edgepose.runtimes import load_runtime

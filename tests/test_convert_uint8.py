@@ -75,7 +75,7 @@ def _path(folder, target, precision, u8=True):
 @pytest.fixture(scope="module")
 def crops_and_reference(demo_checkpoint):
     import torch
-    from edgepose.converters.api import synthetic_parity_crops
+    from edgepose.converters.parity import synthetic_parity_crops
 
     from edgepose.models import load_model
     from edgepose.processing import normalize

@@ -156,8 +156,8 @@ def test_openvino_tight_budget_is_met_with_layers_nncf_leaves_in_float(tmp_path,
 def _controlled(tmp_path, checkpoint, target, budget, size):
     """``convert --max-drop budget`` of ``target`` INT8 from a poor calibration set (8 bundled crops at 60 %
     brightness: plain INT8 loses several AP points), ``size`` control images; (artifact, sidecar metadata)."""
-    from edgepose.converters.accuracy import ControlOptions
     from edgepose.converters.api import convert
+    from edgepose.converters.int8.control import ControlOptions
 
     from edgepose.calibration import default_calibration_path, read_calibration
 
@@ -171,7 +171,7 @@ def _controlled(tmp_path, checkpoint, target, budget, size):
 
 
 def _control_subset(size, ids_sha256):
-    from edgepose.converters.accuracy import images_in_order, subset_dataset
+    from edgepose.converters.int8.control import images_in_order, subset_dataset
 
     from edgepose.datasets import default_data, load_dataset
 
@@ -183,7 +183,7 @@ def _control_subset(size, ids_sha256):
 
 
 def _torch(model):
-    from edgepose.converters.accuracy import torch_infer
+    from edgepose.converters.int8.control import torch_infer
 
     return torch_infer(model)
 

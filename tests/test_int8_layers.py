@@ -50,7 +50,7 @@ def _snr(f, q):
 
 @pytest.fixture(scope="module")
 def quantized(tmp_path_factory):
-    from edgepose.converters.targets.onnx import quantize_onnx
+    from edgepose.converters.targets.onnx.convert import quantize_onnx
 
     d = tmp_path_factory.mktemp("two_conv")
     src = _two_conv(d / "f.onnx")
@@ -62,7 +62,8 @@ def quantized(tmp_path_factory):
 def test_layer_report_matches_hand_computed_snr(quantized):
     """conv1 runs in INT8 (input, weights, bias and output quantised), conv2 stays float (the head rule) on conv1's
     quantised output; the SNRs of both, by hand from the QDQ file's own scales, match the report."""
-    from edgepose.converters.layers import measure, onnx_graph
+    from edgepose.converters.int8.ranking import measure
+    from edgepose.converters.targets.onnx.graph import onnx_graph
 
     src, q, _ = quantized
     x = RNG.normal(0, 1, (6, 3, 16, 16)).astype(np.float32)
@@ -94,14 +95,15 @@ def test_layer_report_matches_hand_computed_snr(quantized):
 def test_onnx_mixed_builder_reproduces_quantize_static_and_keeps_layers_float(quantized):
     """Calibrating once and re-quantising gives quantize_static's file when nothing is excluded; excluding conv1
     leaves its weights in float."""
-    from edgepose.converters.layers import measure, onnx_graph
-    from edgepose.converters.mixed import OnnxMixed
+    from edgepose.converters.int8.ranking import measure
+    from edgepose.converters.targets.onnx.graph import onnx_graph
+    from edgepose.converters.targets.onnx.mixed import OnnxMixed
 
     src, q, d = quantized
     calib = RNG.normal(0, 1, (8, 1, 3, 16, 16)).astype(np.float32).reshape(8, 3, 16, 16)
     # the same calibration batch as the fixture: regenerate it from the same seed state is not possible, so
     # quantise both ways here
-    from edgepose.converters.targets.onnx import quantize_onnx
+    from edgepose.converters.targets.onnx.convert import quantize_onnx
 
     quantize_onnx(src, d / "plain.onnx", calib)
     mixed = OnnxMixed(src, calib, d)
@@ -122,8 +124,8 @@ def test_openvino_mixed_builder_leaves_the_ops_of_a_layer_unquantised(quantized,
     without a FakeQuantize on any input, and with nothing in float the IR is nncf.quantize's."""
     pytest.importorskip("nncf")
     import openvino as ov
-    from edgepose.converters.mixed import OpenvinoMixed
-    from edgepose.converters.targets.openvino import quantize_nncf
+    from edgepose.converters.targets.openvino.convert import quantize_nncf
+    from edgepose.converters.targets.openvino.mixed import OpenvinoMixed
 
     src, _, _ = quantized
     calib = RNG.normal(0, 1, (8, 3, 16, 16)).astype(np.float32)
@@ -155,7 +157,7 @@ def test_tflite_float_groups_follow_the_graph(demo_artifacts):
     with the convolution it feeds, and the output convolution's group names the graph output too (the float
     model calls that op's tensor so; the int8 file renames it)."""
     from ai_edge_litert.interpreter import Interpreter
-    from edgepose.converters.layers import tflite_float_groups
+    from edgepose.converters.targets.tflite.graph import tflite_float_groups
 
     content = (demo_artifacts / "demo_coco_256x192_int8.tflite").read_bytes()
     it = Interpreter(model_content=content)
@@ -176,7 +178,7 @@ def test_tflite_float_groups_follow_the_graph(demo_artifacts):
 
 
 def test_growth():
-    from edgepose.converters.accuracy import growth
+    from edgepose.converters.int8.search import growth
 
     assert growth(1) == [1] and growth(0) == []
     assert growth(20) == [1, 2, 3, 5, 8, 12, 18, 20]

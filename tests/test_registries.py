@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,6 +78,32 @@ def test_every_target_is_registered_and_runnable():
         cls = runtime_for(f"x{t.suffix}")
         assert cls is not None and cls.format == name, f"{name}: no runtime opens {t.suffix} files as {name}"
         assert set(t.precisions) <= set(precisions) and t.embed is not None and t.requires
+
+
+def test_the_int8_package_names_no_target():
+    """converters/int8/ is format-free (a new target touches only its folder): none of its modules imports a
+    target module or holds a registered target's name as a string or a name; what differs per format comes
+    from the registry (mixed=, graph=, float_model=, controls=)."""
+    import ast
+
+    from edgepose.converters import int8
+
+    targets, _ = _targets()
+    files = sorted(Path(int8.__file__).parent.glob("*.py"))
+    assert {f.name for f in files} >= {"control.py", "check.py", "search.py", "ranking.py", "report.py"}
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert "targets" not in (node.module or "").split("."), f"{f.name} imports {node.module}"
+            elif isinstance(node, ast.Import):
+                assert not any(".targets" in a.name for a in node.names), f"{f.name} imports a target"
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert node.value not in targets, f"{f.name} names the target {node.value!r}"
+            elif isinstance(node, (ast.Name, ast.Attribute)):
+                name = node.id if isinstance(node, ast.Name) else node.attr
+                assert name not in targets, f"{f.name} names the target {name!r}"
+    for name, t in targets.items():  # each target of this repository brings its INT8 parts
+        assert callable(t.mixed) and callable(t.graph), f"{name}: no mixed-precision builder or graph reader"
 
 
 # ------------------------------------------------------------------------------------------ datasets

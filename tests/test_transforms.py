@@ -156,7 +156,7 @@ def _tiny_tflite(tmp_path, unsupported: bool):
 def test_xnnpack_delegation_reader_tells_one_partition_from_a_split_graph(tmp_path):
     """The reader used on the artifacts (tests/test_convert.py) can fail: a CUMSUM splits the graph in two."""
     pytest.importorskip("ai_edge_litert")
-    from edgepose.converters.targets.tflite import tflite_operators, xnnpack_delegation
+    from edgepose.converters.targets.tflite.convert import tflite_operators, xnnpack_delegation
 
     whole = _tiny_tflite(tmp_path, unsupported=False)
     split = _tiny_tflite(tmp_path, unsupported=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_path
 from ..runtimes import format_label, runtime_of_format
+from ..visualize import NO_MATPLOTLIB, figure, pyplot
 from .report import label
 
 
@@ -20,21 +20,15 @@ MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
 
 def write_plot(report: dict[str, Any], path: str | Path) -> str | None:
     """Write the PNG; returns ``None`` when done, else why the plot was skipped (matplotlib absent, no rows)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "plot skipped: matplotlib is not installed (pip install 'edgepose[plot]')"
+    if pyplot() is None:
+        return NO_MATPLOTLIB
     rows = [r for r in report["rows"] if r["status"] == "ok"]
     if not rows:
         return "plot skipped: no row ran"
     metric = report.get("metric")
     with_acc = [r for r in rows if (r.get("accuracy") or {}).get("value") is not None]
     m, cfg = report["machine"], report["config"]
-    fig, ax = plt.subplots(figsize=(9, 6), dpi=130)
-    try:
+    with figure(path, figsize=(9, 6), dpi=130) as (fig, ax):
         ax.set_title(
             f"{report['model']}: accuracy vs latency\n{m['cpu']} ({m['arch']}), {cfg.get('threads')} threads, "
             f"batch {cfg.get('batch')}",
@@ -49,10 +43,6 @@ def write_plot(report: dict[str, Any], path: str | Path) -> str | None:
         else:
             _bars(ax, rows)
             fig.tight_layout()
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp)
-    finally:
-        plt.close(fig)
     return None
 
 

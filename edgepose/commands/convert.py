@@ -56,11 +56,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..converters.accuracy import ControlOptions
     from ..converters.api import convert
+    from ..converters.int8.control import ControlOptions
 
     control = ControlOptions(args.control_ann, args.control_images, args.control_dataset, args.control_size,
-                             openvino=args.openvino_control)
+                             methods={"openvino": args.openvino_control})
     result = convert(
         model=args.model, checkpoint=args.checkpoint, sha256=args.sha256, targets=args.target,
         precisions=args.precision, calib=args.calib, num_calib=args.num_calib, dynamic_batch=args.dynamic_batch,

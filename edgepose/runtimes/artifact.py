@@ -20,7 +20,7 @@ The metadata dict (``FORMAT_VERSION`` 1)::
     parity {...} (figures against PyTorch, see edgepose.converters.parity; INT8: ``task`` {metric, reference,
     value, drop, max_drop, passed, control {ann, image_ids_sha256, num_images, ...}}, the task metric on the
     control split), accuracy_control {...} (INT8 made with ``--max-drop``: budget, plain and reached drop,
-    float_layers, steps; see edgepose.converters.accuracy),
+    float_layers, steps; see edgepose.converters.int8),
     companions {".bin": {"name", "size", "sha256"}} (formats with companion files)
     sidecar only: created (UTC ISO time), conversion.seconds (and other timings), accuracy_control.latency,
         file {"name", "size", "sha256"}

@@ -15,7 +15,7 @@ from typing import Any
 from edgepose.files import atomic_write
 from edgepose.runtimes.artifact import KEY
 
-from ..base import Context, Converted, Timer, io_spec, quiet, register_target, require, version_of
+from ...base import Context, Converted, Timer, io_spec, quiet, require, version_of
 
 
 def _io(model: Any) -> tuple[dict, dict]:
@@ -107,13 +107,3 @@ def embed_openvino(path: Path, text: str) -> None:
         rt.remove(old)
     ET.SubElement(rt, KEY, {"value": text})
     atomic_write(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
-
-
-# The head form ``--head auto`` exports per precision (converters/transforms.py), chosen by
-# benchmarks/head_forms.py with the CPU plugin's default precision (bf16 on this AMX Xeon): the 2x2 form ran
-# FP32 ~1.3x, FP16 ~1.2x and INT8 ~1.15x faster than the original ConvTranspose head (the 3x3 form at most
-# ~1.1x); INT8 heatmap SNR 20.7 -> 29.2 dB (BatchNorm folded before quantisation).
-HEAD_FORMS = {"fp32": "subpixel2x2", "fp16": "subpixel2x2", "int8": "subpixel2x2"}
-
-register_target("openvino", ".xml", ("fp32", "fp16", "int8"), requires=("openvino",), embed=embed_openvino,
-                head_forms=HEAD_FORMS)(convert)

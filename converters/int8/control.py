@@ -1,21 +1,13 @@
-"""INT8 judged on the task metric: the control split, the acceptance check and the accuracy-control loop.
+"""INT8 judged on the task metric: the control split every INT8 artifact is scored on. Format-free.
 
 * **Control split** (:class:`ControlSet`): real evaluation data, scored exactly as ``edgepose eval`` scores it
   (ground-truth boxes, flip test, the dataset's own metric), on images disjoint from the calibration crops'. For
   a demo model it is the first ``size`` images of its synthetic val split (the bundled calibration set comes
   from the synthetic *train* split); for a zoo model, the files given with ``--control-ann/--control-images``.
   The crops are made once and the PyTorch FP32 score is computed once (the reference every drop is taken from).
-* **Acceptance** (:func:`check_int8`): every INT8 artifact is scored on the control split; its drop goes into
-  the metadata beside the tensor parity (``parity.task``) and a drop beyond the budget fails the conversion.
-* **Accuracy control** (``--max-drop X``): when plain INT8 misses the budget, layers go back to float until it
-  is met: OpenVINO through ``nncf.quantize_with_accuracy_control`` (per-image values, so that NNCF ranks by
-  real metric differences); ONNX and TFLite through :func:`restore`: layers ranked by the quantisation noise
-  they add (:mod:`.layers`), the top few confirmed one by one on the output heatmaps, then the worst ``k``
-  kept in float for growing ``k`` and re-scored on the control split until the budget holds. The builders of
-  the mixed-precision models are in :mod:`.mixed`.
-
-Over 400 lines because the control split, its scoring and the search share one set of crops and one PyTorch
-score; split apart they would pass both around through every call.
+* The acceptance check and ``--max-drop`` (:mod:`.check`) score each INT8 artifact on it; the layer search
+  (:mod:`.search`) re-scores its candidates on it; a target's own accuracy-control method (registered as
+  ``controls=``) gets it as its validation data.
 """
 
 from __future__ import annotations
@@ -24,7 +16,6 @@ import dataclasses
 import hashlib
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -34,6 +25,8 @@ import numpy as np
 from edgepose.errors import EdgeposeError
 from edgepose.spec import DATASETS, ModelSpec
 
+from ..base import TARGETS
+
 log = logging.getLogger(__name__)
 
 # The headline metric of each dataset kind (the same names as edgepose.bench's MAIN_METRIC)
@@ -41,9 +34,8 @@ HEADLINE = {"coco_ap": "AP", "pckh": "PCKh", "hand_pck": "PCK@0.2", "hand_pckh":
 DEFAULT_CONTROL_IMAGES = 100
 DEFAULT_TASK_BUDGET = 0.03  # like bench's INT8 budget: a larger drop fails the conversion unless allowed
 CONFIRM_TOP = 8  # candidate layers whose effect on the output is measured one by one before the search
-OPENVINO_METHODS = ("search", "nncf")  # see converters/mixed.py
+SEARCH = "search"  # the accuracy-control method every target has (int8/search.py)
 RANK_CROPS = 16  # control crops the layer ranking and the one-by-one confirmation run on
-MAX_STEPS = 12  # re-scorings of the search at most (the last one keeps every candidate in float)
 
 
 @dataclass
@@ -58,7 +50,9 @@ class ControlOptions:
     batch_size: int = 16
     rank_crops: int = RANK_CROPS
     confirm_top: int = CONFIRM_TOP
-    openvino: str = "search"  # OpenVINO's method: edgepose's layer search ("search") or NNCF's own ("nncf")
+    # a target's accuracy-control method, by target name (default: edgepose's layer search, "search"); the other
+    # names are the ones the target registers as ``controls``: the CLI's ``--<target>-control``
+    methods: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,7 +68,7 @@ class ControlSet:
     batch_size: int = 16
     rank_crops: int = RANK_CROPS
     confirm_top: int = CONFIRM_TOP
-    openvino: str = "search"
+    methods: dict[str, str] = field(default_factory=dict)  # ControlOptions.methods
     reference: float | None = None  # PyTorch FP32 value
     reference_keypoints: np.ndarray | None = None
     reference_infer: Callable[[np.ndarray], np.ndarray] | None = None
@@ -290,7 +284,7 @@ def control_set(
     metric = HEADLINE[DATASETS[dataset].metric]
     return ControlSet(spec, ds, metric, info, crops, np.array([pos[s.image_id] for s in ds.samples]), ids,
                       opts.flip_test, opts.batch_size, rank_crops=opts.rank_crops,
-                      confirm_top=opts.confirm_top, openvino=opts.openvino)  # fmt: skip
+                      confirm_top=opts.confirm_top, methods=dict(opts.methods))  # fmt: skip
 
 
 def check_control_options(spec: ModelSpec, opts: ControlOptions | None, need_int8: bool, max_drop: float | None,
@@ -306,8 +300,10 @@ def check_control_options(spec: ModelSpec, opts: ControlOptions | None, need_int
         raise EdgeposeError("--control-ann and --control-images go together")
     if opts.size < 1:
         raise EdgeposeError(f"--control-size must be at least 1 image, got {opts.size}")
-    if opts.openvino not in OPENVINO_METHODS:
-        raise EdgeposeError(f"--openvino-control must be one of {', '.join(OPENVINO_METHODS)}, got {opts.openvino!r}")
+    for target, method in opts.methods.items():
+        allowed = (SEARCH, *(TARGETS[target].controls if target in TARGETS else ()))
+        if method not in allowed:
+            raise EdgeposeError(f"--{target}-control must be one of {', '.join(allowed)}, got {method!r}")
     for what, p in (("--control-ann", opts.ann), ("--control-images", opts.images)):
         if p is not None and not Path(p).exists():
             raise EdgeposeError(f"{p}: {what} not found")
@@ -348,97 +344,6 @@ def torch_infer(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     return infer
 
 
-def apply_task(meta: dict[str, Any], task: dict[str, Any]) -> list[str]:
-    """Put :func:`edgepose.converters.mixed.check_int8`'s result into an artifact's metadata; returns the failed
-    criterion (a control drop beyond the budget), if any."""
-    ctrl, t = task.get("accuracy_control"), task["task"]
-    if ctrl is not None:
-        meta["accuracy_control"] = ctrl
-        conv = meta.setdefault("conversion", {})
-        conv["float_layers"] = list(ctrl["float_layers"])
-        if "float_nodes" in conv:  # ONNX: the head conv stays float in every build
-            conv["float_nodes"] = list(dict.fromkeys([*conv["float_nodes"], *ctrl["float_layers"]]))
-    if t["passed"]:
-        return []
-    return [f"{t['metric']} drop {t['drop']:.4f} on the control split ({t['control']['num_images']} images) "
-            f"> {t['max_drop']:g}"]
-
-
-# ---------------------------------------------------------------------------------- the search
-def growth(n: int) -> list[int]:
-    """How many of the ranked layers are kept in float at each step: 1, 2, 3, 5, 8, 12, ... up to ``n``."""
-    out, k = [], 1
-    while k < n:
-        out.append(k)
-        k = max(k + 1, math.ceil(k * 1.5))
-    return out + [n] if n else out
-
-
-def restore(
-    target: str,
-    control: ControlSet,
-    budget: float,
-    plain_drop: float,
-    ranked: list[str],
-    build: Callable[[list[str]], Path],
-    score: Callable[[Path], float],
-    say: Callable[[str], None],
-    max_steps: int = MAX_STEPS,
-) -> dict[str, Any]:
-    """Keep the first ``k`` of ``ranked`` in float for growing ``k`` until the control drop is within ``budget``.
-
-    ``build(layers)`` writes the model with ``layers`` in float and returns its path; ``score(path)`` is its
-    control value. Returns ``{"path", "float_layers", "drop", "value", "steps"}``; raises when no step meets
-    the budget (the message gives the best drop reached).
-    """
-    steps: list[dict[str, Any]] = []
-    best = {"drop": plain_drop, "float_layers": [], "path": None, "value": control.reference - plain_drop}
-    sizes = growth(len(ranked))
-    if len(sizes) > max_steps:  # the last step (every candidate in float) is always tried
-        sizes = sizes[: max_steps - 1] + sizes[-1:]
-    if budget < 0:
-        sizes = []  # asking for better than float: keeping layers in float cannot give it
-    for k in sizes:
-        layers = ranked[:k]
-        path = build(layers)
-        value = score(path)
-        drop = float(control.reference - value)
-        steps.append({"float_layers": k, control.metric: value, "drop": drop})
-        say(f"{target} int8: {k} layer(s) in float -> {control.metric} drop {drop:+.4f} (budget {budget:g})")
-        if drop < best["drop"]:
-            best = {"drop": drop, "float_layers": layers, "path": path, "value": value}
-        if drop <= budget + 1e-12:
-            return {**best, "path": path, "float_layers": layers, "drop": drop, "value": value, "steps": steps}
-    why = " (a negative budget asks for better than float)" if budget < 0 else ""
-    raise EdgeposeError(
-        f"{target} int8: best {control.metric} drop reached on the control split {best['drop']:.4f} "
-        f"({len(best['float_layers'])} layer(s) in float) > budget {budget:g}{why}; nothing written"
-    )
-
-
-def latency(plain: Path, controlled: Path, x: np.ndarray, runs: int = 20, threads: int | None = None) -> dict:
-    """Median latency (ms, batch 1) of the plain and the controlled artifact, timed alternately in one process."""
-    import time
-
-    from edgepose.runtimes import load_runtime
-
-    a, b = load_runtime(plain, threads=threads), load_runtime(controlled, threads=threads)
-    x = np.ascontiguousarray(x[:1])
-    for rt in (a, b):
-        rt(x)
-    ta, tb = [], []
-    for _ in range(runs):
-        for rt, t in ((a, ta), (b, tb)):
-            t0 = time.perf_counter()
-            rt(x)
-            t.append((time.perf_counter() - t0) * 1e3)
-    pa, pb = float(np.median(ta)), float(np.median(tb))
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"plain_ms": round(pa, 3), "controlled_ms": round(pb, 3), "cost_pct": round(100 * (pb / pa - 1), 1),
-            "runs": runs, "method": "median of alternating batch-1 calls, this machine at conversion",
-            "loadavg_1min": load}  # fmt: skip
-
-
-__all__ = ["ControlOptions", "ControlSet", "control_set", "control_for", "check_control_options", "restore", "latency",
-           "HEADLINE", "DEFAULT_TASK_BUDGET", "DEFAULT_CONTROL_IMAGES", "subset_dataset", "instance_oks", "growth",
-           "apply_task"]  # fmt: skip
+__all__ = ["ControlOptions", "ControlSet", "control_set", "control_for", "check_control_options", "torch_infer",
+           "HEADLINE", "DEFAULT_TASK_BUDGET", "DEFAULT_CONTROL_IMAGES", "subset_dataset", "instance_oks",
+           "images_in_order"]  # fmt: skip

@@ -25,13 +25,13 @@ from edgepose.errors import EdgeposeError
 from edgepose.files import atomic_write
 from edgepose.runtimes.artifact import KEY
 
-from ..base import Context, Converted, Timer, io_spec, quiet, register_target, require, version_of
-from ..export import export_onnx
+from ...base import Context, Converted, Timer, io_spec, quiet, require, version_of
+from ...export import export_onnx
 
 TF_LOG_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
-def _import_tf():
+def import_tf():
     for k, v in TF_LOG_ENV.items():
         os.environ.setdefault(k, v)
     with quiet("importing TensorFlow"):
@@ -41,7 +41,7 @@ def _import_tf():
     return tf
 
 
-def _sample_images(calib: np.ndarray, mean: Any, std: Any) -> np.ndarray:
+def sample_images(calib: np.ndarray, mean: Any, std: Any) -> np.ndarray:
     """onnx2tf's test array: 20 x 128 x 128 x 3 float32 RGB in [0, 1] (here: de-normalised crops)."""
     import cv2
 
@@ -57,7 +57,7 @@ def _sample_images(calib: np.ndarray, mean: Any, std: Any) -> np.ndarray:
 
 def onnx_to_saved_model(onnx_path: Path, saved_model: Path, sample: np.ndarray) -> None:
     """onnx2tf (offline) -> Keras model -> SavedModel with one ``serving_default`` endpoint input -> heatmaps."""
-    tf = _import_tf()
+    tf = import_tf()
     limit = sys.getrecursionlimit()
     import onnx2tf
     import onnx2tf.onnx2tf as o2t
@@ -93,7 +93,7 @@ def tflite_from_saved_model(
     saved_model: Path, precision: str, calib_nhwc: np.ndarray | None = None, int8_io: bool = False
 ) -> bytes:
     """One TFLite flatbuffer from the SavedModel: fp32, fp16 (weights) or full int8."""
-    tf = _import_tf()
+    tf = import_tf()
     conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     if precision == "fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -197,7 +197,7 @@ def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
             export_onnx(ctx.model, ctx.spec, onnx_path, dynamic_batch=False, input_kind=ctx.input_kind,
                         uint8_layout="NCHW")  # fmt: skip
         ctx.log("tflite: onnx2tf -> SavedModel (NHWC)")
-        onnx_to_saved_model(onnx_path, saved_model, _sample_images(ctx.calib, ctx.spec.mean, ctx.spec.std))
+        onnx_to_saved_model(onnx_path, saved_model, sample_images(ctx.calib, ctx.spec.mean, ctx.spec.std))
     ctx.log(f"tflite: SavedModel ready in {t0.seconds:.1f} s")
     out = []
     calib_nhwc = np.ascontiguousarray(ctx.calib.transpose(0, 2, 3, 1)) if len(ctx.calib) else None
@@ -265,13 +265,3 @@ def embed_tflite(path: Path, text: str) -> None:
     builder = flatbuffers.Builder(len(buf) + len(data) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     atomic_write(path, bytes(builder.Output()))
-
-
-# The head form ``--head auto`` exports per precision (converters/transforms.py), chosen by
-# benchmarks/head_forms.py: without TRANSPOSE_CONV, XNNPACK ran the demo model ~3x faster in FP32, FP16 and
-# INT8 (2.6-3.9x over four runs on the loaded 2-core machine; the INT8 heatmap SNR rose from 18 to 26.5 dB);
-# the 3x3 form was slower than the 2x2 one everywhere.
-HEAD_FORMS = {"fp32": "subpixel2x2", "fp16": "subpixel2x2", "int8": "subpixel2x2"}
-
-register_target("tflite", ".tflite", ("fp32", "fp16", "int8"), requires=("onnx2tf", "tensorflow", "tf_keras"),
-                embed=embed_tflite, head_forms=HEAD_FORMS)(convert)

@@ -1,0 +1,81 @@
+"""The ONNX Runtime quantisation settings of every ONNX INT8 model, written once: the plain artifact
+(``quantize_static``, :mod:`.convert`) and every mixed-precision candidate (``QDQQuantizer``, :mod:`.mixed`)
+take them from here, so that with no layer excluded the two give the same model (a test checks it).
+
+QDQ format, per-channel symmetric int8 weights, asymmetric int8 activations, MinMax calibration; the final 1x1
+conv (K heatmaps out) stays float: heatmap peaks need the resolution, it costs ~0.3 % of the MACs, and ONNX
+Runtime 1.23's fused int8 kernel for it (QLinearConv, K=17) returned wrong values at every 16th column of the
+last channel on this AVX-512 machine (SNR 20 dB instead of 58 dB).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...export import INPUT_NAME, OUTPUT_NAME
+
+PER_CHANNEL = True
+REDUCE_RANGE = False
+EXTRA_OPTIONS = {"ActivationSymmetric": False, "WeightSymmetric": True}
+# what the metadata says of these settings (``conversion`` of the INT8 artifact)
+DETAILS = {"format": "QDQ", "per_channel": PER_CHANNEL, "activations": "int8 asymmetric",
+           "weights": "int8 symmetric", "calibration": "MinMax"}  # fmt: skip
+
+
+def quant_types() -> tuple[Any, Any]:
+    """(weight type, activation type): ``QuantType.QInt8`` both."""
+    from onnxruntime.quantization import QuantType
+
+    return QuantType.QInt8, QuantType.QInt8
+
+
+def calibration_method() -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    return CalibrationMethod.MinMax
+
+
+def static_options() -> dict[str, Any]:
+    """The keyword arguments of ``quantize_static`` (besides files, reader and excluded nodes)."""
+    from onnxruntime.quantization import QuantFormat
+
+    weights, activations = quant_types()
+    return {"quant_format": QuantFormat.QDQ, "per_channel": PER_CHANNEL, "reduce_range": REDUCE_RANGE,
+            "activation_type": activations, "weight_type": weights, "calibrate_method": calibration_method(),
+            "extra_options": dict(EXTRA_OPTIONS)}  # fmt: skip
+
+
+def float_head(src: Path) -> list[str]:
+    """The nodes kept in float in every ONNX INT8 model: the one producing the heatmaps (see the module doc)."""
+    import onnx
+
+    graph = onnx.load(str(src), load_external_data=False).graph
+    return [n.name for n in graph.node if OUTPUT_NAME in n.output]
+
+
+def pre_process(src: Path, dst: Path) -> None:
+    """ONNX Runtime's ``quant_pre_process`` (shape inference and graph optimisation) before calibration; the
+    caller wraps it in its own :func:`~edgepose.converters.base.quiet`."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+
+
+class Reader:
+    """ONNX Runtime's CalibrationDataReader protocol over the calibration batch, ``batch_size`` at a time."""
+
+    def __init__(self, batch: np.ndarray, batch_size: int):
+        self.batch, self.bs, self.i = batch, batch_size, 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.i >= len(self.batch):
+            return None
+        x = self.batch[self.i : self.i + self.bs]
+        self.i += self.bs
+        return {INPUT_NAME: np.ascontiguousarray(x)}
+
+    def rewind(self) -> None:
+        self.i = 0
