@@ -19,14 +19,14 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import EdgeposeError
 
-__all__ = ["atomic_path", "atomic_write", "cache_dir", "check_writable", "json_text", "normal_mode", "parse_json",
-           "sha256_of", "sha256_cached"]  # fmt: skip
+__all__ = ["atomic_path", "atomic_write", "cache_dir", "check_distinct", "check_writable", "json_text", "normal_mode",
+           "parse_json", "sha256_of", "sha256_cached"]  # fmt: skip
 
 
 def normal_mode() -> int:
@@ -110,10 +110,22 @@ def check_writable(path: str | Path | None, what: str = "output", folder: bool =
     create files in (probed with a real temporary file, since permission bits do not bind root and a
     read-only mount shows only on writing). Nothing is left behind.
     """
-    if path is None or str(path) == "":
+    if path is None:
         return
+    if str(path).strip() == "":
+        raise EdgeposeError(f"{what}: an empty path; give a file or folder name")
     p = Path(path).expanduser()
     label = f"{what} {p}"
+    try:
+        _check_writable(p, label, folder)
+    except OSError as e:  # a name too long for the file system, a loop of links, ...
+        raise EdgeposeError(f"{label}: {_why(e)}") from None
+
+
+TEMP_NAME_EXTRA = 24  # what atomic_path's temporary name adds to an output's name (".NAME.XXXXXXXX.part")
+
+
+def _check_writable(p: Path, label: str, folder: bool) -> None:
     if p.exists() or p.is_symlink():
         if folder and not p.is_dir():
             raise EdgeposeError(f"{label}: exists and is not a folder")
@@ -131,6 +143,14 @@ def check_writable(path: str | Path | None, what: str = "output", folder: bool =
     if not anchor.is_dir():
         raise EdgeposeError(f"{label}: {anchor} is not a folder")
     try:
+        name_max = os.pathconf(anchor, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    for part in p.parts[len(anchor.parts) :] if p.is_relative_to(anchor) else (p.name,):
+        if len(os.fsencode(part)) + TEMP_NAME_EXTRA > name_max:
+            raise EdgeposeError(f"{label}: file name too long ({len(os.fsencode(part))} bytes; this file system "
+                                f"allows {name_max - TEMP_NAME_EXTRA} for an output name)")  # fmt: skip
+    try:
         fd, probe = tempfile.mkstemp(dir=anchor, prefix=".edgepose-probe-")
     except OSError as e:
         where = "its folder" if anchor in (p, p.parent) else f"{anchor} (to make its folder)"
@@ -138,6 +158,33 @@ def check_writable(path: str | Path | None, what: str = "output", folder: bool =
         raise EdgeposeError(f"{label}: cannot write in {where}: {reason}") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return os.path.realpath(a) == os.path.realpath(b)
+    except OSError:
+        return False
+
+
+def check_distinct(outputs: Iterable[tuple[str, str | Path | None]],
+                   inputs: Iterable[tuple[str, str | Path | None]] = ()) -> None:  # fmt: skip
+    """Fail at once when an output path is one of the inputs (the same file, through any link or spelling) or
+    another output: ``predict x.jpg --out x.jpg`` must not overwrite its own image, ``--out o.png --json o.png``
+    must not replace the image with JSON. ``outputs`` and ``inputs`` are (option, path) pairs; ``None`` is
+    skipped."""
+    outs = [(w, Path(p).expanduser()) for w, p in outputs if p is not None and str(p) != ""]
+    ins = [(w, Path(p).expanduser()) for w, p in inputs if p is not None and str(p) != ""]
+    for i, (what, out) in enumerate(outs):
+        for in_what, src in ins:
+            if _same_file(out, src):
+                raise EdgeposeError(f"{what} {out}: is the input {in_what} {src}; refusing to overwrite it "
+                                    "(give another output path)")  # fmt: skip
+        for other, out2 in outs[i + 1 :]:
+            if _same_file(out, out2):
+                raise EdgeposeError(f"{what} {out}: is also the path of {other}; give each output its own file")
 
 
 def cache_dir(*parts: str) -> Path:

@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import EdgeposeError
 
-__all__ = ["read_image", "check_image_file", "image_problem"]
+__all__ = ["read_image", "check_image_file", "check_image_suffix", "image_problem"]
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -39,6 +39,13 @@ def read_image(path: str | Path) -> np.ndarray:
     if img is None:
         raise EdgeposeError(f"{path}: cannot read image (not an image OpenCV can decode)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def check_image_suffix(path: str | Path, what: str = "--out") -> None:
+    """Fail at once when OpenCV has no writer for the suffix of ``path`` (none: PNG), before any work."""
+    ext = Path(path).suffix.lower() or ".png"
+    if not cv2.haveImageWriter(f"x{ext}"):
+        raise EdgeposeError(f"{what} {path}: no image format for the suffix {ext!r} (use .png or .jpg)")
 
 
 def check_image_file(path: str | Path, quick: bool = False) -> str | None:

@@ -138,7 +138,7 @@ def open_model_files(model: str | None, checkpoint: str | None, artifact: str | 
     """(spec, model files) as :func:`edgepose.runtimes.open.open_model` would open them, without loading an
     engine on the driver: the artifact's own metadata names its model; a checkpoint is resolved (downloaded and
     hash-checked) here once, and shipped."""
-    from .spec import DEFAULT_MODEL, get_spec, spec_from_metadata
+    from .spec import DEFAULT_MODEL, get_spec, spec_for_artifact
 
     if artifact:
         from .artifact import read_metadata
@@ -146,9 +146,7 @@ def open_model_files(model: str | None, checkpoint: str | None, artifact: str | 
         if not Path(artifact).exists():
             raise EdgeposeError(f"{artifact}: artifact not found")
         meta = read_metadata(artifact)
-        spec = get_spec(model) if model else spec_from_metadata(meta)
-        if meta and spec.num_keypoints != spec_from_metadata(meta).num_keypoints:
-            raise EdgeposeError(f"{artifact}: artifact has a different keypoint count than model {spec.name}")
+        spec = spec_for_artifact(model, meta, artifact)
         return spec, model_files(artifact)
     from .checkpoint import resolve_checkpoint
 

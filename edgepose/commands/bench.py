@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._args import THREADS_HELP, non_negative_float, non_negative_int, positive_int, sha256_arg
+from ._args import THREADS_HELP, non_negative_float, non_negative_int, positive_int, sha256_arg, threads
 
 
 def register(sub) -> None:
@@ -36,7 +36,7 @@ def register(sub) -> None:
                    help="evaluate on the first N images only, N >= 1 (COCO-format files)")
     p.add_argument("--no-accuracy", action="store_true", help="speed, size and memory only")
     p.add_argument("--no-flip", action="store_true", help="evaluate accuracy without flip test (timing has both)")
-    p.add_argument("--threads", type=positive_int, help=THREADS_HELP)
+    p.add_argument("--threads", type=threads, help=THREADS_HELP)
     p.add_argument("--runs", type=positive_int, default=100, help="timed runs per measurement (default 100)")
     p.add_argument("--warmup", type=non_negative_int, default=10, help="untimed warm-up runs before them (default 10)")
     p.add_argument("--batch", type=positive_int, default=1, help="persons per inference call in the timing (default 1)")
@@ -82,12 +82,18 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..bench import BenchConfig, run_bench
     from ..bench.batch import parse_batch_sizes, sweep_table
+    from ..bench.data import discover_artifacts
     from ..bench.report import console_table
-    from ..files import check_writable
+    from ..files import check_distinct, check_writable
+    from ..runtimes.artifact import artifact_inputs
     from ..runtimes.devices import require_device
 
-    for path, what in ((args.json_out, "--json"), (args.markdown, "--markdown"), (args.plot, "--plot")):
+    outputs = (("--json", args.json_out), ("--markdown", args.markdown), ("--plot", args.plot))
+    for what, path in outputs:
         check_writable(path, what)
+    arts = discover_artifacts(args.artifacts) if args.artifacts else []
+    check_distinct(outputs, [("--ann", args.ann), ("--bbox-file", args.bbox_file), ("--reference", args.reference),
+                             *(x for a in arts for x in artifact_inputs(a, "artifact"))])  # fmt: skip
     if args.sha256 and args.no_reference:
         from ..errors import EdgeposeError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._args import finite_float, positive_int, sha256_arg
+from ._args import finite_float, positive_int, sha256_arg, threads
 
 
 def register(sub) -> None:
@@ -44,7 +44,7 @@ def register(sub) -> None:
                    help="OpenVINO's accuracy control: search (default: edgepose's layer search, as for ONNX and "
                         "TFLite; candidates NNCF-quantised with those layers ignored) or nncf "
                         "(nncf.quantize_with_accuracy_control; slower: it re-ranks after steps that do not help)")
-    p.add_argument("--threads", type=positive_int, help="threads for the parity runs, at least 1")
+    p.add_argument("--threads", type=threads, help="threads for the parity runs, at least 1")
     p.add_argument("--head", default="auto",
                    help="form of the deconvolution head in the exported graph: auto (each target's fastest, "
                    "measured), deconv (as trained, no rewrite), subpixel2x2 or subpixel3x3 (exact rewrites)")

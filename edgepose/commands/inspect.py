@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import EdgeposeError
-from ._args import positive_int
+from ._args import positive_int, threads
 
 
 def register(sub) -> None:
@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--num-crops", type=positive_int, default=16, help="held-out crops to run (default: 16)")
     p.add_argument("--top", type=positive_int, help="show only the N layers adding the most noise")
     p.add_argument("--out", help="also write OUT.json, OUT.md and OUT.png")
-    p.add_argument("--threads", type=positive_int, help="threads for the runs, at least 1")
+    p.add_argument("--threads", type=threads, help="threads for the runs, at least 1")
     p.set_defaults(handler=run)
 
 
