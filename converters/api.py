@@ -22,7 +22,6 @@ import logging
 import os
 import platform
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -35,7 +34,7 @@ import numpy as np
 from edgepose import __version__
 from edgepose.calibration import CalibrationSet, check_calibration, default_calibration_path, read_calibration
 from edgepose.errors import EdgeposeError, terminate_as_interrupt
-from edgepose.files import check_writable
+from edgepose.files import check_writable, staging_dir
 from edgepose.processing import INPUT_FLOAT, INPUT_UINT8
 from edgepose.runtimes.artifact import FORMAT_VERSION, file_record, sidecar_path
 from edgepose.spec import DEFAULT_MODEL, ModelSpec, get_spec
@@ -309,7 +308,7 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
     made_out = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        workdir = Path(tempfile.mkdtemp(dir=out_dir, prefix=".convert-"))
+        workdir = staging_dir(out_dir, "convert")  # and a killed run's stale one goes
     except OSError as e:
         raise EdgeposeError(f"{out_dir}: cannot create the output folder ({e.strerror})") from None
     try:

@@ -18,6 +18,9 @@ import errno
 import hashlib
 import json
 import os
+import re
+import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -26,7 +29,7 @@ from typing import Any
 from .errors import EdgeposeError
 
 __all__ = ["atomic_path", "atomic_write", "cache_dir", "check_distinct", "check_writable", "json_text", "normal_mode",
-           "parse_json", "sha256_of", "sha256_cached"]  # fmt: skip
+           "parse_json", "sha256_of", "sha256_cached", "staging_dir", "clean_stale_staging"]  # fmt: skip
 
 
 def normal_mode() -> int:
@@ -185,6 +188,48 @@ def check_distinct(outputs: Iterable[tuple[str, str | Path | None]],
         for other, out2 in outs[i + 1 :]:
             if _same_file(out, out2):
                 raise EdgeposeError(f"{what} {out}: is also the path of {other}; give each output its own file")
+
+
+def _staging_head(prefix: str) -> str:
+    host = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+    return f".{prefix}-{host}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    try:  # a zombie (killed, not yet reaped by its parent) is gone too
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def clean_stale_staging(parent: str | Path, prefix: str) -> list[Path]:
+    """Remove the work folders :func:`staging_dir` made in ``parent`` for processes of this host that are gone
+    (killed with SIGKILL, or the machine lost power: no cleanup ran); returns them. Folders of live processes and
+    of other hosts (a shared file system) are left alone."""
+    head, gone = _staging_head(prefix), []
+    try:
+        entries = list(Path(parent).iterdir())
+    except OSError:
+        return gone
+    for d in entries:
+        pid = d.name[len(head) :].partition("-")[0] if d.name.startswith(head) else ""
+        if pid.isdigit() and d.is_dir() and not d.is_symlink() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(d)
+    return gone
+
+
+def staging_dir(parent: str | Path, prefix: str) -> Path:
+    """A new hidden work folder ``parent/.PREFIX-HOST-PID-XXXXXXXX`` whose content is moved into place when
+    complete; stale ones of dead processes are removed first (:func:`clean_stale_staging`)."""
+    clean_stale_staging(parent, prefix)
+    return Path(tempfile.mkdtemp(dir=parent, prefix=f"{_staging_head(prefix)}{os.getpid()}-"))
 
 
 def cache_dir(*parts: str) -> Path:
