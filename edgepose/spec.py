@@ -27,6 +27,7 @@ __all__ = [
     "spec_from_metadata",
     "spec_for_artifact",
     "check_artifact_model",
+    "check_metadata_types",
 ]
 
 MMPOSE_URL = "https://download.openmmlab.com/mmpose/"
@@ -314,7 +315,7 @@ def spec_from_metadata(meta: dict, source: str = "artifact metadata") -> ModelSp
         raise EdgeposeError(f"{source}: metadata is not a JSON object")
     model = meta.get("model", meta)
     if not isinstance(model, dict):
-        raise EdgeposeError(f"{source}: 'model' is {type(model).__name__} {model!r:.40}, not an object")
+        raise EdgeposeError(f"{source}: metadata 'model' is {type(model).__name__} {model!r:.40}, not an object")
     name = model.get("name")
     if isinstance(name, str) and name in MODELS:
         return MODELS[name]
@@ -322,7 +323,7 @@ def spec_from_metadata(meta: dict, source: str = "artifact metadata") -> ModelSp
     kwargs = {k: v for k, v in model.items() if k in fields}
 
     def bad(key: str, what: str):
-        return EdgeposeError(f"{source}: model '{key}' is {kwargs.get(key)!r:.40}, not {what}")
+        return EdgeposeError(f"{source}: metadata model '{key}' is {kwargs.get(key)!r:.40}, not {what}")
 
     if not isinstance(name, str) or not name:
         raise bad("name", "a model name")
@@ -346,6 +347,30 @@ def spec_from_metadata(meta: dict, source: str = "artifact metadata") -> ModelSp
         return ModelSpec(**kwargs)
     except (TypeError, ValueError) as e:
         raise EdgeposeError(f"{source}: model entry does not describe a model ({e})") from None
+
+
+# The sections of an artifact's metadata that readers walk into, and what each must be when present.
+_META_OBJECTS = ("model", "layout", "input", "output", "tools", "source", "conversion", "parity", "file",
+                 "companions", "calibration", "accuracy_control")  # fmt: skip
+_META_LAYOUTS = ("NCHW", "NHWC")
+
+
+def check_metadata_types(meta: dict, source: str | object) -> None:
+    """One line naming ``source`` when an artifact's metadata has a section of the wrong JSON type (``"model":
+    "x"``, ``"layout": 5``), instead of an ``AttributeError`` deep in a reader. ``null`` stands for absent, except
+    for the sections every engine reads (model, layout, input, output)."""
+    for key in _META_OBJECTS:
+        v = meta.get(key)
+        if (v is not None or key in ("model", "layout", "input", "output") and key in meta) and not isinstance(v, dict):
+            raise EdgeposeError(f"{source}: metadata '{key}' is {type(v).__name__} {v!r:.40}, not an object")
+    for key in ("input", "output"):
+        layout = (meta.get("layout") or {}).get(key)
+        if layout is not None and layout not in _META_LAYOUTS:
+            raise EdgeposeError(f"{source}: metadata layout '{key}' is {layout!r:.40}, not one of "
+                                f"{', '.join(_META_LAYOUTS)}")  # fmt: skip
+        shape = (meta.get(key) or {}).get("shape")
+        if shape is not None and not (isinstance(shape, list) and all(v is None or type(v) is int for v in shape)):
+            raise EdgeposeError(f"{source}: metadata {key} 'shape' is {shape!r:.40}, not a list of whole numbers")
 
 
 def check_artifact_model(source: str | object, spec: ModelSpec, meta: dict) -> None:

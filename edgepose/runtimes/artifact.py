@@ -40,6 +40,7 @@ from typing import Any
 from ..errors import EdgeposeError
 from ..files import parse_json, sha256_cached, sha256_of
 from ..processing import INPUT_FLOAT, INPUT_KINDS  # input.kind values (their one home is processing)
+from ..spec import check_metadata_types
 from .registry import runtime_for
 
 FORMAT_VERSION = 1
@@ -117,6 +118,7 @@ def _parse_json(raw: bytes | str, source: Path) -> dict[str, Any]:
         raise EdgeposeError(f"{source}: artifact metadata is nested too deeply to be ours") from None
     if not isinstance(meta, dict):
         raise EdgeposeError(f"{source}: artifact metadata is not a JSON object")
+    check_metadata_types(meta, source)
     return meta
 
 
