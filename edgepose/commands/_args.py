@@ -11,7 +11,8 @@ import math
 import os
 
 __all__ = ["positive_int", "non_negative_int", "finite_float", "non_negative_float", "fraction", "int_range",
-           "threads", "max_threads", "THREADS_HELP", "MAX_THREADS_ENV"]  # fmt: skip
+           "threads", "max_threads", "positive_float", "key_value", "non_empty", "THREADS_HELP",
+           "MAX_THREADS_ENV"]  # fmt: skip
 
 MAX_THREADS_ENV = "EDGEPOSE_MAX_THREADS"
 THREADS_HELP = (f"inference threads, from 1 to the CPUs of this machine (default: every usable CPU; set "
@@ -95,6 +96,29 @@ def non_negative_float(text: str) -> float:
     if v < 0:
         raise argparse.ArgumentTypeError(f"{text} is negative")
     return v
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (``--remote-timeout``)."""
+    v = finite_float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not more than 0")
+    return v
+
+
+def key_value(text: str) -> str:
+    """``KEY=VALUE`` with a plain option name (``--ssh-option``)."""
+    key, eq, _ = str(text).partition("=")
+    if not eq or not key.strip() or not key.strip().replace("_", "").isalnum():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. ConnectTimeout=10)")
+    return text
+
+
+def non_empty(text: str) -> str:
+    """A path that is not empty (``--out ''`` would otherwise mean the default, or the current folder)."""
+    if not str(text).strip():
+        raise argparse.ArgumentTypeError("an empty path; give a name")
+    return text
 
 
 def fraction(text: str) -> float:
