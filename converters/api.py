@@ -295,6 +295,8 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
         parity_crops, parity_from = cset.holdout[:num_parity], f"holdout crops of {cset.path.name}"
     else:
         parity_crops, parity_from = synthetic_parity_crops(spec, num_parity), f"synthetic crops (seed {PARITY_SEED})"
+        if cset is not None and calib:  # the user's own set, without a holdout: say what parity runs on instead
+            log.warning("%s holds no holdout crops: the parity check runs on %d %s", calib, num_parity, parity_from)
     from edgepose.processing import normalize
 
     parity_inputs = normalize(parity_crops, spec.mean, spec.std)  # what PyTorch takes
