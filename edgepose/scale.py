@@ -129,9 +129,9 @@ def connect(address: str | None = None, **init: Any):
     """The ``ray`` module, connected: to ``address``, else as ``ray.init()`` resolves it (``RAY_ADDRESS``, a
     running local instance, else a new local one); an already initialised Ray is used as it is."""
     ray = _ray()
+    _check_reachable(address)
     if ray.is_initialized():
         return ray
-    _check_reachable(address)
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     kwargs.update(init)
     try:
