@@ -51,6 +51,8 @@ def resolve_checkpoint(source: str | Path, progress: bool = True, sha256: str | 
         path = Path(unquote(urlparse(source).path))
         if not path.is_file():
             raise EdgeposeError(f"{source}: checkpoint file not found")
+        if not sha256 and (prefix := checkpoint_hash_from_name(path.name)):  # as a download of it would be
+            _check_hash(path, prefix, source)
     elif is_url(source):
         return download_checkpoint(source, progress=progress, sha256=sha256)
     else:

@@ -666,8 +666,8 @@ def test_a_failed_download_is_never_cached(env, tmp_path, monkeypatch, capsys):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("EDGEPOSE_CACHE", str(cache))
+    monkeypatch.setenv("EDGEPOSE_CACHE", str(tmp_path / "cache"))
+    cache = tmp_path / "cache" / "checkpoints"
     url = f"http://127.0.0.1:{server.server_address[1]}/m/demo.pth"
     argv = ["predict", env["img"], "--bbox", "10,10,40,80", "--out", str(tmp_path / "p.png"), "--checkpoint", url]
     try:
