@@ -88,6 +88,8 @@ def _pixel_problem(data: bytes) -> str | None:
     if size is None:
         return None
     w, h = size
+    if w == 0 or h == 0:  # libpng / libjpeg would print their own error first, naming no file
+        return f"image declares {w}x{h} pixels: nothing to decode"
     limit = max_image_pixels()
     if limit and w * h > limit:
         return (f"image declares {w}x{h} pixels ({w * h / 1e6:.0f} megapixels, {w * h * 3 / 1e9:.1f} GB decoded), "

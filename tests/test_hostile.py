@@ -176,6 +176,7 @@ def env(tmp_path_factory, demo_artifacts, demo_checkpoint) -> dict[str, str]:
     torch.save({"state_dict": sd}, e.setdefault("ck_nan", ck / "nan.pth"))
     e["nan_tensor"] = first_float
     e["bomb"] = png_bomb(bad / "bomb.png", 20000, 20000)
+    e["png_zero"] = png_bomb(bad / "zero.png", 0, 10)  # libpng printed its own error before edgepose's line
     for d, bad_meta in (("m1", {"model": "x"}), ("m2", {"layout": 5})):
         e[f"onnx_{d}"] = _link(a[".onnx"], art / d / a[".onnx"].name)
         meta = json.loads(Path(f"{a['.onnx']}.json").read_text())
@@ -344,6 +345,7 @@ CASES = [
      "{ck_nan}"),
     ("ckpt-nan-convert", C + " --checkpoint {ck_nan}", "holds 3 NaN or infinite", "{ck_nan}"),
     ("image-bomb", P.replace("{img}", "{bomb}"), "image declares 20000x20000 pixels", "{bomb}"),
+    ("image-zero-width", P.replace("{img}", "{png_zero}"), "image declares 0x10 pixels", "{png_zero}"),
     ("inspect-int8-truncated", "inspect {onnx8_trunc}", "truncated: ", "{onnx8_trunc}"),
     ("inspect-float-truncated", "inspect {onnx8} --float {onnx_trunc_nosc}", "not a readable ONNX model",
      "{onnx_trunc_nosc}"),
