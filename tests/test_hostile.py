@@ -580,27 +580,30 @@ def test_bench_rows_still_run_where_no_interpreter_can_be_exec_d(env, tmp_path):
 
 # ------------------------------------------------------------------------------ round two (issue 22)
 def _measured(argv: list[str], cwd: Path, env: dict | None = None) -> tuple[int, str, float, int, int]:
-    """Run the CLI in a child: (exit status, stderr, seconds, peak RSS in MB, peak thread count seen)."""
+    """Run the CLI in a child: (exit status, stderr, seconds, peak RSS in MB and peak thread count, as sampled
+    every 10 ms)."""
     proc = subprocess.Popen([sys.executable, "-m", "edgepose", *argv], cwd=cwd, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env={**os.environ, **(env or {})})  # fmt: skip
-    peak_threads, t0 = 0, time.monotonic()
+    peak_threads, peak_kb, t0 = 0, 0, time.monotonic()
     err: list[bytes] = []
     reader = threading.Thread(target=lambda: err.append(proc.stderr.read()))
     reader.start()
-    while True:
-        try:
-            status = Path(f"/proc/{proc.pid}/status").read_text()
-            peak_threads = max(peak_threads, int(status.split("Threads:")[1].split()[0]))
+    while True:  # VmHWM (peak RSS) and Threads from /proc, once the child runs edgepose (before its exec, the
+        try:  # forked child shows pytest's own memory, which is also what ru_maxrss would report)
+            if b"edgepose" in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                peak_threads = max(peak_threads, int(status.split("Threads:")[1].split()[0]))
+                peak_kb = max(peak_kb, int(status.split("VmHWM:")[1].split()[0]))
         except (OSError, IndexError, ValueError):
             pass
-        pid, wstatus, usage = os.wait4(proc.pid, os.WNOHANG)
+        pid, wstatus, _ = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
         assert time.monotonic() - t0 < 240, argv
         time.sleep(0.01)
     proc.returncode = os.waitstatus_to_exitcode(wstatus)
     reader.join()
-    return proc.returncode, err[0].decode(), time.monotonic() - t0, usage.ru_maxrss // 1024, peak_threads
+    return proc.returncode, err[0].decode(), time.monotonic() - t0, peak_kb // 1024, peak_threads
 
 
 def test_huge_threads_and_image_bombs_are_refused_before_any_cost(env, tmp_path):
@@ -610,7 +613,7 @@ def test_huge_threads_and_image_bombs_are_refused_before_any_cost(env, tmp_path)
                  ["predict", env["bomb"], "--checkpoint", env["ckpt"], "--out", str(tmp_path / "p.png")]):  # fmt: skip
         rc, err, seconds, rss_mb, threads = _measured(argv, tmp_path)
         assert rc == 2 and "Traceback" not in err and err.strip().splitlines()[-1].startswith("edgepose"), err
-        assert seconds < 60 and rss_mb < 600 and threads < 64, (argv, seconds, rss_mb, threads)
+        assert seconds < 60 and 10 <= rss_mb < 600 and 1 <= threads < 64, (argv, seconds, rss_mb, threads)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
