@@ -74,10 +74,12 @@ def test_impossible_budget_fails_cleanly_with_nothing_written(tmp_path, capsys, 
     from edgepose.converters.api import convert
 
     out = tmp_path / "out"
-    rc = main(["convert", "--checkpoint", str(demo_checkpoint), "--target", "onnx", "--precision", "int8",
-               "--max-drop", "-0.5", "--out", str(out)])  # fmt: skip
+    with pytest.raises(SystemExit) as ex:  # argparse's own exit
+        main(["convert", "--checkpoint", str(demo_checkpoint), "--target", "onnx", "--precision", "int8",
+              "--max-drop", "-0.5", "--out", str(out)])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and err[-1].endswith("argument --max-drop: -0.5 is negative (see edgepose convert --help)"), err
+    assert ex.value.code == 2 and err[-1].endswith("argument --max-drop: -0.5 is negative (see edgepose convert "
+                                                   "--help)"), err
     with pytest.raises(EdgeposeError) as e:
         convert(checkpoint=str(demo_checkpoint), targets="onnx", precisions="int8", num_calib=8, max_drop=-0.5,
                 control=ControlOptions(size=6), out=out, progress=False)  # fmt: skip
