@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -23,7 +22,7 @@ import cv2
 import numpy as np
 
 from .errors import EdgeposeError
-from .files import atomic_write, json_text, staging_dir
+from .files import atomic_write, json_text, parse_json, staging_dir
 from .spec import DATASETS
 
 __all__ = ["SPLITS", "VERSION", "render_image", "generate", "ensure_split", "cache_root"]
@@ -335,11 +334,9 @@ def generate(out_dir: str | Path, split: str = "val", num_images: int | None = N
         raise EdgeposeError(f"--num-images must be at least 1, got {num_images}")
     out_dir = Path(out_dir)
     images_dir = out_dir / "images"
-    if images_dir.is_dir():
-        foreign = [f.name for f in images_dir.iterdir() if not _SYNTH_NAME.fullmatch(f.name)]
-        if foreign:
-            raise EdgeposeError(f"{images_dir}: holds files synth did not make (e.g. {sorted(foreign)[0]}); "
-                                "choose another --out")  # fmt: skip
+    if images_dir.is_dir() and any(images_dir.iterdir()) and not _is_synthetic(out_dir / "annotations.json"):
+        raise EdgeposeError(f"{images_dir}: holds files that are not an earlier synth's (no edgepose synthetic "
+                            "annotations.json beside them); choose another --out, or remove them")  # fmt: skip
     made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = staging_dir(out_dir, "synth")
@@ -358,7 +355,14 @@ def generate(out_dir: str | Path, split: str = "val", num_images: int | None = N
     return out_dir / "annotations.json", images_dir
 
 
-_SYNTH_NAME = re.compile(r"\w+_\d{6}\.jpg")
+def _is_synthetic(ann: Path) -> bool:
+    """Whether ``ann`` is an annotations.json this module wrote (its images may then be replaced)."""
+    try:
+        doc = parse_json(ann.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    info = doc.get("info") if isinstance(doc, dict) else None
+    return isinstance(info, dict) and str(info.get("description", "")).startswith("edgepose synthetic ")
 
 
 def _generate(out_dir: Path, split: str, num_images: int, seed: int) -> Path:

@@ -192,6 +192,7 @@ def env(tmp_path_factory, demo_artifacts, demo_checkpoint) -> dict[str, str]:
              np.uint8))  # fmt: skip
     e["ann_nocat"] = _put(anns / "nocat.json", json.dumps(dict(doc, categories=[])))
     e["same_img"] = _link(img, root / "same" / "same.jpg")
+    e["foreign"] = _link(img, root / "foreign" / "images" / "frame_000001.jpg").parent.parent  # a user's photos
 
     e["afile"] = _put(root / "a_file", "x")
     e["adir"] = _mkdir(root / "a_dir")
@@ -365,6 +366,8 @@ CASES = [
     ("ssh-option-no-equals", B + " --remote pi --ssh-option noequals", "'noequals' is not KEY=VALUE", "--ssh-option"),
     ("remote-timeout-zero", B + " --remote pi --remote-timeout 0", "0 is not more than 0", "--remote-timeout"),
     ("ssh-config-missing", B + " --remote pi --ssh-config {root}/nope.cfg", "file not found", "--ssh-config"),
+    ("synth-over-foreign-images", "synth --num-images 1 --out {foreign}", "holds files that are not an earlier "
+     "synth's", "{foreign}/images"),
     ("ray-unreachable", E + " --ray 127.0.0.1:1", "nothing answers at 127.0.0.1:1", "--ray 127.0.0.1:1"),
 ]  # fmt: skip
 
