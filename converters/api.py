@@ -43,6 +43,7 @@ from edgepose.spec import DEFAULT_MODEL, ModelSpec, get_spec
 from . import accuracy, export, transforms
 from . import targets as _targets  # noqa: F401  (registers every target module in converters/targets/)
 from .base import PRECISIONS, TARGETS, Context, Converted, Timer, quiet, require, version_of
+from .int8 import distill, health
 from .metadata import embed_metadata, write_sidecar
 from .outputs import move_into_place, planned_outputs
 from .parity import TOLERANCES, check, compare, format_table, tolerance_dict
@@ -206,6 +207,7 @@ def convert(
     head: str = transforms.AUTO,
     max_drop: float | None = None,
     control: accuracy.ControlOptions | None = None,
+    allow_poor_calib: bool = False,
 ) -> ConversionResult:
     """Convert ``model`` (default: the demo model) to ``targets`` x ``precisions``; see the module doc.
 
@@ -222,12 +224,12 @@ def convert(
     with terminate_as_interrupt():
         return _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parity, dynamic_batch,
                         int8_io, input, allow_parity_failure, out, threads, progress, reference_accuracy, sha256,
-                        head, max_drop, control)  # fmt: skip
+                        head, max_drop, control, allow_poor_calib)  # fmt: skip
 
 
 def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parity, dynamic_batch, int8_io,
              input, allow_parity_failure, out, threads, progress, reference_accuracy, sha256, head,
-             max_drop, control):  # noqa: A002  # fmt: skip
+             max_drop, control, allow_poor_calib=False):  # noqa: A002  # fmt: skip
     say = _logger(progress)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow (NNCF does, too)
     target_names = parse_list(targets, list(TARGETS), "target", all_ok=True)
@@ -271,7 +273,10 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
     need_int8 = any("int8" in p for p in plan.values())
     accuracy.check_control_options(spec, control, need_int8, max_drop, kind)  # before any download or work
     ckpt_path = resolve_checkpoint(source_ckpt, progress=progress, sha256=sha256)  # a wrong file fails first
-    cset = _calibration(spec, calib, need_int8)
+    if str(calib) == "distill" and need_int8:  # image-free: distilled from the BatchNorm statistics (cached)
+        cset = distill.cached_distilled_set(spec, checkpoint, sha256_of(ckpt_path))
+    else:
+        cset = _calibration(spec, calib, need_int8)
     if need_int8 and cset is not None:  # a degenerate set is refused before any work
         check_calibration(cset, num_calib, spec)
     control_cs = accuracy.control_for(spec, control, cset, need_int8, max_drop, notes)
@@ -289,6 +294,11 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
             control_cs.set_reference(torch_model, source["sha256"])
         say(f"control split: {control_cs.info['num_images']} images, {control_cs.info['num_instances']} instances; "
             f"PyTorch {control_cs.metric} {control_cs.reference:.4f} ({t.seconds:.1f} s)")  # fmt: skip
+    calib_health = None
+    if need_int8 and cset is not None:  # before any quantisation: does the set look like the training data?
+        calib_health = health.assess(torch_model, spec, cset.crops[:num_calib], getattr(control_cs, "crops", None))
+        say(calib_health.table())
+        health.enforce(calib_health, str(cset.path.name if cset.path else "calibration set"), allow_poor_calib)
 
     calib_batch = cset.calibration_batch(spec, num_calib) if (cset is not None and need_int8) else np.zeros((0,))
     calib_crops = cset.crops[:num_calib] if (cset is not None and need_int8) else np.zeros((0,), np.uint8)
@@ -304,7 +314,8 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
     if need_int8 and cset is not None:
         calib_info = {"file": cset.path.name if cset.path else None, "bundled": calib is None,
                       "sha256": sha256_of(cset.path) if cset.path else None, "num": int(len(calib_batch)),
-                      "source": cset.meta.get("source"), "seed": cset.meta.get("seed")}  # fmt: skip
+                      "source": cset.meta.get("source"), "seed": cset.meta.get("seed"),
+                      "health": calib_health.summary()}  # fmt: skip
 
     made_out = not out_dir.exists()
     try:

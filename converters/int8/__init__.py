@@ -1,0 +1,1 @@
+"""Format-free INT8 helpers: calibration health check and distilled (image-free) calibration data."""
