@@ -14,6 +14,8 @@ sets do to INT8. Sets:
 * poor variants of ``samples``: ``washed`` (25 % contrast, +190 brightness: the issue's case), ``darkened``
   (50 % brightness), ``colour_cast`` (R x1.0, G x0.55, B x0.25), ``noisy`` (Gaussian noise, sd 60 grey
   levels), ``tiny_crops`` (the central 1/16 of each crop blown up to the input size);
+* ``int8_control_hard``: ``benchmarks/int8_control.py``'s hard case (8 crops of the people in the COCO sample
+  photos at 50 % brightness), whose plain INT8 drops are recorded in ``results/int8_control.json``;
 * the same variants of ``bundled`` (the in-domain images spoiled the same ways).
 
 Each set is saved as it is done; timings are not results.
@@ -98,6 +100,7 @@ def main() -> None:
     ap.add_argument("--control-size", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", help="these sets only (comma list), keeping the others from the results file")
+    ap.add_argument("--out", default=str(RESULTS / "calibration_health.json"), help="results file")
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import torch
@@ -113,7 +116,7 @@ def main() -> None:
     spec = get_spec(MODEL)
     model = load_model(spec, progress=False)
     control = control_set(spec, ControlOptions(size=args.control_size))
-    out = RESULTS / "calibration_health.json"
+    out = Path(args.out)
     doc = json.loads(out.read_text()) if (args.only and out.is_file()) else {"sets": {}}
     doc.update(model=MODEL, date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                thresholds={"doubtful": DOUBTFUL, "unrepresentative": UNREPRESENTATIVE},
@@ -126,6 +129,10 @@ def main() -> None:
         sets = {"bundled": bundled.crops[:100], "val": val_crops(spec, args.control_size), "samples": samples}
         for name, f in VARIANTS.items():
             sets[name] = f(samples)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from int8_control import poor_set  # the recorded hard case (its drops: results/int8_control.json)
+
+        sets["int8_control_hard"] = read_calibration(poor_set(work / "hard.npz"), spec).crops
         for name, f in VARIANTS.items():
             sets[f"bundled_{name}"] = f(bundled.crops[:100])
         only = set(args.only.split(",")) if args.only else None

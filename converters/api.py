@@ -298,7 +298,8 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
     if need_int8 and cset is not None:  # before any quantisation: does the set look like the training data?
         calib_health = health.assess(torch_model, spec, cset.crops[:num_calib], getattr(control_cs, "crops", None))
         say(calib_health.table())
-        health.enforce(calib_health, str(cset.path.name if cset.path else "calibration set"), allow_poor_calib)
+        health.enforce(calib_health, str(cset.path.name if cset.path else "calibration set"), allow_poor_calib,
+                       cset.meta.get("source"))
 
     calib_batch = cset.calibration_batch(spec, num_calib) if (cset is not None and need_int8) else np.zeros((0,))
     calib_crops = cset.crops[:num_calib] if (cset is not None and need_int8) else np.zeros((0,), np.uint8)

@@ -24,6 +24,7 @@ import numpy as np
 from edgepose.calibration import FORMAT_VERSION, CalibrationSet, read_calibration, write_calibration
 from edgepose.errors import EdgeposeError
 from edgepose.files import cache_dir
+from edgepose.processing import normalize
 
 from .health import bn_layers
 
@@ -108,8 +109,6 @@ def distill_inputs(model: Any, spec: Any, num: int, seed: int = SEED, steps: int
 def bn_loss_of(model: Any, spec: Any, crops: np.ndarray) -> float:
     """The distillation objective of ``crops`` (uint8 NHWC), for comparing sets (mean over batches of 16)."""
     import torch
-
-    from edgepose.processing import normalize
 
     x = normalize(crops, spec.mean, spec.std)
     with torch.inference_mode():

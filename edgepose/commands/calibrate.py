@@ -81,7 +81,7 @@ def run(args) -> int:
 
         h = assess(model, spec, cset.crops)
         print(h.table())
-        enforce(h, str(args.out), args.allow_poor_calib)  # refused: nothing written
+        enforce(h, str(args.out), args.allow_poor_calib, cset.meta.get("source"))  # refused: nothing written
         cset.meta["health"] = h.summary()
     else:
         print("calibration health: not checked (needs PyTorch: pip install 'edgepose[convert]')")
