@@ -273,8 +273,8 @@ def _convert(model, checkpoint, targets, precisions, calib, num_calib, num_parit
     need_int8 = any("int8" in p for p in plan.values())
     accuracy.check_control_options(spec, control, need_int8, max_drop, kind)  # before any download or work
     ckpt_path = resolve_checkpoint(source_ckpt, progress=progress, sha256=sha256)  # a wrong file fails first
-    if str(calib) == "distill" and need_int8:  # image-free: distilled from the BatchNorm statistics (cached)
-        cset = distill.cached_distilled_set(spec, checkpoint, sha256_of(ckpt_path))
+    if str(calib) == "distill":  # image-free: distilled from the BatchNorm statistics (cached); parity crops only
+        cset = distill.cached_distilled_set(spec, checkpoint, sha256_of(ckpt_path)) if need_int8 else None
     else:
         cset = _calibration(spec, calib, need_int8)
     if need_int8 and cset is not None:  # a degenerate set is refused before any work
