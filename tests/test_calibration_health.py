@@ -96,7 +96,7 @@ def test_calibrate_refuses_a_washed_out_folder_and_writes_nothing(tmp_path, caps
     rc = main(["calibrate", "--images", str(_photo_folder(tmp_path, _washed)), "--num", "12", "--holdout", "2",
                "--out", str(out)])  # fmt: skip
     captured = capsys.readouterr()
-    err = [ln for ln in captured.err.strip().splitlines() if not ln.startswith(("calibration:", "holdout:"))]
+    err = [ln for ln in captured.err.splitlines() if ln.strip() and not ln.startswith(("calibration:", "holdout:"))]
     assert rc == 2 and len(err) == 1 and "calibration set is unrepresentative" in err[0], captured  # + progress
     assert "--allow-poor-calib" in err[0] and "calibration health: unrepresentative" in captured.out
     assert not out.exists() and not list(tmp_path.glob("*.npz*"))
