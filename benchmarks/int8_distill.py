@@ -49,7 +49,8 @@ def washed_set(work: Path) -> Path:
     for k in ("mpii", "onehand10k", "panoptic", "rhd"):
         for f in sorted(SAMPLES.glob(f"{k}/*.[jp][pn]g")):
             img = cv2.imread(str(f))
-            cv2.imwrite(str(d / f"{k}_{f.stem}.png"), np.clip(img.astype(np.float32) * 0.25 + 190, 0, 255).astype(np.uint8))
+            washed = np.clip(img.astype(np.float32) * 0.25 + 190, 0, 255).astype(np.uint8)
+            cv2.imwrite(str(d / f"{k}_{f.stem}.png"), washed)
     cset = from_image_folder(get_spec(MODEL), d, num=16, holdout=4, seed=0)
     return write_calibration(work / "washed.npz", cset)
 
