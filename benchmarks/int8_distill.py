@@ -124,7 +124,8 @@ def markdown(doc: dict) -> str:
             out.append(f"| {name} | | | {r['error']} |")
             continue
         h = r["health"]
-        out.append(f"| {name} | {r['crops']} | {h['figure']:.3f}, {h['verdict']} | "
+        verdict = h["verdict"] + (" (distilled: reported, not refused)" if name == "distill" else "")
+        out.append(f"| {name} | {r['crops']} | {h['figure']:.3f}, {verdict} | "
                    + " | ".join(f"{r['drops'].get(t, float('nan')):+.4f}" for t in targets) + " |")  # fmt: skip
     return "\n".join(out) + "\n"
 
