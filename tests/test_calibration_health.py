@@ -1,7 +1,7 @@
 """Calibration health check and distilled calibration data (issue 23, items 1 and 2), on the demo model.
 
 Poor sets are made here from the sample photos (washed out as in the issue: 25 % contrast, +190 brightness; and
-a strong colour cast); the bundled set must pass. Distillation is checked for reproducibility (the CLI's crops
+heavy noise); the bundled set must pass. Distillation is checked for reproducibility (the CLI's crops
 against the library's, same seed) and against the objective it optimises, computed here independently of the
 module's own loss.
 """
@@ -34,8 +34,9 @@ def _washed(img: np.ndarray) -> np.ndarray:
     return np.clip(img.astype(np.float32) * 0.25 + 190, 0, 255).astype(np.uint8)
 
 
-def _cast(img: np.ndarray) -> np.ndarray:  # RGB: red kept, green and blue cut (a sodium-lamp night scene)
-    return np.clip(img.astype(np.float32) * np.array([1.0, 0.55, 0.25], np.float32), 0, 255).astype(np.uint8)
+def _noisy(img: np.ndarray) -> np.ndarray:  # heavy sensor noise (sd 60 grey levels), seeded
+    rng = np.random.default_rng(img.shape[0])
+    return np.clip(img.astype(np.float32) + rng.normal(0, 60, img.shape), 0, 255).astype(np.uint8)
 
 
 def _photo_folder(tmp_path, spoil, name="train_photos"):
@@ -76,7 +77,7 @@ def test_bundled_set_is_healthy_and_the_figure_is_what_the_hooks_measure(model):
     assert h.layers[bn_name] == pytest.approx(float(np.sqrt(np.mean(z * z + r * r))), rel=1e-3)
 
 
-@pytest.mark.parametrize("spoil", [_washed, _cast], ids=["washed_out", "colour_cast"])
+@pytest.mark.parametrize("spoil", [_washed, _noisy], ids=["washed_out", "heavy_noise"])
 def test_poor_sets_from_photos_are_refused_naming_layers_and_mend(model, tmp_path, spoil):
     from edgepose.converters.int8.health import UNREPRESENTATIVE, assess, enforce
 
@@ -148,16 +149,16 @@ def test_calibrate_distill_refuses_images_too(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and "--distill makes crops without images" in err[0]
 
 
-def test_convert_refuses_a_colour_cast_set_before_any_work(tmp_path, capsys):
+def test_convert_refuses_a_noisy_set_before_any_work(tmp_path, capsys):
     """``convert`` runs the same check before quantising: one line naming the mend, no output folder."""
     from edgepose.calibration import write_calibration
 
-    cset = from_image_folder(SPEC, _photo_folder(tmp_path, _cast), num=12, holdout=2)
-    calib = write_calibration(tmp_path / "cast.npz", cset)
+    cset = from_image_folder(SPEC, _photo_folder(tmp_path, _noisy), num=12, holdout=2)
+    calib = write_calibration(tmp_path / "noisy.npz", cset)
     out = tmp_path / "artifacts"
     capsys.readouterr()  # the cropping's progress lines
     rc = main(["convert", "--target", "onnx", "--precision", "int8", "--calib", str(calib), "--control-size", "5",
                "--no-reference-accuracy", "--quiet", "--out", str(out)])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "cast.npz: calibration set is unrepresentative" in err[0], err
+    assert rc == 2 and len(err) == 1 and "noisy.npz: calibration set is unrepresentative" in err[0], err
     assert "--calib distill" in err[0] and not out.exists()

@@ -25,8 +25,8 @@ import numpy as np
 from edgepose.errors import EdgeposeError
 from edgepose.processing import normalize
 
-DOUBTFUL = 0.15  # set figure from which a set is doubtful: 3x the bundled set's (0.045; synthetic val crops: 0.037)
-UNREPRESENTATIVE = 0.40  # refused from here: int8_control's hard case (plain INT8 drop 0.16-0.23 AP) is at 0.56
+DOUBTFUL = 0.15  # doubtful from here: 3x the bundled set's figure (0.045; synthetic val crops 0.037)
+UNREPRESENTATIVE = 0.50  # refused from here: real photos (0.46) quantise well, int8_control's hard case (0.56) not
 EPS = 1e-5  # BatchNorm's own eps
 BATCH = 16  # crops per forward pass
 WORST = 5  # layers shown in the table
