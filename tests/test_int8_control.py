@@ -70,8 +70,8 @@ def test_impossible_budget_fails_cleanly_with_nothing_written(tmp_path, capsys, 
     """A negative budget asks for better than float: the command line refuses it at once (issue 22); the library
     runs it and says the best drop reached, writing nothing."""
     pytest.importorskip("onnxruntime")
-    from edgepose.converters.accuracy import ControlOptions
     from edgepose.converters.api import convert
+    from edgepose.converters.int8.control import ControlOptions
 
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as ex:  # argparse's own exit

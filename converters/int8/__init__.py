@@ -9,4 +9,8 @@
 What differs per format comes from the target registered for the artifact (``converters/targets/<name>/``):
 its mixed-precision builder (``mixed=``), its graph reader (``graph=``), the float model that reader compares
 with when rebuilt from ONNX (``float_model=``) and its own accuracy-control methods, if any (``controls=``).
+
+Format-free too, and run before any quantisation: :mod:`.health` (the calibration health check: the set's
+BatchNorm input statistics against the model's running statistics) and :mod:`.distill` (image-free calibration
+crops distilled from those statistics).
 """

@@ -19,7 +19,10 @@ def register(sub) -> None:
     sha256_arg(p)
     p.add_argument("--target", default="tflite", help="onnx, tflite, openvino or all; comma list (default: tflite)")
     p.add_argument("--precision", default="fp32,fp16,int8", help="comma list of fp32, fp16, int8 (default: all)")
-    p.add_argument("--calib", help="calibration set .npz from 'edgepose calibrate' (default: the bundled one)")
+    p.add_argument("--calib", help="calibration set .npz from 'edgepose calibrate' (default: the bundled one), or "
+                   "'distill': crops distilled from the model's BatchNorm statistics, no images needed")
+    p.add_argument("--allow-poor-calib", action="store_true", help="convert even when the calibration health check "
+                   "finds the set unrepresentative of the training data (not recommended)")
     p.add_argument("--num-calib", type=positive_int, default=100, help="calibration crops to use (default: 100)")
     p.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension (default: batch 1)")
     p.add_argument("--input", default="float", choices=("float", "uint8"), help="what the artifact takes: float "
@@ -67,6 +70,7 @@ def run(args) -> int:
         int8_io=args.int8_io, input=args.input,
         allow_parity_failure=args.allow_parity_failure, out=args.out, threads=args.threads, progress=not args.quiet,
         reference_accuracy=not args.no_reference_accuracy, head=args.head, max_drop=args.max_drop, control=control,
+        allow_poor_calib=args.allow_poor_calib,
     )  # fmt: skip
     print(result.table())
     for a in result.artifacts:
