@@ -100,6 +100,12 @@ def run(args) -> int:
     from ..runtimes.artifact import artifact_inputs
     from ..runtimes.devices import require_device
 
+    if args.remote:  # the arguments themselves first, before any file is looked at
+        from ..bench.remote import check_targets
+
+        check_targets(args.remote)  # a malformed --remote fails now, not after the local bench
+        if args.ssh_config and not Path(args.ssh_config).expanduser().is_file():
+            raise EdgeposeError(f"--ssh-config {args.ssh_config}: file not found")
     outputs = (("--json", args.json_out), ("--markdown", args.markdown), ("--plot", args.plot))
     for what, path in outputs:
         check_writable(path, what)
@@ -112,12 +118,6 @@ def run(args) -> int:
         from ..checkpoint import resolve_checkpoint
 
         resolve_checkpoint(args.reference, progress=not args.quiet, sha256=args.sha256)
-    if args.remote:
-        from ..bench.remote import check_targets
-
-        check_targets(args.remote)  # a malformed --remote fails now, not after the local bench
-        if args.ssh_config and not Path(args.ssh_config).expanduser().is_file():
-            raise EdgeposeError(f"--ssh-config {args.ssh_config}: file not found")
 
     choice = require_device(args.device, args.allow_fallback)  # one line, exit 2, for a missing device
     if choice.fallback:
