@@ -113,15 +113,15 @@ def test_distilled_set_cli_is_reproducible_and_matches_bn_statistics(model, tmp_
 
     from edgepose.processing import normalize
 
-    out = tmp_path / "distilled.npz"
-    rc = main(["calibrate", "--distill", "--num", "8", "--seed", "3", "--out", str(out)])
+    out = tmp_path / "distilled.npz"  # 2 crops: the default steps cost ~linearly in crops (a minute for 8 on 2 cores)
+    rc = main(["calibrate", "--distill", "--num", "2", "--seed", "3", "--out", str(out)])
     captured = capsys.readouterr()
-    assert rc == 0 and "8 calibration + 0 holdout crops 192x256" in captured.out, captured
+    assert rc == 0 and "2 calibration + 0 holdout crops 192x256" in captured.out, captured
     assert "calibration health: " in captured.out
     cset = read_calibration(out, SPEC)
-    assert cset.crops.dtype == np.uint8 and cset.crops.shape == (8, 256, 192, 3)
+    assert cset.crops.dtype == np.uint8 and cset.crops.shape == (2, 256, 192, 3)
     assert cset.meta["source"]["kind"] == "distilled" and cset.meta["seed"] == 3
-    np.testing.assert_array_equal(distill_inputs(model, SPEC, 8, seed=3), cset.crops)
+    np.testing.assert_array_equal(distill_inputs(model, SPEC, 2, seed=3), cset.crops)
     quick = distill_inputs(model, SPEC, 2, seed=3, steps=1, fine_steps=0)
     assert not np.array_equal(quick, distill_inputs(model, SPEC, 2, seed=4, steps=1, fine_steps=0))
 
@@ -139,7 +139,7 @@ def test_distilled_set_cli_is_reproducible_and_matches_bn_statistics(model, tmp_
         return sum(acc)
 
     noise = np.random.default_rng(0).integers(0, 256, cset.crops.shape, dtype=np.uint8)
-    assert objective(cset.crops) < 0.25 * objective(noise)
+    assert objective(cset.crops) < 0.25 * objective(noise)  # measured ~0.1 (8 crops)
     assert cset.meta["health"]["figure"] < 0.5 * assess(model, SPEC, noise).figure
 
 

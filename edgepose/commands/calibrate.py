@@ -78,9 +78,6 @@ def run(args) -> int:
                             args.allow_eval_split)  # fmt: skip
     else:
         cset = from_image_folder(spec, args.images, num, holdout, args.seed, args.allow_eval_split)
-    if len(cset.crops) < num:
-        print(f"edgepose: warning: --num {num}: the images hold only {len(cset.crops)} usable person crop(s) "
-              f"beside the holdout; the set has {len(cset.crops)}", file=sys.stderr)  # fmt: skip
     if model is not None:
         from ..converters.int8.health import assess, enforce
 
@@ -90,6 +87,9 @@ def run(args) -> int:
         cset.meta["health"] = h.summary()
     else:
         print("calibration health: not checked (needs PyTorch: pip install 'edgepose[convert]')")
+    if len(cset.crops) < num:  # said once the set is accepted (a refused set says only why)
+        print(f"edgepose: warning: --num {num}: the images hold only {len(cset.crops)} usable person crop(s) "
+              f"beside the holdout; the set has {len(cset.crops)}", file=sys.stderr)  # fmt: skip
     path = write_calibration(args.out, cset, jpeg_quality=args.jpeg)
     w, h = cset.input_size
     print(f"{path}: {len(cset.crops)} calibration + {len(cset.holdout)} holdout crops {w}x{h} for {spec.name} "
