@@ -161,6 +161,17 @@ class ModelSpec:
     def to_dict(self) -> dict:
         """A JSON-friendly description (stored in every artifact's metadata)."""
         d = dataclasses.asdict(self)
+        if self.task == "detection":  # person boxes: the keypoint layout of the dataset does not apply
+            w, h = self.heatmap_size
+            d.update(
+                heatmap_size=[w, h],
+                output={
+                    "shape": [1, 5, h, w], "stride": 4, "layout": "letterbox",
+                    "channels": ["centre_heatmap_sigmoid", "box_w_fraction", "box_h_fraction",
+                                 "centre_offset_x_cells", "centre_offset_y_cells"],
+                },
+            )  # fmt: skip
+            return d
         d.update(
             num_keypoints=self.num_keypoints,
             heatmap_size=list(self.heatmap_size),

@@ -30,6 +30,7 @@ __all__ = [
 ]  # fmt: skip
 
 VERSION = "v1"
+SCENES_VERSION = "s1"  # the scene renderer's own version (cache folder names), bumped when its output changes
 # split -> (number of images, seed); train and val never share a seed
 SPLITS: dict[str, tuple[int, int]] = {"val": (300, 20241), "train": (3000, 777)}
 # multi-person scenes for the person detector: split -> (number of images, seed), seeds apart from SPLITS'
@@ -495,23 +496,23 @@ def ensure_scenes(split: str = "scenes_val") -> tuple[Path, Path]:
     """The cached scene split (generated on first use, atomically): ``(ann_path, images_dir)``."""
     if split not in SCENE_SPLITS:
         raise EdgeposeError(f"unknown scene split {split!r}; choose one of {', '.join(SCENE_SPLITS)}")
-    return _ensure(split, generate_scenes)
+    return _ensure(split, generate_scenes, SCENES_VERSION)
 
 
 def ensure_split(split: str = "val") -> tuple[Path, Path]:
     """The cached split (generated on first use, atomically): ``(ann_path, images_dir)``."""
     if split not in SPLITS:
         raise EdgeposeError(f"unknown synthetic split {split!r}; choose one of {', '.join(SPLITS)}")
-    return _ensure(split, generate)
+    return _ensure(split, generate, VERSION)
 
 
-def _ensure(split: str, make) -> tuple[Path, Path]:
-    final = cache_root() / f"{split}-{VERSION}"
+def _ensure(split: str, make, version: str) -> tuple[Path, Path]:
+    final = cache_root() / f"{split}-{version}"
     ann, imgs = final / "annotations.json", final / "images"
     if ann.is_file() and imgs.is_dir():
         return ann, imgs
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{split}-{VERSION}."))
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{split}-{version}."))
     try:
         make(tmp, split)
         try:

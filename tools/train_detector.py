@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import math
 import os
@@ -34,9 +33,7 @@ import torch.nn.functional as F
 
 from edgepose import synthetic
 from edgepose.checkpoint import save_mmpose_checkpoint
-from edgepose.detection import PersonDetector
-from edgepose.images import read_image
-from edgepose.metrics import box_results, coco_box_ap
+from edgepose.detector_eval import score_detector
 from edgepose.models import CenterNetDetector, load_model
 from edgepose.spec import get_spec
 
@@ -198,20 +195,13 @@ def loss_fn(raw: torch.Tensor, hm, weight, ind, wh, off, mask) -> tuple[torch.Te
 # ------------------------------------------------------------------------------------------- eval
 def box_ap(model: torch.nn.Module, ann_path: Path, images_dir: Path, max_images: int | None = None) -> dict:
     """COCO box AP through the device-side decode (:class:`PersonDetector`) on the PyTorch model."""
-    doc = json.loads(Path(ann_path).read_text())
-    images = sorted(doc["images"], key=lambda i: i["id"])[:max_images]
-    det = PersonDetector(SPEC)
     model.eval()
 
     def infer(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return model(torch.from_numpy(x)).numpy()
 
-    results = []
-    for info in images:
-        results += box_results(info["id"], det(infer, read_image(images_dir / info["file_name"])))
-    with contextlib.redirect_stdout(io.StringIO()):
-        return coco_box_ap(doc, results, image_ids=[i["id"] for i in images])
+    return score_detector(infer, SPEC, ann_path, images_dir, max_images)["metrics"]
 
 
 # ------------------------------------------------------------------------------------------- train
