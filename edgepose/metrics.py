@@ -28,6 +28,8 @@ __all__ = [
     "oks_nms",
     "coco_results",
     "coco_keypoint_ap",
+    "coco_box_ap",
+    "box_results",
     "mpii_pckh",
     "keypoint_pck_accuracy",
     "keypoint_auc",
@@ -199,6 +201,47 @@ def coco_keypoint_ap(
                 ev = eval_cls(coco_gt, coco_dt, "keypoints")
                 ev.params.kpt_oks_sigmas = np.asarray(sigmas)
             ev.params.useSegm = None
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            stats = [float(s) for s in ev.stats]
+    return {k: (None if v < 0 else v) for k, v in zip(COCO_STATS, stats)}
+
+
+def box_results(image_id: int, dets: np.ndarray, category_id: int = 1) -> list[dict]:
+    """COCO detection results for one image from ``(N, 5)`` x1, y1, x2, y2, score (pixel edges)."""
+    d = np.asarray(dets, np.float64).reshape(-1, 5)
+    return [
+        {"image_id": int(image_id), "category_id": category_id, "score": float(s),
+         "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]}
+        for x1, y1, x2, y2, s in d
+    ]  # fmt: skip
+
+
+def coco_box_ap(gt: dict, results: list[dict], image_ids: Sequence[int] | None = None) -> dict[str, float | None]:
+    """``COCOeval(gt, results, 'bbox')`` stats by name (pycocotools; ``None`` where COCO reports -1).
+
+    ``gt`` is a COCO json dict (copied before use); ``iscrowd`` ground truth is an ignore region, as COCO's.
+    ``image_ids`` limits the evaluation to those images (default: every image of ``gt``).
+    """
+    try:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    except ImportError:
+        raise EdgeposeError("COCO box AP needs pycocotools: pip install 'edgepose[eval]'") from None
+    gt = copy.deepcopy(gt)
+    for ann in gt.get("annotations", []):
+        ann.setdefault("iscrowd", 0)
+        ann.setdefault("area", float(ann["bbox"][2] * ann["bbox"][3]))
+    stats = [-1.0] * len(COCO_STATS)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = gt
+        coco_gt.createIndex()
+        if results:
+            ev = COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(results)), "bbox")
+            if image_ids is not None:
+                ev.params.imgIds = sorted(int(i) for i in image_ids)
             ev.evaluate()
             ev.accumulate()
             ev.summarize()
