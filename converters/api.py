@@ -22,7 +22,6 @@ import logging
 import os
 import platform
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -35,7 +34,7 @@ import numpy as np
 from edgepose import __version__
 from edgepose.calibration import CalibrationSet, check_calibration, default_calibration_path, read_calibration
 from edgepose.errors import EdgeposeError, terminate_as_interrupt
-from edgepose.files import check_writable
+from edgepose.files import check_writable, staging_dir
 from edgepose.processing import INPUT_FLOAT, INPUT_UINT8
 from edgepose.runtimes.artifact import FORMAT_VERSION, file_record, sidecar_path
 from edgepose.spec import DEFAULT_MODEL, ModelSpec, get_spec
@@ -312,6 +311,8 @@ def _convert(o: ConvertOptions) -> ConversionResult:
         parity_crops, parity_from = cset.holdout[:o.num_parity], f"holdout crops of {cset.path.name}"
     else:
         parity_crops, parity_from = synthetic_parity_crops(spec, o.num_parity), f"synthetic crops (seed {PARITY_SEED})"
+        if cset is not None and o.calib:  # the user's own set, without a holdout: say what parity runs on instead
+            log.warning("%s holds no holdout crops: the parity check runs on %d %s", o.calib, o.num_parity, parity_from)
     from edgepose.processing import normalize
 
     parity_inputs = normalize(parity_crops, spec.mean, spec.std)  # what PyTorch takes
@@ -325,7 +326,7 @@ def _convert(o: ConvertOptions) -> ConversionResult:
     made_out = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        workdir = Path(tempfile.mkdtemp(dir=out_dir, prefix=".convert-"))
+        workdir = staging_dir(out_dir, "convert")  # and a killed run's stale one goes
     except OSError as e:
         raise EdgeposeError(f"{out_dir}: cannot create the output folder ({e.strerror})") from None
     try:

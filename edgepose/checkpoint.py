@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import shutil
+import tempfile
 import urllib.error
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,6 +45,14 @@ def resolve_checkpoint(source: str | Path, progress: bool = True, sha256: str | 
         path = ASSETS / source[len(PACKAGE_PREFIX) :]
         if not path.is_file():
             raise EdgeposeError(f"{path}: bundled checkpoint is missing from this installation")
+    elif source.startswith("file://"):  # a local file: read where it is, never copied into the cache
+        from urllib.parse import unquote, urlparse
+
+        path = Path(unquote(urlparse(source).path))
+        if not path.is_file():
+            raise EdgeposeError(f"{source}: checkpoint file not found")
+        if not sha256 and (prefix := checkpoint_hash_from_name(path.name)):  # as a download of it would be
+            _check_hash(path, prefix, source)
     elif is_url(source):
         return download_checkpoint(source, progress=progress, sha256=sha256)
     else:
@@ -107,9 +118,19 @@ def download_checkpoint(
         from torch.hub import download_url_to_file
     except ImportError:
         raise EdgeposeError(f"{url}: downloading a checkpoint needs torch: pip install 'edgepose[torch]'") from None
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    made = [d for d in (dest.parent, *dest.parent.parents) if not d.exists()]  # folders this download makes
+    staging = None
     try:
-        download_url_to_file(url, str(dest), hash_prefix=expected, progress=progress)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".download-"))
+        part = staging / name
+        download_url_to_file(url, str(part), hash_prefix=expected, progress=progress)
+        # A download is cached only once it loads: a cut-off transfer (the server announced more than it sent),
+        # a pickle that would run code, or non-finite weights must not be served from the cache ever after.
+        read_state_dict(part, source=url)
+        os.chmod(part, files.normal_mode())  # torch.hub's temp file is private (0600)
+        files.atomic_write(record, sha256_of(part) + "\n")
+        os.replace(part, dest)
     except RuntimeError as e:  # torch.hub's hash check (it has removed the partial file)
         if "invalid hash value" not in str(e):
             raise
@@ -121,35 +142,49 @@ def download_checkpoint(
         raise EdgeposeError(
             f"{url}: cannot download checkpoint ({reason}); download it elsewhere and pass --checkpoint PATH"
         ) from None
-    os.chmod(dest, files.normal_mode())  # torch.hub's temp file is private (0600)
-    files.atomic_write(record, sha256_of(dest) + "\n")
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if not dest.is_file():
+            record.unlink(missing_ok=True)
+            for d in made:  # innermost first; only folders this download made, and only when empty
+                with contextlib.suppress(OSError):
+                    d.rmdir()
     return dest
 
 
-def read_state_dict(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint safely (``weights_only=True``) and unwrap ``{'meta', 'state_dict'}``."""
+def read_state_dict(path: str | Path, source: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``) and unwrap ``{'meta', 'state_dict'}``; refuse a
+    checkpoint whose weights hold NaN or infinity, naming the first such tensor. ``source`` names the file in
+    errors (a URL being downloaded)."""
     import warnings
 
     import torch
 
     path = Path(path)
+    where = source or path
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the reason below says it all
             warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated / foreign / code-carrying files
-        raise EdgeposeError(f"{path}: {load_failure(path, e)}") from None
+        raise EdgeposeError(f"{where}: {load_failure(path, e)}") from None
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(k, str) for k in obj):
-        raise EdgeposeError(f"{path}: checkpoint holds no state_dict (got {type(obj).__name__})")
+        raise EdgeposeError(f"{where}: checkpoint holds no state_dict (got {type(obj).__name__})")
     state = dict(obj)
     # Checkpoints saved from DataParallel/DDP prefix every key with "module."
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise EdgeposeError(f"{path}: entry {bad[0]!r} is not a tensor")
+        raise EdgeposeError(f"{where}: entry {bad[0]!r} is not a tensor")
+    for k, v in state.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            n = int((~torch.isfinite(v)).sum())
+            raise EdgeposeError(f"{where}: tensor {k!r} holds {n} NaN or infinite value(s) of {v.numel()}: the "
+                                "weights are broken (a diverged training run?); refusing to run them")  # fmt: skip
     return state
 
 

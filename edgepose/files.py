@@ -18,15 +18,18 @@ import errno
 import hashlib
 import json
 import os
+import re
+import shutil
+import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import EdgeposeError
 
-__all__ = ["atomic_path", "atomic_write", "cache_dir", "check_writable", "json_text", "normal_mode", "parse_json",
-           "sha256_of", "sha256_cached"]  # fmt: skip
+__all__ = ["atomic_path", "atomic_write", "cache_dir", "check_distinct", "check_writable", "json_text", "normal_mode",
+           "parse_json", "sha256_of", "sha256_cached", "staging_dir", "clean_stale_staging"]  # fmt: skip
 
 
 def normal_mode() -> int:
@@ -110,10 +113,22 @@ def check_writable(path: str | Path | None, what: str = "output", folder: bool =
     create files in (probed with a real temporary file, since permission bits do not bind root and a
     read-only mount shows only on writing). Nothing is left behind.
     """
-    if path is None or str(path) == "":
+    if path is None:
         return
+    if str(path).strip() == "":
+        raise EdgeposeError(f"{what}: an empty path; give a file or folder name")
     p = Path(path).expanduser()
     label = f"{what} {p}"
+    try:
+        _check_writable(p, label, folder)
+    except OSError as e:  # a name too long for the file system, a loop of links, ...
+        raise EdgeposeError(f"{label}: {_why(e)}") from None
+
+
+TEMP_NAME_EXTRA = 24  # what atomic_path's temporary name adds to an output's name (".NAME.XXXXXXXX.part")
+
+
+def _check_writable(p: Path, label: str, folder: bool) -> None:
     if p.exists() or p.is_symlink():
         if folder and not p.is_dir():
             raise EdgeposeError(f"{label}: exists and is not a folder")
@@ -131,6 +146,14 @@ def check_writable(path: str | Path | None, what: str = "output", folder: bool =
     if not anchor.is_dir():
         raise EdgeposeError(f"{label}: {anchor} is not a folder")
     try:
+        name_max = os.pathconf(anchor, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    for part in p.parts[len(anchor.parts) :] if p.is_relative_to(anchor) else (p.name,):
+        if len(os.fsencode(part)) + TEMP_NAME_EXTRA > name_max:
+            raise EdgeposeError(f"{label}: file name too long ({len(os.fsencode(part))} bytes; this file system "
+                                f"allows {name_max - TEMP_NAME_EXTRA} for an output name)")  # fmt: skip
+    try:
         fd, probe = tempfile.mkstemp(dir=anchor, prefix=".edgepose-probe-")
     except OSError as e:
         where = "its folder" if anchor in (p, p.parent) else f"{anchor} (to make its folder)"
@@ -138,6 +161,75 @@ def check_writable(path: str | Path | None, what: str = "output", folder: bool =
         raise EdgeposeError(f"{label}: cannot write in {where}: {reason}") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return os.path.realpath(a) == os.path.realpath(b)
+    except OSError:
+        return False
+
+
+def check_distinct(outputs: Iterable[tuple[str, str | Path | None]],
+                   inputs: Iterable[tuple[str, str | Path | None]] = ()) -> None:  # fmt: skip
+    """Fail at once when an output path is one of the inputs (the same file, through any link or spelling) or
+    another output: ``predict x.jpg --out x.jpg`` must not overwrite its own image, ``--out o.png --json o.png``
+    must not replace the image with JSON. ``outputs`` and ``inputs`` are (option, path) pairs; ``None`` is
+    skipped."""
+    outs = [(w, Path(p).expanduser()) for w, p in outputs if p is not None and str(p) != ""]
+    ins = [(w, Path(p).expanduser()) for w, p in inputs if p is not None and str(p) != ""]
+    for i, (what, out) in enumerate(outs):
+        for in_what, src in ins:
+            if _same_file(out, src):
+                raise EdgeposeError(f"{what} {out}: is the input {in_what} {src}; refusing to overwrite it "
+                                    "(give another output path)")  # fmt: skip
+        for other, out2 in outs[i + 1 :]:
+            if _same_file(out, out2):
+                raise EdgeposeError(f"{what} {out}: is also the path of {other}; give each output its own file")
+
+
+def _staging_head(prefix: str) -> str:
+    host = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+    return f".{prefix}-{host}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    try:  # a zombie (killed, not yet reaped by its parent) is gone too
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def clean_stale_staging(parent: str | Path, prefix: str) -> list[Path]:
+    """Remove the work folders :func:`staging_dir` made in ``parent`` for processes of this host that are gone
+    (killed with SIGKILL, or the machine lost power: no cleanup ran); returns them. Folders of live processes and
+    of other hosts (a shared file system) are left alone."""
+    head, gone = _staging_head(prefix), []
+    try:
+        entries = list(Path(parent).iterdir())
+    except OSError:
+        return gone
+    for d in entries:
+        pid = d.name[len(head) :].partition("-")[0] if d.name.startswith(head) else ""
+        if pid.isdigit() and d.is_dir() and not d.is_symlink() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(d)
+    return gone
+
+
+def staging_dir(parent: str | Path, prefix: str) -> Path:
+    """A new hidden work folder ``parent/.PREFIX-HOST-PID-XXXXXXXX`` whose content is moved into place when
+    complete; stale ones of dead processes are removed first (:func:`clean_stale_staging`)."""
+    clean_stale_staging(parent, prefix)
+    return Path(tempfile.mkdtemp(dir=parent, prefix=f"{_staging_head(prefix)}{os.getpid()}-"))
 
 
 def cache_dir(*parts: str) -> Path:

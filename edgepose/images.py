@@ -9,6 +9,8 @@ numpy + OpenCV only.
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -16,7 +18,87 @@ import numpy as np
 
 from .errors import EdgeposeError
 
-__all__ = ["read_image", "check_image_file", "image_problem"]
+__all__ = ["read_image", "check_image_file", "check_image_suffix", "image_problem", "image_size", "max_image_pixels",
+           "MAX_IMAGE_PIXELS", "MAX_PIXELS_ENV"]  # fmt: skip
+log = logging.getLogger(__name__)
+
+MAX_IMAGE_PIXELS = 100_000_000  # 100 megapixels (10000 x 10000): above any camera; 300 MB decoded
+MAX_PIXELS_ENV = "EDGEPOSE_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The most pixels an image may declare: :data:`MAX_IMAGE_PIXELS`, or ``$EDGEPOSE_MAX_IMAGE_PIXELS``
+    (a whole number; 0 lifts the limit). A 1 MB PNG can declare 20000 x 20000 pixels: 1.2 GB decoded."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return MAX_IMAGE_PIXELS
+    try:
+        value = int(raw, 10)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise EdgeposeError(f"{MAX_PIXELS_ENV}={raw}: not a whole number of pixels (0 lifts the limit)")
+    return value
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) as the header of a PNG, JPEG, BMP or WebP file declares it, without decoding; ``None``
+    where the header does not say (another format, or a header cut short)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"\xff\xd8":
+        pos, n = 2, len(data)
+        while pos + 4 <= n and data[pos] == 0xFF:
+            marker = data[pos + 1]
+            if marker == 0xFF:
+                pos += 1
+                continue
+            if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+                pos += 2
+                continue
+            length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+                if pos + 9 > n:
+                    return None
+                return int.from_bytes(data[pos + 7 : pos + 9], "big"), int.from_bytes(data[pos + 5 : pos + 7], "big")
+            if marker in (0xDA, 0xD9) or length < 2:
+                return None
+            pos += 2 + length
+        return None
+    if data[:2] == b"BM" and len(data) >= 26:
+        w = int.from_bytes(data[18:22], "little", signed=True)
+        h = int.from_bytes(data[22:26], "little", signed=True)
+        return abs(w), abs(h)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        kind = data[12:16]
+        if kind == b"VP8X":
+            return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+        if kind == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+        if kind == b"VP8 ":
+            return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+    return None
+
+
+def _pixel_problem(data: bytes) -> str | None:
+    """Refuse an image that declares more pixels than :func:`max_image_pixels`, before it is decoded; say the
+    cost of one allowed above the default limit."""
+    size = image_size(data)
+    if size is None:
+        return None
+    w, h = size
+    if w == 0 or h == 0:  # libpng / libjpeg would print their own error first, naming no file
+        return f"image declares {w}x{h} pixels: nothing to decode"
+    limit = max_image_pixels()
+    if limit and w * h > limit:
+        return (f"image declares {w}x{h} pixels ({w * h / 1e6:.0f} megapixels, {w * h * 3 / 1e9:.1f} GB decoded), "
+                f"over the limit of {limit / 1e6:g} megapixels; set {MAX_PIXELS_ENV} to a larger number (0: no "
+                "limit) to read it")  # fmt: skip
+    if w * h > MAX_IMAGE_PIXELS:
+        log.warning("%dx%d image (%.0f megapixels): decoding it takes about %.1f GB of memory and seconds "
+                    "(allowed by %s)", w, h, w * h / 1e6, w * h * 3 / 1e9 * 2, MAX_PIXELS_ENV)  # fmt: skip
+    return None
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -32,13 +114,20 @@ def read_image(path: str | Path) -> np.ndarray:
         data = path.read_bytes()
     except OSError as e:
         raise EdgeposeError(f"{path}: cannot read image ({e.strerror})") from None
-    problem = image_problem(data)
+    problem = _pixel_problem(data) or image_problem(data)
     if problem:
         raise EdgeposeError(f"{path}: {problem}")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if img is None:
         raise EdgeposeError(f"{path}: cannot read image (not an image OpenCV can decode)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def check_image_suffix(path: str | Path, what: str = "--out") -> None:
+    """Fail at once when OpenCV has no writer for the suffix of ``path`` (none: PNG), before any work."""
+    ext = Path(path).suffix.lower() or ".png"
+    if not cv2.haveImageWriter(f"x{ext}"):
+        raise EdgeposeError(f"{what} {path}: no image format for the suffix {ext!r} (use .png or .jpg)")
 
 
 def check_image_file(path: str | Path, quick: bool = False) -> str | None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import tempfile
 from collections import deque
@@ -41,6 +42,7 @@ import numpy as np
 
 from .errors import EdgeposeError
 from .evaluate import EvalOptions, Progress, check_dataset, result_for
+from .files import staging_dir
 from .pipelined import Facts, Item, batch_bounds, crops_of, predict_items
 from .processing import TopDownPipeline, input_kind_of
 from .spec import ModelSpec
@@ -102,10 +104,33 @@ def _ray():
     return ray
 
 
+RAY_CONNECT_TIMEOUT = 5.0  # seconds to wait for a TCP answer from --ray HOST:PORT
+
+
+def _check_reachable(address: str | None) -> None:
+    """Fail in seconds when ``address`` names a host and port where nothing answers: ``ray.init`` would rewrite
+    the address and retry for minutes. ``auto``, ``local``, none and unparsable forms are left to Ray."""
+    if not address or address in ("auto", "local"):
+        return
+    target = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        with socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT):
+            pass
+    except OSError as e:
+        why = e.strerror or ("no answer in %g s" % RAY_CONNECT_TIMEOUT if isinstance(e, TimeoutError) else str(e))
+        raise EdgeposeError(f"--ray {address}: nothing answers at {host}:{port} ({why}); is the Ray head "
+                            "running there?") from None  # fmt: skip
+
+
 def connect(address: str | None = None, **init: Any):
     """The ``ray`` module, connected: to ``address``, else as ``ray.init()`` resolves it (``RAY_ADDRESS``, a
     running local instance, else a new local one); an already initialised Ray is used as it is."""
     ray = _ray()
+    _check_reachable(address)
     if ray.is_initialized():
         return ray
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
@@ -139,7 +164,7 @@ def open_model_files(model: str | None, checkpoint: str | None, artifact: str | 
     """(spec, model files) as :func:`edgepose.runtimes.open.open_model` would open them, without loading an
     engine on the driver: the artifact's own metadata names its model; a checkpoint is resolved (downloaded and
     hash-checked) here once, and shipped."""
-    from .spec import DEFAULT_MODEL, get_spec, spec_from_metadata
+    from .spec import DEFAULT_MODEL, get_spec, spec_for_artifact
 
     if artifact:
         from .runtimes.artifact import read_metadata
@@ -147,9 +172,7 @@ def open_model_files(model: str | None, checkpoint: str | None, artifact: str | 
         if not Path(artifact).exists():
             raise EdgeposeError(f"{artifact}: artifact not found")
         meta = read_metadata(artifact)
-        spec = get_spec(model) if model else spec_from_metadata(meta)
-        if meta and spec.num_keypoints != spec_from_metadata(meta).num_keypoints:
-            raise EdgeposeError(f"{artifact}: artifact has a different keypoint count than model {spec.name}")
+        spec = spec_for_artifact(model, meta, artifact)
         return spec, model_files(artifact)
     from .checkpoint import resolve_checkpoint
 
@@ -208,12 +231,17 @@ class Worker:
                  flip_test: bool, decoder: str, batch_size: int, workers: int):  # fmt: skip
         from .runtimes import load_runtime
 
-        self._dir = tempfile.TemporaryDirectory(prefix="edgepose-ray-")
-        for name, data in model["files"].items():
-            Path(self._dir.name, name).write_bytes(data)
-        path = Path(self._dir.name, model["name"])
-        self.rt = load_runtime(path, engine=model["engine"], threads=threads, device=device,
-                               allow_fallback=allow_fallback, **model["options"])  # fmt: skip
+        # The model's files live only while the engine loads them: every engine holds the model in memory (or
+        # maps the file, which outlives its name), and Ray ends an actor with SIGKILL, which runs no cleanup. A
+        # folder left by an actor killed while loading is removed by the next worker on this host.
+        work = staging_dir(tempfile.gettempdir(), "edgepose-ray")
+        try:
+            for name, data in model["files"].items():
+                Path(work, name).write_bytes(data)
+            self.rt = load_runtime(work / model["name"], engine=model["engine"], threads=threads, device=device,
+                                   allow_fallback=allow_fallback, **model["options"])  # fmt: skip
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         self.pipe = TopDownPipeline(spec, flip_test=flip_test, decoder=decoder, input_kind=input_kind_of(self.rt))
         self.batch_size, self.workers = batch_size, workers
 

@@ -25,6 +25,10 @@ __all__ = [
     "DEFAULT_MODEL",
     "spec_for_checkpoint",
     "TASKS",
+    "spec_from_metadata",
+    "spec_for_artifact",
+    "check_artifact_model",
+    "check_metadata_types",
 ]
 
 MMPOSE_URL = "https://download.openmmlab.com/mmpose/"
@@ -340,15 +344,96 @@ def spec_for_checkpoint(source: str | None) -> ModelSpec | None:
     return None
 
 
-def spec_from_metadata(meta: dict) -> ModelSpec:
-    """The spec an artifact was made from: the registered one by name, else rebuilt from its stored dict."""
+def spec_from_metadata(meta: dict, source: str = "artifact metadata") -> ModelSpec:
+    """The spec an artifact was made from: the registered one by name, else rebuilt from its stored dict.
+
+    A metadata document of the wrong shape (``"model": "x"``, a size that is not two whole numbers, an unknown
+    keypoint layout) is one :class:`EdgeposeError` naming ``source``, not an ``AttributeError``."""
+    if not isinstance(meta, dict):
+        raise EdgeposeError(f"{source}: metadata is not a JSON object")
     model = meta.get("model", meta)
+    if not isinstance(model, dict):
+        raise EdgeposeError(f"{source}: metadata 'model' is {type(model).__name__} {model!r:.40}, not an object")
     name = model.get("name")
-    if name in MODELS:
+    if isinstance(name, str) and name in MODELS:
         return MODELS[name]
-    fields = {f.name for f in dataclasses.fields(ModelSpec)}
+    fields = {f.name: f for f in dataclasses.fields(ModelSpec)}
     kwargs = {k: v for k, v in model.items() if k in fields}
-    for key in ("input_size", "mean", "std"):
-        if key in kwargs:
-            kwargs[key] = tuple(kwargs[key])
-    return ModelSpec(**kwargs)
+
+    def bad(key: str, what: str):
+        return EdgeposeError(f"{source}: metadata model '{key}' is {kwargs.get(key)!r:.40}, not {what}")
+
+    if not isinstance(name, str) or not name:
+        raise bad("name", "a model name")
+    if kwargs.get("dataset") not in DATASETS:
+        raise bad("dataset", f"one of {', '.join(DATASETS)}")
+    size = kwargs.get("input_size")
+    if not (isinstance(size, list) and len(size) == 2 and all(type(v) is int and 8 <= v <= 8192 for v in size)):
+        raise bad("input_size", "[width, height] in whole pixels")
+    for key in ("mean", "std"):
+        v = kwargs.get(key, list(getattr(ModelSpec, key)))
+        if not (isinstance(v, (list, tuple)) and len(v) == 3 and all(type(x) in (int, float) for x in v)):
+            raise bad(key, "three numbers")
+        kwargs[key] = tuple(v)
+    kwargs["input_size"] = tuple(size)
+    for key in ("checkpoint", "checkpoint_sha256", "config", "description"):
+        if not isinstance(kwargs.setdefault(key, ""), str):
+            raise bad(key, "a string")
+    if not isinstance(kwargs.get("published", {}), dict):
+        raise bad("published", "an object")
+    try:
+        return ModelSpec(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise EdgeposeError(f"{source}: model entry does not describe a model ({e})") from None
+
+
+# The sections of an artifact's metadata that readers walk into, and what each must be when present.
+_META_OBJECTS = ("model", "layout", "input", "output", "tools", "source", "conversion", "parity", "file",
+                 "companions", "calibration", "accuracy_control")  # fmt: skip
+_META_LAYOUTS = ("NCHW", "NHWC")
+
+
+def check_metadata_types(meta: dict, source: str | object) -> None:
+    """One line naming ``source`` when an artifact's metadata has a section of the wrong JSON type (``"model":
+    "x"``, ``"layout": 5``), instead of an ``AttributeError`` deep in a reader. ``null`` stands for absent, except
+    for the sections every engine reads (model, layout, input, output)."""
+    for key in _META_OBJECTS:
+        v = meta.get(key)
+        if (v is not None or key in ("model", "layout", "input", "output") and key in meta) and not isinstance(v, dict):
+            raise EdgeposeError(f"{source}: metadata '{key}' is {type(v).__name__} {v!r:.40}, not an object")
+    for key in ("input", "output"):
+        layout = (meta.get("layout") or {}).get(key)
+        if layout is not None and layout not in _META_LAYOUTS:
+            raise EdgeposeError(f"{source}: metadata layout '{key}' is {layout!r:.40}, not one of "
+                                f"{', '.join(_META_LAYOUTS)}")  # fmt: skip
+        shape = (meta.get(key) or {}).get("shape")
+        if shape is not None and not (isinstance(shape, list) and all(v is None or type(v) is int for v in shape)):
+            raise EdgeposeError(f"{source}: metadata {key} 'shape' is {shape!r:.40}, not a list of whole numbers")
+
+
+def check_artifact_model(source: str | object, spec: ModelSpec, meta: dict) -> None:
+    """The artifact at ``source`` (metadata ``meta``) must be for ``spec``: the same model name, and a rebuilt
+    spec the same keypoint count and input size. The one check of predict, eval and bench."""
+    if not meta or "model" not in meta:
+        return
+    made = spec_from_metadata(meta, f"{source}")
+    if made.name != spec.name:
+        raise EdgeposeError(f"{source}: artifact is for model {made.name}, not {spec.name} (pass --model "
+                            f"{made.name}, or leave --model out)")  # fmt: skip
+    if made.num_keypoints != spec.num_keypoints:
+        raise EdgeposeError(f"{source}: artifact has {made.num_keypoints} keypoints, model {spec.name} has "
+                            f"{spec.num_keypoints}")  # fmt: skip
+    if tuple(made.input_size) != tuple(spec.input_size):
+        w, h = made.input_size
+        raise EdgeposeError(f"{source}: artifact takes {w}x{h} crops, model {spec.name} takes "
+                            f"{spec.input_size[0]}x{spec.input_size[1]}")  # fmt: skip
+
+
+def spec_for_artifact(model: str | None, meta: dict, source: str | object) -> ModelSpec:
+    """The spec to run an artifact with: ``--model`` when given (checked against the artifact's metadata by
+    :func:`check_artifact_model`), else the artifact's own."""
+    if model is None:
+        return spec_from_metadata(meta, f"{source}")
+    spec = get_spec(model)
+    check_artifact_model(source, spec, meta)
+    return spec

@@ -11,6 +11,7 @@ flip augmentation and flip test stay correct). Every image comes from its own ge
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 
 from .errors import EdgeposeError
-from .files import atomic_write, json_text
+from .files import atomic_write, json_text, parse_json, staging_dir
 from .spec import DATASETS
 
 __all__ = [
@@ -396,7 +397,10 @@ def _categories() -> list[dict]:
 def generate(out_dir: str | Path, split: str = "val", num_images: int | None = None, seed: int | None = None):
     """Write ``out_dir/images/*.jpg`` and ``out_dir/annotations.json``; returns ``(ann_path, images_dir)``.
 
-    Defaults come from :data:`SPLITS`. The same seed gives byte-identical files.
+    Defaults come from :data:`SPLITS`. The same seed gives byte-identical files. Everything is made in a
+    hidden staging folder inside ``out_dir`` and moved into place when complete: an interrupted run leaves no
+    images without their annotations, and a re-run replaces the images of an earlier one instead of mixing
+    with them. An ``images/`` folder holding files this function did not make is refused, never replaced.
     """
     if split not in SPLITS and (num_images is None or seed is None):
         raise EdgeposeError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)} or give images and seed")
@@ -407,7 +411,40 @@ def generate(out_dir: str | Path, split: str = "val", num_images: int | None = N
         raise EdgeposeError(f"--num-images must be at least 1, got {num_images}")
     out_dir = Path(out_dir)
     images_dir = out_dir / "images"
-    images_dir.mkdir(parents=True, exist_ok=True)
+    if images_dir.is_dir() and any(images_dir.iterdir()) and not _is_synthetic(out_dir / "annotations.json"):
+        raise EdgeposeError(f"{images_dir}: holds files that are not an earlier synth's (no edgepose synthetic "
+                            "annotations.json beside them); choose another --out, or remove them")  # fmt: skip
+    made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = staging_dir(out_dir, "synth")
+    try:
+        ann_path = _generate(staging, split, num_images, seed)
+        if images_dir.exists():
+            os.replace(images_dir, staging / "old-images")
+        os.replace(staging / "images", images_dir)
+        os.replace(ann_path, out_dir / "annotations.json")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (out_dir / "annotations.json").is_file():
+            for d in made:  # the folders this run made, innermost first, when left empty
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+    return out_dir / "annotations.json", images_dir
+
+
+def _is_synthetic(ann: Path) -> bool:
+    """Whether ``ann`` is an annotations.json this module wrote (its images may then be replaced)."""
+    try:
+        doc = parse_json(ann.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    info = doc.get("info") if isinstance(doc, dict) else None
+    return isinstance(info, dict) and str(info.get("description", "")).startswith("edgepose synthetic ")
+
+
+def _generate(out_dir: Path, split: str, num_images: int, seed: int) -> Path:
+    images_dir = out_dir / "images"
+    images_dir.mkdir()
     images, anns = [], []
     ann_id = 1
     for i in range(num_images):
@@ -441,7 +478,7 @@ def generate(out_dir: str | Path, split: str = "val", num_images: int | None = N
     }  # fmt: skip
     ann_path = out_dir / "annotations.json"
     atomic_write(ann_path, json_text(doc, str(ann_path), separators=(",", ":")))
-    return ann_path, images_dir
+    return ann_path
 
 
 def generate_scenes(

@@ -123,16 +123,64 @@ def _named_with_hash(tmp_path, data: bytes, good: bool):
     return src
 
 
-def test_download_verifies_hash_prefix_and_caches(tmp_path, monkeypatch):
+@pytest.fixture
+def serve(tmp_path):
+    """``serve(path)``: an http:// URL for a file under ``tmp_path``, from a real HTTP server on loopback."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield lambda path: f"http://127.0.0.1:{server.server_address[1]}/{path.relative_to(tmp_path).as_posix()}"
+    server.shutdown()
+
+
+def _tiny_checkpoint(path, value: float):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {"w": torch.tensor([value])}}, path)
+    return path
+
+
+def test_download_verifies_hash_prefix_and_caches(tmp_path, monkeypatch, serve):
     monkeypatch.setenv("EDGEPOSE_CACHE", str(tmp_path / "cache"))
     data = mmpose_checkpoint(tmp_path / "c.pth").read_bytes()
     src = _named_with_hash(tmp_path, data, good=True)
-    path = resolve_checkpoint(src.as_uri(), progress=False)
+    url = serve(src)
+    path = resolve_checkpoint(url, progress=False)
     assert path.parent.parent == tmp_path / "cache" / "checkpoints" and path.read_bytes() == data
     assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not torch.hub's private temp-file mode
     src.unlink()  # a second call uses the cache
-    assert resolve_checkpoint(src.as_uri(), progress=False) == path
-    load_model("coco_256x192", src.as_uri())
+    assert resolve_checkpoint(url, progress=False) == path
+    load_model("coco_256x192", url)
+
+
+def test_file_urls_are_read_in_place_and_checked(tmp_path, monkeypatch):
+    """A file:// source is a local file: never copied into the cache; its name's hash prefix is still checked."""
+    monkeypatch.setenv("EDGEPOSE_CACHE", str(tmp_path / "cache"))
+    data = mmpose_checkpoint(tmp_path / "c.pth").read_bytes()
+    good = _named_with_hash(tmp_path, data, good=True)
+    assert resolve_checkpoint(good.as_uri(), progress=False) == good
+    (tmp_path / "b").mkdir()
+    bad = _named_with_hash(tmp_path / "b", data, good=False)
+    with pytest.raises(EdgeposeError, match="does not match the expected"):
+        resolve_checkpoint(bad.as_uri(), progress=False)
+    assert not (tmp_path / "cache" / "checkpoints").exists()  # (the cache of file hashes may be there)
+
+
+def test_a_download_that_does_not_load_is_not_cached(tmp_path, monkeypatch, serve):
+    """A pickle that would run code, downloaded: refused, and no file, record or folder stays in the cache."""
+    monkeypatch.setenv("EDGEPOSE_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "srv" / "code.pth"
+    src.parent.mkdir()
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "x": print}, src)
+    with pytest.raises(EdgeposeError, match="refused: it holds Python objects"):
+        resolve_checkpoint(serve(src), progress=False)
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*"))
 
 
 def _umask() -> int:
@@ -143,27 +191,23 @@ def _umask() -> int:
     return m
 
 
-def test_cache_is_keyed_by_url_and_rechecked(tmp_path, monkeypatch):
+def test_cache_is_keyed_by_url_and_rechecked(tmp_path, monkeypatch, serve):
     """Two URLs with one file name get two cache files; a cache file changed on disk is fetched again."""
     monkeypatch.setenv("EDGEPOSE_CACHE", str(tmp_path / "cache"))
-    a = tmp_path / "a" / "weights.pth"
-    b = tmp_path / "b" / "weights.pth"
-    for f, payload in ((a, b"first"), (b, b"second")):
-        f.parent.mkdir()
-        f.write_bytes(payload)
-    pa = download_checkpoint(a.as_uri(), progress=False)
-    pb = download_checkpoint(b.as_uri(), progress=False)
-    assert pa != pb and pa.read_bytes() == b"first" and pb.read_bytes() == b"second"
+    a = _tiny_checkpoint(tmp_path / "a" / "weights.pth", 1.0)
+    b = _tiny_checkpoint(tmp_path / "b" / "weights.pth", 2.0)
+    pa = download_checkpoint(serve(a), progress=False)
+    pb = download_checkpoint(serve(b), progress=False)
+    assert pa != pb and pa.read_bytes() == a.read_bytes() and pb.read_bytes() == b.read_bytes()
     pa.write_bytes(b"tampered")  # the recorded sha256 no longer matches: downloaded again
-    assert download_checkpoint(a.as_uri(), progress=False).read_bytes() == b"first"
+    assert download_checkpoint(serve(a), progress=False).read_bytes() == a.read_bytes()
 
 
-def test_explicit_sha256_is_checked(tmp_path, monkeypatch):
+def test_explicit_sha256_is_checked(tmp_path, monkeypatch, serve):
     monkeypatch.setenv("EDGEPOSE_CACHE", str(tmp_path / "cache"))
-    src = tmp_path / "w.pth"
-    src.write_bytes(b"payload")
-    good = hashlib.sha256(b"payload").hexdigest()
-    assert download_checkpoint(src.as_uri(), progress=False, sha256=good).read_bytes() == b"payload"
+    src = _tiny_checkpoint(tmp_path / "w.pth", 3.0)
+    good = hashlib.sha256(src.read_bytes()).hexdigest()
+    assert download_checkpoint(serve(src), progress=False, sha256=good).read_bytes() == src.read_bytes()
     with pytest.raises(EdgeposeError, match="does not match"):
         resolve_checkpoint(str(src), sha256="0" * 64)
     with pytest.raises(EdgeposeError, match="expected a hex sha256"):
@@ -175,7 +219,7 @@ def test_download_refuses_hash_mismatch_and_leaves_nothing(tmp_path):
     dest = tmp_path / "cache"
     with pytest.raises(EdgeposeError, match="does not match the expected prefix"):
         download_checkpoint(src.as_uri(), dest_dir=dest, progress=False)
-    assert list(dest.iterdir()) == []
+    assert not dest.exists()  # not even the folder it made
 
 
 def test_offline_url_says_to_pass_checkpoint(tmp_path):

@@ -167,12 +167,54 @@ def env(tmp_path_factory, demo_artifacts, demo_checkpoint) -> dict[str, str]:
     gone = dict(doc, images=[dict(doc["images"][0], file_name="gone.jpg")] + doc["images"][1:])
     e["ann_gone"] = _put(anns / "gone.json", json.dumps(gone))
 
+    # round two (issue 22)
+    sd = torch.load(e["ckpt"], map_location="cpu", weights_only=True)
+    sd = dict(sd.get("state_dict", sd))
+    first_float = next(k for k, v in sd.items() if v.is_floating_point())
+    sd[first_float] = sd[first_float].clone()
+    sd[first_float].view(-1)[:3] = float("nan")
+    torch.save({"state_dict": sd}, e.setdefault("ck_nan", ck / "nan.pth"))
+    e["nan_tensor"] = first_float
+    e["bomb"] = png_bomb(bad / "bomb.png", 20000, 20000)
+    e["png_zero"] = png_bomb(bad / "zero.png", 0, 10)  # libpng printed its own error before edgepose's line
+    for d, bad_meta in (("m1", {"model": "x"}), ("m2", {"layout": 5})):
+        e[f"onnx_{d}"] = _link(a[".onnx"], art / d / a[".onnx"].name)
+        meta = json.loads(Path(f"{a['.onnx']}.json").read_text())
+        _put(art / d / f"{a['.onnx'].name}.json", json.dumps({**meta, **bad_meta}))
+    int8 = Path(demo_artifacts) / f"{STEM}_int8.onnx"
+    e["onnx8"] = int8
+    e["onnx8_trunc"] = _cut(int8, art / "i1" / int8.name)
+    _link(Path(f"{int8}.json"), art / "i1" / f"{int8.name}.json")
+    e["onnx_trunc_nosc"] = _cut(a[".onnx"], art / "o5" / a[".onnx"].name)
+    rng = np.random.default_rng(0)
+    np.savez(e.setdefault("cal_blank", cal / "blank_holdout.npz"),
+             crops=rng.integers(0, 256, (8, 256, 192, 3), dtype=np.uint8), holdout=np.zeros((4, 256, 192, 3),
+             np.uint8))  # fmt: skip
+    e["ann_nocat"] = _put(anns / "nocat.json", json.dumps(dict(doc, categories=[])))
+    e["same_img"] = _link(img, root / "same" / "same.jpg")
+    e["foreign"] = _link(img, root / "foreign" / "images" / "frame_000001.jpg").parent.parent  # a user's photos
+
     e["afile"] = _put(root / "a_file", "x")
     e["adir"] = _mkdir(root / "a_dir")
     e["adir_npz"] = _mkdir(root / "dir.npz")
     e["blocked"] = _mkdir(root / "blocked" / f"{STEM}_fp32.onnx").parent  # a folder where a file must go
     e["ro"] = _read_only_dir(root / "ro")
     return {k: str(v) for k, v in e.items()}
+
+
+def png_bomb(path: Path, w: int, h: int) -> Path:
+    """A valid 1-bit greyscale PNG declaring ``w`` x ``h`` black pixels: 49 kB on disk for 20000 x 20000, 1.2 GB
+    once OpenCV decodes it to RGB."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z, row = zlib.compressobj(9), b"\0" * (1 + (w + 7) // 8)
+    body = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)
+    return _put(path, b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
 
 
 def _read_only_dir(path: Path) -> Path:
@@ -199,6 +241,7 @@ E = "eval --no-progress --checkpoint {ckpt} --ann {ann} --images {images} --out 
 B = "bench --artifacts {onnx} --no-reference --no-accuracy --runs 1 --warmup 0 --quiet"
 C = "convert --target onnx --no-reference-accuracy --out {out}/arts"
 SUB = "subprocess"  # a case that could crash the interpreter
+L300, L240 = "a" * 300, "b" * 240  # a file name no file system takes; one that leaves no room for a temp name
 
 CASES = [
     # id, argv, message, the file or option it must name, [mode or blocked engine modules]
@@ -279,6 +322,53 @@ CASES = [
     ("num-zero-calibrate", K + " --num 0", "at least 1", "--num"),
     ("jpeg-quality-calibrate", K + " --jpeg 101", "between 1 and 100", "--jpeg"),
     ("det-thr-nan-eval", E + " --det-bbox-thr nan", "not a finite number", "--det-bbox-thr"),
+    # round two (issue 22)
+    ("threads-huge-predict", P + " --threads 100000", "100000 is more threads than", "--threads"),
+    ("threads-huge-eval", E + " --threads 100000", "100000 is more threads than", "--threads"),
+    ("threads-huge-bench", B + " --threads 100000", "100000 is more threads than", "--threads"),
+    ("threads-huge-convert", C + " --threads 100000", "100000 is more threads than", "--threads"),
+    ("name-too-long-predict", P.replace("p.png", L300 + ".png"), "File name too long", "--out"),
+    ("name-long-predict-json", P + " --json {out}/" + L240 + ".json", "file name too long (245 bytes", "--json"),
+    ("name-too-long-eval", E.replace("m.json", L300 + ".json"), "File name too long", "--out"),
+    ("name-too-long-bench", B + " --json {out}/" + L300 + ".json", "File name too long", "--json"),
+    ("name-too-long-convert", C.replace("arts", L300), "File name too long", "--out"),
+    ("name-too-long-synth", "synth --num-images 1 --out {out}/" + L300, "File name too long", "--out"),
+    ("name-too-long-calibrate", K.replace("c.npz", L300 + ".npz"), "File name too long", "--out"),
+    ("predict-out-unknown-suffix", P.replace("p.png", "p.xyz"), "no image format for the suffix '.xyz'", "--out"),
+    ("predict-out-is-the-image", "predict {same_img} --checkpoint {ckpt} --out {same_img}", "is the input image",
+     "{same_img}"),
+    ("predict-json-is-the-out", P + " --json {out}/p.png", "is also the path of --json", "--out"),
+    ("eval-out-is-the-ann", E.replace("{out}/m.json", "{ann}"), "is the input --ann", "{ann}"),
+    ("bench-json-is-a-sidecar", B + " --json {onnx}.json", "is the input artifact's sidecar", "{onnx}.json"),
+    ("sidecar-model-not-object", PA + " {onnx_m1}", "metadata 'model' is str 'x', not an object", ".onnx.json"),
+    ("sidecar-layout-not-object", PA + " {onnx_m2}", "metadata 'layout' is int 5, not an object", ".onnx.json"),
+    ("ckpt-nan-predict", P.replace("{ckpt}", "{ck_nan}") + " --json {out}/k.json", "holds 3 NaN or infinite",
+     "{ck_nan}"),
+    ("ckpt-nan-convert", C + " --checkpoint {ck_nan}", "holds 3 NaN or infinite", "{ck_nan}"),
+    ("image-bomb", P.replace("{img}", "{bomb}"), "image declares 20000x20000 pixels", "{bomb}"),
+    ("image-zero-width", P.replace("{img}", "{png_zero}"), "image declares 0x10 pixels", "{png_zero}"),
+    ("inspect-int8-truncated", "inspect {onnx8_trunc}", "truncated: ", "{onnx8_trunc}"),
+    ("inspect-float-truncated", "inspect {onnx8} --float {onnx_trunc_nosc}", "not a readable ONNX model",
+     "{onnx_trunc_nosc}"),
+    ("inspect-float-wrong-format", "inspect {onnx8} --float {tflite}", "must be a .onnx file", "{tflite}"),
+    ("inspect-out-under-file", "inspect {onnx8} --out {afile}/r", "is not a folder", "{afile}"),
+    ("inspect-out-is-folder", "inspect {onnx8} --out {adir}/", "is a folder; give a file stem", "{adir}"),
+    ("inspect-blank-holdout", "inspect {onnx8} --calib {cal_blank}", "4 of 4 holdout crops are near-constant",
+     "{cal_blank}"),
+    ("predict-artifact-other-model", PA + " {onnx} --model coco_384x288", "artifact is for model "
+     "demo_coco_256x192, not coco_384x288", "{onnx}"),
+    ("eval-artifact-other-model", E.replace("--checkpoint {ckpt}", "--artifact {tflite} --model coco_384x288"),
+     "artifact is for model demo_coco_256x192, not coco_384x288", "{tflite}"),
+    ("ann-no-person-category", E.replace("{ann}", "{ann_nocat}"), "'categories' lists no person category",
+     "{ann_nocat}"),
+    ("max-drop-negative-convert", C + " --max-drop -1", "-1 is negative", "--max-drop"),
+    ("convert-out-empty", "convert --target onnx --out ''", "an empty path", "--out"),
+    ("ssh-option-no-equals", B + " --remote pi --ssh-option noequals", "'noequals' is not KEY=VALUE", "--ssh-option"),
+    ("remote-timeout-zero", B + " --remote pi --remote-timeout 0", "0 is not more than 0", "--remote-timeout"),
+    ("ssh-config-missing", B + " --remote pi --ssh-config {root}/nope.cfg", "file not found", "--ssh-config"),
+    ("synth-over-foreign-images", "synth --num-images 1 --out {foreign}", "holds files that are not an earlier "
+     "synth's", "{foreign}/images"),
+    ("ray-unreachable", E + " --ray 127.0.0.1:1", "nothing answers at 127.0.0.1:1", "--ray 127.0.0.1:1"),
 ]  # fmt: skip
 
 
@@ -298,6 +388,12 @@ def _run_subprocess(argv: list[str], cwd: Path) -> tuple[int, str]:
     return r.returncode, r.stderr
 
 
+def _stats(*folders: str | Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file under ``folders``: what a case must leave as it found it."""
+    return {str(f): (f.stat().st_size, f.stat().st_mtime_ns) for d in folders for f in Path(d).rglob("*")
+            if f.is_file() and not f.name.startswith(".edgepose-probe")}  # fmt: skip
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_hostile_input(case, env, tmp_path, capsys, monkeypatch):
     cid, argv, message, name, *extra = case
@@ -307,10 +403,12 @@ def test_hostile_input(case, env, tmp_path, capsys, monkeypatch):
     fill = dict(env, out=str(out))
     args = [a.format(**fill) for a in shlex.split(argv)]
     name = name.format(**fill)
+    inputs = _stats(env["root"], Path(env["onnx"]).parent)
     if mode == SUB:
         rc, err = _run_subprocess(args, tmp_path)
     else:
         rc, err = _run_in_process(args, capsys, monkeypatch, mode or ())
+    assert _stats(env["root"], Path(env["onnx"]).parent) == inputs  # no input overwritten, none added
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     assert rc == 2, (cid, rc, err[-2000:])
     assert "Traceback" not in err, err[-2000:]
@@ -481,6 +579,181 @@ def test_bench_rows_still_run_where_no_interpreter_can_be_exec_d(env, tmp_path):
     assert "cannot start a row's process with forkserver" in proc.stderr and "Traceback" not in proc.stderr
     (row,) = _strict_json(js)["rows"]
     assert row["status"] == "ok" and row["path"] == str(env["onnx"])
+
+
+# ------------------------------------------------------------------------------ round two (issue 22)
+def _measured(argv: list[str], cwd: Path, env: dict | None = None) -> tuple[int, str, float, int, int]:
+    """Run the CLI in a child: (exit status, stderr, seconds, peak RSS in MB and peak thread count, as sampled
+    every 10 ms)."""
+    proc = subprocess.Popen([sys.executable, "-m", "edgepose", *argv], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env={**os.environ, **(env or {})})  # fmt: skip
+    peak_threads, peak_kb, t0 = 0, 0, time.monotonic()
+    err: list[bytes] = []
+    reader = threading.Thread(target=lambda: err.append(proc.stderr.read()))
+    reader.start()
+    while True:  # VmHWM (peak RSS) and Threads from /proc, once the child runs edgepose (before its exec, the
+        try:  # forked child shows pytest's own memory, which is also what ru_maxrss would report)
+            if b"edgepose" in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                peak_threads = max(peak_threads, int(status.split("Threads:")[1].split()[0]))
+                peak_kb = max(peak_kb, int(status.split("VmHWM:")[1].split()[0]))
+        except (OSError, IndexError, ValueError):
+            pass
+        pid, wstatus, _ = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        assert time.monotonic() - t0 < 240, argv
+        time.sleep(0.01)
+    proc.returncode = os.waitstatus_to_exitcode(wstatus)
+    reader.join()
+    return proc.returncode, err[0].decode(), time.monotonic() - t0, peak_kb // 1024, peak_threads
+
+
+def test_huge_threads_and_image_bombs_are_refused_before_any_cost(env, tmp_path):
+    """--threads 100000 and a 20000x20000 PNG: exit 2 in seconds, one line, no memory or threads spent."""
+    for argv in (["predict", env["img"], "--out", str(tmp_path / "p.png"), "--artifact", env["onnx"], "--threads",
+                  "100000"],
+                 ["predict", env["bomb"], "--checkpoint", env["ckpt"], "--out", str(tmp_path / "p.png")]):  # fmt: skip
+        rc, err, seconds, rss_mb, threads = _measured(argv, tmp_path)
+        assert rc == 2 and "Traceback" not in err and err.strip().splitlines()[-1].startswith("edgepose"), err
+        assert seconds < 60 and 10 <= rss_mb < 600 and 1 <= threads < 64, (argv, seconds, rss_mb, threads)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_threads_at_the_bound_run_with_that_many_threads_only(env, tmp_path):
+    """The bound is the machine's CPUs: --threads at the bound runs, and the process stays near that many threads
+    (ONNX Runtime's pool, OpenCV's, Python's), not thousands; one more is refused, naming the bound."""
+    bound = os.cpu_count() or 1
+    out = tmp_path / "p.png"
+    argv = ["predict", env["img"], "--out", str(out), "--artifact", env["onnx"], "--threads"]
+    rc, err, _, _, threads = _measured([*argv, str(bound)], tmp_path)
+    assert rc == 0 and out.is_file(), err
+    assert threads <= 3 * bound + 16, threads
+    rc, err, _, _, _ = _measured([*argv, str(bound + 1)], tmp_path, {"EDGEPOSE_MAX_THREADS": ""})
+    assert rc == 2 and f"{bound + 1} is more threads than the {bound} CPU(s)" in err, err
+    rc, err, _, _, _ = _measured([*argv, str(bound + 1)], tmp_path, {"EDGEPOSE_MAX_THREADS": str(bound + 1)})
+    assert rc == 0, err  # lifted on purpose
+
+
+def test_an_image_over_the_pixel_limit_reads_when_lifted_and_says_its_cost(tmp_path, monkeypatch, caplog):
+    from edgepose.errors import EdgeposeError
+    from edgepose.images import MAX_IMAGE_PIXELS, read_image
+
+    big = png_bomb(tmp_path / "big.png", 10_001, MAX_IMAGE_PIXELS // 10_000)  # just over the default limit
+    with pytest.raises(EdgeposeError, match=r"big\.png: image declares 10001x10000 pixels .* set "
+                                            r"EDGEPOSE_MAX_IMAGE_PIXELS"):  # fmt: skip
+        read_image(big)
+    monkeypatch.setenv("EDGEPOSE_MAX_IMAGE_PIXELS", "0")
+    with caplog.at_level("WARNING"):
+        img = read_image(big)
+    assert img.shape == (10_000, 10_001, 3) and not img.any()  # what the file holds: black
+    assert "10001x10000 image (100 megapixels): decoding it takes about 0.6 GB" in caplog.text
+    monkeypatch.setenv("EDGEPOSE_MAX_IMAGE_PIXELS", "1000")  # a lower limit refuses a small image too
+    small = png_bomb(tmp_path / "small.png", 40, 30)
+    with pytest.raises(EdgeposeError, match="40x30 pixels"):
+        read_image(small)
+
+
+def test_a_failed_download_is_never_cached(env, tmp_path, monkeypatch, capsys):
+    """A server that announces the whole checkpoint and sends a tenth: refused, and nothing stays in the cache
+    (no file, no .sha256, no empty folder), so the next run, once the server is fixed, downloads and works."""
+    import http.server
+
+    whole = Path(env["ckpt"]).read_bytes()
+    cut = {"on": True}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(whole)))
+            self.end_headers()
+            self.wfile.write(whole[: len(whole) // 10] if cut["on"] else whole)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("EDGEPOSE_CACHE", str(tmp_path / "cache"))
+    cache = tmp_path / "cache" / "checkpoints"
+    url = f"http://127.0.0.1:{server.server_address[1]}/m/demo.pth"
+    argv = ["predict", env["img"], "--bbox", "10,10,40,80", "--out", str(tmp_path / "p.png"), "--checkpoint", url]
+    try:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.strip().splitlines()[-1] == f"edgepose: error: {url}: damaged or truncated PyTorch checkpoint " \
+            "(its zip archive cannot be read)", err  # fmt: skip
+        assert not cache.exists() or not list(cache.rglob("*")), sorted(cache.rglob("*"))
+        cut["on"] = False  # the server is fixed
+        assert main(argv) == 0, capsys.readouterr().err
+        cached = sorted(p.name for p in cache.rglob("*") if p.is_file())
+        assert cached == ["demo.pth", "demo.pth.sha256"]
+    finally:
+        server.shutdown()
+    local = f"file://{env['ck_code']}"  # a refused pickle given as a file:// URL: refused, never copied
+    assert main([*argv[:-1], local]) == 2
+    assert "refused: it holds Python objects" in capsys.readouterr().err
+    assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == cached
+
+
+def test_synth_killed_leaves_no_half_set_and_a_rerun_replaces_it(tmp_path):
+    """SIGKILL mid-way: no images/ without annotations.json under the final names; the next run removes the dead
+    run's staging folder; a smaller re-run replaces the images of a larger one (calibrate would take them)."""
+    out = tmp_path / "s"
+    proc = subprocess.Popen([sys.executable, "-m", "edgepose", "synth", "--num-images", "5000", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        staged = list(out.glob(".synth-*/images/*.jpg")) if out.is_dir() else []
+        if len(staged) >= 3:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert [p.name for p in out.iterdir() if not p.name.startswith(".synth-")] == []  # nothing under final names
+    for n in (3, 2):
+        assert main(["synth", "--num-images", str(n), "--out", str(out)]) == 0
+        assert sorted(p.name for p in out.iterdir()) == ["annotations.json", "images"]  # the dead run's folder too
+        assert len(list((out / "images").iterdir())) == n == len(json.loads((out / "annotations.json").read_text())
+                                                                  ["images"])  # fmt: skip
+
+
+def test_convert_removes_the_work_folder_of_a_killed_run(env, tmp_path):
+    """A convert killed with SIGKILL runs no cleanup: its hidden work folder (a 38 MB export.onnx) stays; the
+    next convert into that folder removes it. A live process's folder is left alone."""
+    from edgepose.files import staging_dir
+
+    out = tmp_path / "arts"
+    out.mkdir()
+    code = ("import os, sys\nfrom edgepose.files import staging_dir\nd = staging_dir(sys.argv[1], 'convert')\n"
+            "(d / 'export.onnx').write_bytes(b'x' * 1000)\nos.kill(os.getpid(), 9)")  # fmt: skip
+    killed = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    (dead,) = out.glob(".convert-*")
+    live = staging_dir(out, "convert")  # this process's: alive
+    assert main(["convert", "--target", "onnx", "--precision", "fp32", "--no-reference-accuracy", "--quiet",
+                 "--checkpoint", env["ckpt"], "--out", str(out)]) == 0  # fmt: skip
+    assert not dead.exists() and live.is_dir()
+    live.rmdir()
+    assert sorted(p.name for p in out.iterdir()) == [f"{STEM}_fp32.onnx", f"{STEM}_fp32.onnx.json"]
+
+
+def test_a_ray_worker_keeps_no_copy_of_the_model(env):
+    """scale.Worker (the Ray actor's class, run here without Ray) writes the model's files to a temp folder only
+    while its engine loads them: Ray ends actors with SIGKILL, which no TemporaryDirectory survives cleanly."""
+    import tempfile
+
+    from edgepose.scale import Worker, model_files
+    from edgepose.spec import get_spec
+
+    def ours() -> set[str]:
+        return {p.name for p in Path(tempfile.gettempdir()).glob(".edgepose-ray-*")}
+
+    before = ours()
+    w = Worker(get_spec(STEM), model_files(env["onnx"]), 1, "cpu", False, True, "default", 4, 1)
+    assert ours() == before
+    heat = w.rt(np.zeros((1, 3, 256, 192), np.float32))
+    assert heat.shape == (1, 17, 64, 48) and np.isfinite(heat).all()  # the engine runs without its files
 
 
 # ------------------------------------------------------------------------ issue 22: bench, cases 10 and 15

@@ -67,16 +67,25 @@ def test_all_black_calibration_fails_convert_before_any_work(tmp_path, capsys, d
 
 
 def test_impossible_budget_fails_cleanly_with_nothing_written(tmp_path, capsys, demo_checkpoint):
-    """A negative budget asks for better than float: the command says the best drop reached, writes nothing."""
+    """A negative budget asks for better than float: the command line refuses it at once (issue 22); the library
+    runs it and says the best drop reached, writing nothing."""
     pytest.importorskip("onnxruntime")
+    from edgepose.converters.accuracy import ControlOptions
+    from edgepose.converters.api import convert
+
     out = tmp_path / "out"
-    rc = main(["convert", "--checkpoint", str(demo_checkpoint), "--target", "onnx", "--precision", "int8",
-               "--num-calib", "8", "--max-drop", "-0.5", "--control-size", "6", "--out", str(out),
-               "--quiet"])  # fmt: skip
-    err = [e for e in capsys.readouterr().err.strip().splitlines() if "calibrated on the bundled" not in e]
-    assert rc == 2 and len(err) == 1, err
-    assert err[0].startswith("edgepose: error: onnx int8: best AP drop reached on the control split ")
-    assert "> budget -0.5" in err[0] and err[0].endswith("nothing written")
+    with pytest.raises(SystemExit) as ex:  # argparse's own exit
+        main(["convert", "--checkpoint", str(demo_checkpoint), "--target", "onnx", "--precision", "int8",
+              "--max-drop", "-0.5", "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert ex.value.code == 2 and err[-1].endswith("argument --max-drop: -0.5 is negative (see edgepose convert "
+                                                   "--help)"), err
+    with pytest.raises(EdgeposeError) as e:
+        convert(checkpoint=str(demo_checkpoint), targets="onnx", precisions="int8", num_calib=8, max_drop=-0.5,
+                control=ControlOptions(size=6), out=out, progress=False)  # fmt: skip
+    msg = str(e.value)
+    assert msg.startswith("onnx int8: best AP drop reached on the control split ")
+    assert "> budget -0.5" in msg and msg.endswith("nothing written")
     assert _files(out) == []
 
 

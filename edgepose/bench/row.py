@@ -23,7 +23,7 @@ import numpy as np
 from ..datasets import EvalData
 from ..errors import EdgeposeError
 from ..processing import TopDownPipeline, input_kind_of
-from ..spec import ModelSpec, spec_from_metadata
+from ..spec import ModelSpec, check_artifact_model
 from .config import BenchConfig
 from .data import artifact_files, artifact_size, guess_precision, one_line
 from .int8 import int8_control
@@ -174,14 +174,8 @@ def bench_row(
 
 
 def check_model(path: Path, spec: ModelSpec, meta: dict) -> None:
-    """The artifact must be for ``spec`` (by name, and by keypoint count)."""
-    name = (meta.get("model") or {}).get("name") if isinstance(meta.get("model"), dict) else meta.get("model")
-    if name and name != spec.name:
-        raise EdgeposeError(f"{path}: artifact is for model {name}, not {spec.name} (pass --model {name})")
-    if meta.get("model"):
-        k = spec_from_metadata(meta).num_keypoints
-        if k != spec.num_keypoints:
-            raise EdgeposeError(f"{path}: artifact has {k} keypoints, model {spec.name} has {spec.num_keypoints}")
+    """The artifact must be for ``spec`` (:func:`edgepose.spec.check_artifact_model`, as predict and eval)."""
+    check_artifact_model(path, spec, meta)
 
 
 def safe_info(rt: Any) -> dict[str, Any]:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 
 __all__ = ["positive_int", "non_negative_int", "finite_float", "non_negative_float", "fraction", "int_range",
-           "THREADS_HELP"]  # fmt: skip
+           "threads", "max_threads", "positive_float", "key_value", "non_empty", "THREADS_HELP",
+           "MAX_THREADS_ENV"]  # fmt: skip
 
-THREADS_HELP = "inference threads, at least 1 (default: every usable CPU)"
+MAX_THREADS_ENV = "EDGEPOSE_MAX_THREADS"
+THREADS_HELP = (f"inference threads, from 1 to the CPUs of this machine (default: every usable CPU; set "
+                f"{MAX_THREADS_ENV} to allow more)")  # fmt: skip
 
 
 def _int(text: str) -> int:
@@ -27,6 +31,31 @@ def positive_int(text: str) -> int:
     v = _int(text)
     if v < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a whole number of at least 1")
+    return v
+
+
+def max_threads() -> int:
+    """The most ``--threads`` a command accepts: the logical CPUs of this machine, or ``$EDGEPOSE_MAX_THREADS``.
+
+    An engine told to start 100 000 threads does it (ONNX Runtime reached 17 000 threads and 16 GB before the
+    kernel killed it; LiteRT hung at exit), and more threads than CPUs never runs faster."""
+    raw = os.environ.get(MAX_THREADS_ENV, "").strip()
+    if raw:
+        try:
+            return positive_int(raw)
+        except argparse.ArgumentTypeError as e:
+            raise argparse.ArgumentTypeError(f"{MAX_THREADS_ENV}={raw}: {e}") from None
+    return os.cpu_count() or 1
+
+
+def threads(text: str) -> int:
+    """``--threads``: a whole number from 1 to :func:`max_threads`."""
+    v = positive_int(text)
+    bound = max_threads()
+    if v > bound:
+        where = f"{MAX_THREADS_ENV}={bound}" if os.environ.get(MAX_THREADS_ENV, "").strip() else \
+            f"the {bound} CPU(s) of this machine; set {MAX_THREADS_ENV} to allow more"
+        raise argparse.ArgumentTypeError(f"{text} is more threads than {where}")
     return v
 
 
@@ -67,6 +96,29 @@ def non_negative_float(text: str) -> float:
     if v < 0:
         raise argparse.ArgumentTypeError(f"{text} is negative")
     return v
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (``--remote-timeout``)."""
+    v = finite_float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not more than 0")
+    return v
+
+
+def key_value(text: str) -> str:
+    """``KEY=VALUE`` with a plain option name (``--ssh-option``)."""
+    key, eq, _ = str(text).partition("=")
+    if not eq or not key.strip() or not key.strip().replace("_", "").isalnum():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. ConnectTimeout=10)")
+    return text
+
+
+def non_empty(text: str) -> str:
+    """A path that is not empty (``--out ''`` would otherwise mean the default, or the current folder)."""
+    if not str(text).strip():
+        raise argparse.ArgumentTypeError("an empty path; give a name")
+    return text
 
 
 def fraction(text: str) -> float:

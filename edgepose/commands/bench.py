@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import sys
 
-from ._args import THREADS_HELP, non_negative_float, non_negative_int, positive_int, sha256_arg
+from ._args import (
+    THREADS_HELP,
+    key_value,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    sha256_arg,
+    threads,
+)
 
 
 def register(sub) -> None:
@@ -36,7 +45,7 @@ def register(sub) -> None:
                    help="evaluate on the first N images only, N >= 1 (COCO-format files)")
     p.add_argument("--no-accuracy", action="store_true", help="speed, size and memory only")
     p.add_argument("--no-flip", action="store_true", help="evaluate accuracy without flip test (timing has both)")
-    p.add_argument("--threads", type=positive_int, help=THREADS_HELP)
+    p.add_argument("--threads", type=threads, help=THREADS_HELP)
     p.add_argument("--runs", type=positive_int, default=100, help="timed runs per measurement (default 100)")
     p.add_argument("--warmup", type=non_negative_int, default=10, help="untimed warm-up runs before them (default 10)")
     p.add_argument("--batch", type=positive_int, default=1, help="persons per inference call in the timing (default 1)")
@@ -72,25 +81,32 @@ def register(sub) -> None:
                    "venv (kept for the next run) and the run's temporary folder (removed at the end); default "
                    "~/.cache/edgepose-remote")  # fmt: skip
     r.add_argument("--ssh-config", metavar="FILE", help="ssh client configuration file (ssh -F)")
-    r.add_argument("--ssh-option", action="append", default=[], metavar="KEY=VALUE", help="ssh -o option "
-                   "(repeatable); BatchMode=yes is always set: no password prompts")  # fmt: skip
-    r.add_argument("--remote-timeout", type=float, default=3600, metavar="S", help="seconds the remote bench "
+    r.add_argument("--ssh-option", action="append", default=[], type=key_value, metavar="KEY=VALUE",
+                   help="ssh -o option (repeatable); BatchMode=yes is always set: no password prompts")  # fmt: skip
+    r.add_argument("--remote-timeout", type=positive_float, default=3600, metavar="S", help="seconds the remote bench "
                    "may take per host (default 3600)")  # fmt: skip
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from ..bench import BenchConfig, BenchInterrupted, run_bench
     from ..bench.batch import parse_batch_sizes, sweep_table
+    from ..bench.data import discover_artifacts
     from ..bench.report import console_table
-    from ..files import check_writable
+    from ..errors import EdgeposeError
+    from ..files import check_distinct, check_writable
+    from ..runtimes.artifact import artifact_inputs
     from ..runtimes.devices import require_device
 
-    for path, what in ((args.json_out, "--json"), (args.markdown, "--markdown"), (args.plot, "--plot")):
+    outputs = (("--json", args.json_out), ("--markdown", args.markdown), ("--plot", args.plot))
+    for what, path in outputs:
         check_writable(path, what)
+    arts = discover_artifacts(args.artifacts) if args.artifacts else []
+    check_distinct(outputs, [("--ann", args.ann), ("--bbox-file", args.bbox_file), ("--reference", args.reference),
+                             *(x for a in arts for x in artifact_inputs(a, "artifact"))])  # fmt: skip
     if args.sha256 and args.no_reference:
-        from ..errors import EdgeposeError
-
         raise EdgeposeError("--sha256 checks the --reference checkpoint; it makes no sense with --no-reference")
     if args.sha256 and args.reference:  # a wrong reference fails now, not in its row at the end
         from ..checkpoint import resolve_checkpoint
@@ -100,6 +116,8 @@ def run(args) -> int:
         from ..bench.remote import check_targets
 
         check_targets(args.remote)  # a malformed --remote fails now, not after the local bench
+        if args.ssh_config and not Path(args.ssh_config).expanduser().is_file():
+            raise EdgeposeError(f"--ssh-config {args.ssh_config}: file not found")
 
     choice = require_device(args.device, args.allow_fallback)  # one line, exit 2, for a missing device
     if choice.fallback:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..errors import EdgeposeError
 from ._args import int_range, non_negative_int, positive_int
 
@@ -37,14 +39,18 @@ def run(args) -> int:
         raise EdgeposeError("--dataset and --ann go together (or give --images alone for a folder)")
     if not str(args.out).endswith(".npz"):
         raise EdgeposeError(f"{args.out}: the output must be an .npz file")
-    from ..files import check_writable
+    from ..files import check_distinct, check_writable
 
     check_writable(args.out, "--out")
+    check_distinct([("--out", args.out)], [("--ann", getattr(args, "ann", None))])
     if args.dataset:
         cset = from_dataset(spec, args.dataset, args.ann, args.images, args.num, args.holdout, args.seed,
                             args.allow_eval_split)  # fmt: skip
     else:
         cset = from_image_folder(spec, args.images, args.num, args.holdout, args.seed, args.allow_eval_split)
+    if len(cset.crops) < args.num:
+        print(f"edgepose: warning: --num {args.num}: the images hold only {len(cset.crops)} usable person crop(s) "
+              f"beside the holdout; the set has {len(cset.crops)}", file=sys.stderr)  # fmt: skip
     path = write_calibration(args.out, cset, jpeg_quality=args.jpeg)
     w, h = cset.input_size
     print(f"{path}: {len(cset.crops)} calibration + {len(cset.holdout)} holdout crops {w}x{h} for {spec.name} "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._args import finite_float, positive_int, sha256_arg
+from ._args import non_empty, non_negative_float, positive_int, sha256_arg, threads
 
 
 def register(sub) -> None:
@@ -31,7 +31,7 @@ def register(sub) -> None:
                    help="keep artifacts outside their tolerance (tensor parity, or INT8 task-metric drop > 0.03)")
     g = p.add_argument_group("INT8 accuracy on the task metric (control split: real evaluation data, not calibration "
                              "images; the demo model's default: the first images of its synthetic val split)")
-    g.add_argument("--max-drop", type=finite_float, metavar="X",
+    g.add_argument("--max-drop", type=non_negative_float, metavar="X",
                    help="accuracy control: every INT8 artifact ends within X of PyTorch on the control split, in "
                         "the model's metric (AP, PCKh, PCK@0.2; e.g. 0.005), keeping the layers that hurt most in "
                         "float; or the command fails and writes nothing")
@@ -44,11 +44,11 @@ def register(sub) -> None:
                    help="OpenVINO's accuracy control: search (default: edgepose's layer search, as for ONNX and "
                         "TFLite; candidates NNCF-quantised with those layers ignored) or nncf "
                         "(nncf.quantize_with_accuracy_control; slower: it re-ranks after steps that do not help)")
-    p.add_argument("--threads", type=positive_int, help="threads for the parity runs, at least 1")
+    p.add_argument("--threads", type=threads, help="threads for the parity runs, at least 1")
     p.add_argument("--head", default="auto",
                    help="form of the deconvolution head in the exported graph: auto (each target's fastest, "
                    "measured), deconv (as trained, no rewrite), subpixel2x2 or subpixel3x3 (exact rewrites)")
-    p.add_argument("--out", help="output folder (default: artifacts/<model>/)")
+    p.add_argument("--out", type=non_empty, help="output folder (default: artifacts/<model>/)")
     p.add_argument("--no-reference-accuracy", action="store_true", help="do not measure and record the PyTorch "
                    "original's accuracy on the default evaluation data (it lets a torch-less device report drops)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")

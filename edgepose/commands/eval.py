@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..spec import DATASETS
-from ._args import finite_float, non_negative_int, positive_int, sha256_arg
+from ._args import finite_float, non_negative_int, positive_int, sha256_arg, threads
 
 
 def register(sub) -> None:
@@ -23,7 +21,7 @@ def register(sub) -> None:
                    help="keep detections with score >= this (default 0)")  # fmt: skip
     p.add_argument("--no-flip", action="store_true", help="disable the flip test")
     p.add_argument("--batch-size", type=positive_int, default=16, help="crops per inference call (default 16)")
-    p.add_argument("--threads", type=positive_int, help="inference threads, at least 1 (with --ray: per worker, "
+    p.add_argument("--threads", type=threads, help="inference threads, at least 1 (with --ray: per worker, "
                    "default 1)")
     p.add_argument("--serial", action="store_true", help="read, crop, infer and decode one after the other (the "
                    "reference path; by default they overlap, with the same keypoints bit for bit)")  # fmt: skip
@@ -64,16 +62,18 @@ def run(args) -> int:
     from ..datasets import load_dataset, resolve_data
     from ..errors import EdgeposeError
     from ..evaluate import EvalOptions, evaluate_dataset
-    from ..files import atomic_path, check_writable, json_text
+    from ..files import atomic_path, check_distinct, check_writable, json_text
     from ..predict import write_json
+    from ..runtimes.artifact import artifact_inputs
     from ..runtimes.open import model_for_checkpoint, open_model
     from ..spec import get_spec
 
     check_writable(args.out, "--out")
     check_writable(args.predictions, "--predictions")
-    if args.predictions and Path(args.predictions).resolve() == Path(args.out).resolve():
-        raise EdgeposeError(f"--predictions {args.predictions}: the same file as --out")
-    if (args.ann is None) != (args.images is None):  # before a model is resolved (resolve_data says it later)
+    check_distinct([("--out", args.out), ("--predictions", args.predictions)],
+                   [("--ann", args.ann), ("--bbox-file", args.bbox_file), ("--checkpoint", args.checkpoint),
+                    *artifact_inputs(args.artifact)])  # fmt: skip
+    if (args.ann is None) != (args.images is None):
         raise EdgeposeError("--ann and --images go together")
     if args.model:
         spec = get_spec(args.model)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._args import THREADS_HELP, finite_float, positive_int, sha256_arg
+from ._args import THREADS_HELP, finite_float, sha256_arg, threads
 
 
 def register(sub) -> None:
@@ -18,19 +18,24 @@ def register(sub) -> None:
     p.add_argument("--json", dest="json_out", help="write keypoints as JSON")
     p.add_argument("--no-flip", action="store_true", help="disable the flip test")
     p.add_argument("--decoder", default="default", choices=["default", "dark"], help="heatmap decoding rule")
-    p.add_argument("--threads", type=positive_int, help=THREADS_HELP)
+    p.add_argument("--threads", type=threads, help=THREADS_HELP)
     p.add_argument("--score-thr", type=finite_float, default=0.3, help="draw keypoints above this score")
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    from ..files import check_writable
+    from ..files import check_distinct, check_writable
+    from ..images import check_image_suffix
     from ..predict import parse_bbox, predict_image, write_image, write_json
     from ..processing import read_image
+    from ..runtimes.artifact import artifact_inputs
     from ..visualize import draw_keypoints
 
     check_writable(args.out, "--out")
     check_writable(args.json_out, "--json")
+    check_image_suffix(args.out, "--out")
+    check_distinct([("--out", args.out), ("--json", args.json_out)],
+                   [("image", args.image), ("--checkpoint", args.checkpoint), *artifact_inputs(args.artifact)])
     boxes = [parse_bbox(b) for b in args.bbox]
     image = read_image(args.image)  # read once, and fail on a bad image before loading any model
     from ..runtimes.open import open_model

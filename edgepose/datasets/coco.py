@@ -35,6 +35,10 @@ def read_coco(
     k = DATASETS["coco"].num_keypoints
     data = read_json(ann)
     imgs, anns = coco_index(ann, data)
+    cats = data.get("categories")
+    if not isinstance(cats, list) or not any(isinstance(c, dict) and c.get("id") == 1 for c in cats):
+        raise EdgeposeError(f"{ann}: 'categories' lists no person category (id 1): COCO keypoint AP scores that "
+                            f"category only, every metric would be null (got {str(cats)[:60]})")  # fmt: skip
     if bbox_file is not None:
         samples = _coco_detections(Path(bbox_file), imgs, images, spec, det_bbox_thr)
     else:

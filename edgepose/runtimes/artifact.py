@@ -40,6 +40,7 @@ from typing import Any
 from ..errors import EdgeposeError
 from ..files import parse_json, sha256_cached, sha256_of
 from ..processing import INPUT_FLOAT, INPUT_KINDS  # input.kind values (their one home is processing)
+from ..spec import check_metadata_types
 from .registry import runtime_for
 
 FORMAT_VERSION = 1
@@ -50,6 +51,7 @@ __all__ = [
     "KEY",
     "input_kind",
     "sidecar_path",
+    "artifact_inputs",
     "read_metadata",
     "read_embedded",
     "tflite_metadata_entries",
@@ -63,6 +65,18 @@ def sidecar_path(path: str | Path) -> Path:
     """``model.tflite`` -> ``model.tflite.json``."""
     path = Path(path)
     return path.with_name(path.name + ".json")
+
+
+def artifact_inputs(path: str | Path | None, what: str = "--artifact") -> list[tuple[str, Path]]:
+    """Every file an artifact is read from, as (label, path) pairs for :func:`edgepose.files.check_distinct`:
+    the artifact, its companions (OpenVINO's ``.bin``) and its sidecar; none for ``None``."""
+    if not path:
+        return []
+    path = Path(path)
+    cls = runtime_for(path)
+    companions = [path.with_suffix(s) for s in (cls.companions if cls is not None else ())]
+    return [(what, path)] + [(f"{what}'s companion", c) for c in companions] + [(f"{what}'s sidecar",
+                                                                                  sidecar_path(path))]  # fmt: skip
 
 
 def input_kind(meta: dict[str, Any], source: str | Path = "artifact") -> str:
@@ -104,6 +118,7 @@ def _parse_json(raw: bytes | str, source: Path) -> dict[str, Any]:
         raise EdgeposeError(f"{source}: artifact metadata is nested too deeply to be ours") from None
     if not isinstance(meta, dict):
         raise EdgeposeError(f"{source}: artifact metadata is not a JSON object")
+    check_metadata_types(meta, source)
     return meta
 
 

@@ -69,6 +69,7 @@ class Runtime:
         """
         for name in cls.modules:
             try:
+                importlib.import_module(name.split(".")[0])  # the package itself (a cached submodule is not enough)
                 return name, importlib.import_module(name)
             except ImportError:
                 continue

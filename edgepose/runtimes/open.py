@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from ..errors import EdgeposeError
-
 __all__ = ["open_model", "open_checkpoint", "model_for_checkpoint"]
 log = logging.getLogger(__name__)
 
@@ -35,7 +33,7 @@ def open_model(model: str | None, checkpoint: str | None, artifact: str | None, 
 
     ``sha256`` (full or prefix) is the expected hash of the checkpoint, or of the artifact file.
     """
-    from ..spec import get_spec, spec_from_metadata
+    from ..spec import spec_for_artifact
     from . import load_runtime
 
     if artifact:
@@ -44,10 +42,7 @@ def open_model(model: str | None, checkpoint: str | None, artifact: str | None, 
 
             check_sha256(artifact, sha256)
         rt = load_runtime(artifact, threads=threads)
-        spec = get_spec(model) if model else spec_from_metadata(rt.metadata)
-        if rt.metadata and spec.num_keypoints != spec_from_metadata(rt.metadata).num_keypoints:
-            raise EdgeposeError(f"{artifact}: artifact has a different keypoint count than model {spec.name}")
-        return spec, rt
+        return spec_for_artifact(model, rt.metadata, artifact), rt
     spec = model_for_checkpoint(model, checkpoint)
     return spec, open_checkpoint(spec, checkpoint, threads, sha256)
 
