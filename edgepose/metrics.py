@@ -388,3 +388,51 @@ def hand_metrics(
     out["AUC"] = keypoint_auc(pred, gt, mask, auc_nor)
     out["EPE"] = keypoint_epe(pred, gt, mask)
     return out
+
+
+def id_switches(
+    gt_frames: Sequence[dict], pred_frames: Sequence[dict], iou_threshold: float = 0.5
+) -> dict[str, int]:
+    """Identity switches of a tracker, as CLEAR-MOT counts them (IDSW).
+
+    ``gt_frames`` / ``pred_frames``: one dict per frame, ``{track id: x, y, w, h box}``. In each frame the ground
+    truth and predicted boxes are matched one to one, greedily by IoU (highest first, at least
+    ``iou_threshold``); a ground-truth track matched to a different predicted id than at its last match is one
+    switch. Returns ``{"id_switches", "matches", "misses", "false_positives"}``.
+    """
+    if len(gt_frames) != len(pred_frames):
+        raise EdgeposeError(f"id_switches: {len(gt_frames)} ground-truth frames but {len(pred_frames)} predicted")
+    last: dict = {}
+    switches = matches = misses = false_pos = 0
+    for gt, pred in zip(gt_frames, pred_frames):
+        g_ids, p_ids = list(gt), list(pred)
+        pairs = []
+        if g_ids and p_ids:
+            g = np.asarray([gt[i] for i in g_ids], np.float64).reshape(-1, 4)
+            p = np.asarray([pred[i] for i in p_ids], np.float64).reshape(-1, 4)
+            g[:, 2:] += g[:, :2]
+            p[:, 2:] += p[:, :2]
+            iw = np.clip(np.minimum(g[:, None, 2], p[None, :, 2]) - np.maximum(g[:, None, 0], p[None, :, 0]), 0, None)
+            ih = np.clip(np.minimum(g[:, None, 3], p[None, :, 3]) - np.maximum(g[:, None, 1], p[None, :, 1]), 0, None)
+            inter = iw * ih
+            area_g = (g[:, 2] - g[:, 0]) * (g[:, 3] - g[:, 1])
+            area_p = (p[:, 2] - p[:, 0]) * (p[:, 3] - p[:, 1])
+            iou = inter / np.maximum(area_g[:, None] + area_p[None, :] - inter, 1e-12)
+            used_g, used_p = set(), set()
+            for flat in np.argsort(-iou, axis=None, kind="stable"):
+                i, j = divmod(int(flat), iou.shape[1])
+                if iou[i, j] < iou_threshold:
+                    break
+                if i in used_g or j in used_p:
+                    continue
+                used_g.add(i)
+                used_p.add(j)
+                pairs.append((g_ids[i], p_ids[j]))
+        for gid, pid in pairs:
+            if gid in last and last[gid] != pid:
+                switches += 1
+            last[gid] = pid
+        matches += len(pairs)
+        misses += len(g_ids) - len(pairs)
+        false_pos += len(p_ids) - len(pairs)
+    return {"id_switches": switches, "matches": matches, "misses": misses, "false_positives": false_pos}

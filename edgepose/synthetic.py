@@ -27,7 +27,7 @@ from .spec import DATASETS
 
 __all__ = [
     "SPLITS", "SCENE_SPLITS", "VERSION", "render_image", "render_scene", "generate", "generate_scenes",
-    "ensure_split", "ensure_scenes", "cache_root",
+    "ensure_split", "ensure_scenes", "cache_root", "render_video", "generate_video", "VIDEO_SEED",
 ]  # fmt: skip
 
 VERSION = "v1"
@@ -366,6 +366,121 @@ def render_scene(
         crowd = int(visible < MIN_VISIBLE or box[2] < 4 or box[3] < 4)
         persons.append({"bbox": box, "keypoints": _keypoints_of(kp, ids, i + 1), "iscrowd": crowd, "visible": visible})
     return img, persons
+
+
+VIDEO_SEED = 2525  # edgepose synth --video's default seed (apart from every split's)
+
+
+def _swing(kp: np.ndarray, pivot: int, joints: tuple[int, int], deg: float) -> None:
+    """Rotate ``joints`` of ``kp`` (in place) about the keypoint ``pivot`` by ``deg``."""
+    for j in joints:
+        kp[j] = kp[pivot] + _rot(kp[j] - kp[pivot], deg)
+
+
+def render_video(
+    seed: int = VIDEO_SEED, num_frames: int = 40, size: tuple[int, int] = (320, 256), persons: int = 3
+):
+    """Frames of one sequence of ``persons`` moving figures: yields ``(image, people)`` per frame.
+
+    Each figure keeps its build, colours and depth for the whole sequence (its pose and drawing generators are
+    seeded by ``(seed, figure)``); it walks across a fixed background at its own speed, bouncing off the frame's
+    sides, arms and legs swinging, so figures pass in front of each other (nearer = taller = drawn later).
+    ``people``: ``[{'track_id', 'bbox' (visible extent, x y w h), 'keypoints' (17, 3), 'iscrowd', 'visible'}]``
+    with the rules of :func:`render_scene` (a keypoint hidden by a nearer figure has visibility 1).
+    """
+    w, h = size
+    background = _background(np.random.default_rng([seed, 0]), w, h)
+    figs = []
+    for f in range(persons):
+        rng = np.random.default_rng([seed, 1, f])
+        height = float(rng.uniform(0.5, 0.85) * h)
+        kp, r = _pose(rng, height)
+        lo, hi = kp.min(0), kp.max(0)
+        x_min, x_max = -lo[0] + 2, max(-lo[0] + 3, w - hi[0] - 2)
+        y = float(rng.uniform(-lo[1] + 2, max(-lo[1] + 3, h - hi[1] - 2)))
+        figs.append({
+            "kp": kp, "r": r, "height": height, "x_min": x_min, "span": x_max - x_min, "y": y,
+            "x0": float(rng.uniform(0, 1)), "speed": float(rng.uniform(0.012, 0.03)) * (1 if rng.random() < 0.5 else -1),
+            "phase": float(rng.uniform(0, 2 * np.pi)), "period": float(rng.uniform(14, 24)), "track_id": f + 1,
+        })  # fmt: skip
+    order = sorted(range(persons), key=lambda f: figs[f]["height"])  # far (short) first
+    for t in range(num_frames):
+        img = background.copy()
+        ids = np.zeros((h, w), np.uint8)
+        placed = {}
+        for f in order:
+            g = figs[f]
+            u = (g["x0"] + g["speed"] * t) % 2.0
+            u = u if u <= 1.0 else 2.0 - u  # back and forth across the frame
+            kp = g["kp"].copy()
+            a = 25.0 * np.sin(2 * np.pi * t / g["period"] + g["phase"])
+            _swing(kp, LSHO, (LELB, LWRI), a)
+            _swing(kp, RSHO, (RELB, RWRI), -a)
+            _swing(kp, LHIP, (LKNE, LANK), -0.5 * a)
+            _swing(kp, RHIP, (RKNE, RANK), 0.5 * a)
+            kp = kp + np.array([g["x_min"] + u * g["span"], g["y"] + 2.0 * np.sin(4 * np.pi * t / g["period"])])
+            own = _draw_figure(np.random.default_rng([seed, 2, f]), img, ids, kp, g["r"], g["height"], fid=f + 1)
+            placed[f] = (kp, int(own.sum()))
+        people = []
+        for f in range(persons):
+            kp, own_px = placed[f]
+            ys, xs = np.nonzero(ids == f + 1)
+            if not len(xs):
+                continue
+            box = [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+            visible = len(xs) / max(own_px, 1)
+            crowd = int(visible < MIN_VISIBLE or box[2] < 4 or box[3] < 4)
+            people.append({"track_id": f + 1, "bbox": box, "keypoints": _keypoints_of(kp, ids, f + 1),
+                           "iscrowd": crowd, "visible": visible})  # fmt: skip
+        yield img, people
+
+
+def generate_video(
+    out_dir: str | Path, num_frames: int = 40, seed: int = VIDEO_SEED, persons: int = 3,
+    size: tuple[int, int] = (320, 256), fps: float = 10.0,
+) -> tuple[Path, Path]:
+    """``out_dir/video.mp4`` (MPEG-4 part 2) and ``out_dir/annotations.json``: one COCO image per frame (``id`` =
+    frame index + 1, ``frame_index``), keypoints and visible-extent boxes with ``track_id``; ``(ann, video)``.
+
+    The video is written under a temporary name and renamed when complete; ground truth comes from the geometry
+    (the lossy codec does not change it).
+    """
+    from .files import atomic_path
+
+    if num_frames < 1 or persons < 1:
+        raise EdgeposeError(f"a synthetic video needs at least 1 frame and 1 person, got {num_frames}, {persons}")
+    out_dir = Path(out_dir)
+    video = out_dir / "video.mp4"
+    images, anns = [], []
+    with atomic_path(video, suffix=".mp4") as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not writer.isOpened():
+            raise EdgeposeError(f"{video}: OpenCV cannot write MPEG-4 video here")
+        try:
+            for t, (img, people) in enumerate(render_video(seed, num_frames, size, persons)):
+                writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+                images.append({"id": t + 1, "file_name": f"{video.name}#{t}", "frame_index": t,
+                               "width": size[0], "height": size[1]})  # fmt: skip
+                for p in people:
+                    kp = p["keypoints"]
+                    x, y, bw, bh = p["bbox"]
+                    anns.append({
+                        "id": len(anns) + 1, "image_id": t + 1, "category_id": 1, "iscrowd": p["iscrowd"],
+                        "track_id": p["track_id"], "bbox": [x, y, bw, bh], "area": bw * bh,
+                        "keypoints": [v for row in kp for v in (round(float(row[0]), 2), round(float(row[1]), 2),
+                                                                 int(row[2]))],
+                        "num_keypoints": int((kp[:, 2] > 0).sum()), "visible": round(p["visible"], 3),
+                    })  # fmt: skip
+        finally:
+            writer.release()
+    doc = {
+        "info": {"description": "edgepose synthetic video (moving figures with track ids)", "version": VERSION,
+                 "seed": seed, "fps": fps, "video": video.name, "num_frames": num_frames},
+        "images": images, "annotations": anns, "categories": _categories(),
+    }  # fmt: skip
+    ann_path = out_dir / "annotations.json"
+    atomic_write(ann_path, json_text(doc, str(ann_path), separators=(",", ":")))
+    return ann_path, video
 
 
 def _scene_counts(max_persons: int) -> np.ndarray:
