@@ -8,9 +8,10 @@ numpy + OpenCV and the engines only (no torch unless the PyTorch runtime is the 
   its previous visible keypoints grown by the model's ``box_padding`` (the crop rule then pads it as it pads a
   detector's box). All persons of a frame go to the pose engine as one batch through
   :class:`edgepose.processing.TopDownPipeline` (a fixed-batch artifact is split/padded by the runtime face).
-  Detections are matched greedily by IoU to the box each track cropped on the frame before: matched tracks keep their ids, new detections start tracks,
-  tracks unmatched at ``max_missed`` detection frames in a row, or left with under two visible keypoints, are
-  dropped; when two tracks' next boxes overlap almost wholly, the newer keeps its last box and the detector runs next. ``smooth`` runs a
+  Detections are matched greedily by IoU to the box each track cropped on the frame before: matched tracks keep
+  their ids, new detections start tracks, tracks unmatched at ``max_missed`` detection frames in a row, or left
+  with under two visible keypoints, are dropped; when two tracks' next boxes overlap almost wholly, the newer keeps
+  its last box and the detector runs on the next frame. ``smooth`` runs a
   One-Euro filter (:class:`OneEuroFilter`) over each track's keypoints.
 * sources (:func:`open_source`: an image, a folder of images, a video file, a camera index) and sinks
   (:class:`VideoSink`: written under a temporary name, closed and renamed also on Ctrl-C/SIGTERM, so the file at
@@ -23,6 +24,7 @@ numpy + OpenCV and the engines only (no torch unless the PyTorch runtime is the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -126,7 +128,8 @@ class PersonResult:
 
     def to_json(self) -> dict:
         return {"track_id": self.track_id, "bbox": [round(float(v), 2) for v in self.box],
-                "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)] for x, y, s in self.keypoints],
+                "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)]
+                              for x, y, s in self.keypoints],
                 "score": round(self.score, 4)}  # fmt: skip
 
 
@@ -186,6 +189,7 @@ class PoseTracker:
         batched: bool = True,
         fps: float = 30.0,
         one_euro: tuple[float, float] = (1.0, 0.05),
+        box_padding: float | None = None,
     ):
         if (detector is None or detector_infer is None) and boxes_for is None:
             raise EdgeposeError("PoseTracker: give a detector and its runtime, or boxes_for")
@@ -200,6 +204,7 @@ class PoseTracker:
         self.det_every, self.smooth, self.kpt_thr = det_every, smooth, kpt_thr
         self.min_track_score, self.iou_threshold, self.max_missed = min_track_score, iou_threshold, max_missed
         self.max_persons, self.batched, self.fps, self.one_euro = max_persons, batched, fps, one_euro
+        self.box_padding = spec.box_padding if box_padding is None else float(box_padding)
         self.tracks: list[Track] = []
         self.next_id = 1
         self.frames = 0
@@ -288,7 +293,7 @@ class PoseTracker:
                     k[:, :2] = t.filter(k[:, :2], t_sec)
                 if k[:, 2].mean() < self.min_track_score:
                     self._redetect = True  # the detector runs on the next frame
-                nxt = box_from_keypoints(k, self.kpt_thr, self.spec.box_padding)
+                nxt = box_from_keypoints(k, self.kpt_thr, self.box_padding)
                 persons.append(PersonResult(t.track_id, box, k.astype(np.float32)))
                 if nxt is None:
                     self._redetect = True
@@ -366,16 +371,34 @@ def open_source(source: str) -> Source:
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise EdgeposeError(f"{text}: not an image ({', '.join(IMAGE_SUFFIXES)}) or a video "
                             f"({', '.join(VIDEO_SUFFIXES)})")  # fmt: skip
-    cap = cv2.VideoCapture(str(path))
-    ok = cap.isOpened()
-    first = cap.read()[0] if ok else False
-    cap.release()
+    with _quiet_stderr():  # FFmpeg prints its own line about a broken file; the error below says it once
+        cap = cv2.VideoCapture(str(path))
+        first = cap.read()[0] if cap.isOpened() else False
+        cap.release()
     if not first:
         raise EdgeposeError(f"{text}: OpenCV cannot read a frame of this video")
     cap = cv2.VideoCapture(str(path))
     fps = cap.get(cv2.CAP_PROP_FPS)
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     return Source(text, fps if fps and fps > 0 else 30.0, "video", lambda: _capture_frames(cap, text), total)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 sent to the null device (what C libraries print there) within the block."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _prefetched(frames: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
@@ -493,7 +516,7 @@ class LoopSummary:
     frames: int
     seconds: float
     detections: int
-    interrupted: bool
+    interrupted: int | None  # the signal that stopped the loop (2 for Ctrl-C), None when it ran to its end
     ms: dict[str, float]  # mean per frame: detect, pose, track, engine, frame, draw
 
     @property
@@ -517,7 +540,7 @@ def run_loop(
     summary says ``interrupted``)."""
     sums: dict[str, float] = {}
     n = 0
-    interrupted = False
+    interrupted = None
     t_start = time.perf_counter()
     last_print = 0.0
     try:
@@ -551,8 +574,8 @@ def run_loop(
                               f"{len(res.persons)} person(s)", end="", file=sys.stderr, flush=True)  # fmt: skip
             finally:
                 frames.close()
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as e:
+        interrupted = getattr(e, "signum", 2)
     finally:
         for sink in (video, images, jsonl):
             if sink is not None:
@@ -574,7 +597,7 @@ def read_boxes(ann_path: str | Path) -> Callable[[int], np.ndarray]:
         raise EdgeposeError(f"--boxes {path}: cannot read ({e.strerror})") from None
     except (ValueError, RecursionError) as e:
         raise EdgeposeError(f"--boxes {path}: not valid JSON ({str(e)[:80]})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list) or not isinstance(doc.get("annotations"), list):
+    if not (isinstance(doc, dict) and isinstance(doc.get("images"), list) and isinstance(doc.get("annotations"), list)):
         raise EdgeposeError(f"--boxes {path}: not a COCO annotation file (images and annotations lists)")
     frame_of = {}
     for i, im in enumerate(doc["images"]):

@@ -393,14 +393,15 @@ def render_video(
     figs = []
     for f in range(persons):
         rng = np.random.default_rng([seed, 1, f])
-        height = float(rng.uniform(0.5, 0.85) * h)
+        height = float(rng.uniform(0.4, 0.7) * h)
         kp, r = _pose(rng, height)
         lo, hi = kp.min(0), kp.max(0)
         x_min, x_max = -lo[0] + 2, max(-lo[0] + 3, w - hi[0] - 2)
         y = float(rng.uniform(-lo[1] + 2, max(-lo[1] + 3, h - hi[1] - 2)))
         figs.append({
             "kp": kp, "r": r, "height": height, "x_min": x_min, "span": x_max - x_min, "y": y,
-            "x0": float(rng.uniform(0, 1)), "speed": float(rng.uniform(0.012, 0.03)) * (1 if rng.random() < 0.5 else -1),
+            "x0": float(rng.uniform(0, 1)),
+            "speed": float(rng.uniform(0.012, 0.03)) * (1 if rng.random() < 0.5 else -1),
             "phase": float(rng.uniform(0, 2 * np.pi)), "period": float(rng.uniform(14, 24)), "track_id": f + 1,
         })  # fmt: skip
     order = sorted(range(persons), key=lambda f: figs[f]["height"])  # far (short) first
