@@ -5,8 +5,10 @@ numpy + OpenCV and the engines only (no torch unless the PyTorch runtime is the 
 * :class:`PoseTracker` (one frame at a time, ``step(frame)``): the detector (:class:`edgepose.detection.PersonDetector`
   over any runtime, or boxes given per frame) runs on every ``det_every``-th frame, and on the frame after one
   where a track's mean keypoint score fell below ``min_track_score``; in between, each track's box is the box of
-  its previous visible keypoints grown by the model's ``box_padding`` (the crop rule then pads it as it pads a
-  detector's box). All persons of a frame go to the pose engine as one batch through
+  its previous visible keypoints, padded to the person's extent as measured on its last detection frame (the
+  ratio of the detection box to the keypoint box, and the shift of their centres), or by the model's
+  ``box_padding`` before any detection; the crop rule then pads it as it pads a detector's box.
+  All persons of a frame go to the pose engine as one batch through
   :class:`edgepose.processing.TopDownPipeline` (a fixed-batch artifact is split/padded by the runtime face).
   Detections are matched greedily by IoU to the box each track cropped on the frame before: matched tracks keep
   their ids, new detections start tracks, tracks unmatched at ``max_missed`` detection frames in a row, or left
@@ -114,6 +116,8 @@ class Track:
     missed: int = 0  # detection frames in a row without a matching detection
     box_score: float = 1.0
     filter: OneEuroFilter | None = None
+    fresh: bool = True  # ``box`` came from a detection (not from keypoints)
+    fit: np.ndarray | None = None  # detection box vs keypoint box at the last detection: w, h ratios, centre shift
 
 
 @dataclass
@@ -234,6 +238,7 @@ class PoseTracker:
                 used_t.add(i)
                 used_d.add(j)
                 tracks[i].box, tracks[i].box_score, tracks[i].missed = boxes[j].copy(), float(scores[j]), 0
+                tracks[i].fresh = True
         kept = []
         for i, t in enumerate(tracks):
             if i not in used_t:
@@ -259,6 +264,26 @@ class PoseTracker:
                 if iou[a, b] > 0.8 and self.tracks[b].cropped is not None:
                     self.tracks[b].box = self.tracks[b].cropped
                     self._redetect = True
+
+    def _next_box(self, t: Track, k: np.ndarray) -> np.ndarray | None:
+        """The box to crop on the next frame: the box of the visible keypoints, padded as the crop rule pads
+        (``box_padding``), or, once a detection has fixed how this person's box relates to its keypoint box
+        (``fit``: the ratio of sizes and the shift of centres, measured on the last detection frame), that
+        relation applied (the padding then fits this person, arms up or down)."""
+        kb = box_from_keypoints(k, self.kpt_thr, 1.0)
+        if kb is None:
+            return None
+        c, size = (kb[:2] + kb[2:]) / 2, kb[2:] - kb[:2]
+        if t.fresh:
+            dc, ds = (t.box[:2] + t.box[2:]) / 2, t.box[2:] - t.box[:2]
+            t.fit = np.concatenate([np.clip(ds / size, 1.0, 3.0), np.clip((dc - c) / size, -0.5, 0.5)])
+            t.fresh = False
+        if t.fit is None:
+            half = size / 2 * self.box_padding
+            return np.concatenate([c - half, c + half])
+        c = c + t.fit[2:] * size
+        half = size * t.fit[:2] / 2
+        return np.concatenate([c - half, c + half])
 
     # -- one frame
     def step(self, frame: np.ndarray, index: int | None = None) -> FrameResult:
@@ -293,7 +318,7 @@ class PoseTracker:
                     k[:, :2] = t.filter(k[:, :2], t_sec)
                 if k[:, 2].mean() < self.min_track_score:
                     self._redetect = True  # the detector runs on the next frame
-                nxt = box_from_keypoints(k, self.kpt_thr, self.box_padding)
+                nxt = self._next_box(t, k)
                 persons.append(PersonResult(t.track_id, box, k.astype(np.float32)))
                 if nxt is None:
                     self._redetect = True

@@ -345,3 +345,29 @@ def test_run_with_the_demo_detector(video, pose_onnx, tmp_path):
     assert s["matches"] >= 0.6 * FRAMES * 3, s  # most persons found and followed
     assert s["AP"] > 0.2, s
     assert os.path.getsize(jl) > 0
+
+
+# ------------------------------------------------------------------------------ the Raspberry Pi example
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "raspberry-pi" / "pose_camera.py"
+
+
+def test_raspberry_pi_example_on_a_video_file(video, pose_onnx, tmp_path):
+    """The camera loop of examples/raspberry-pi/ on a video file: a playable annotated video and one JSON line
+    per frame; importing it loads no engine and no torch (the lite group brings LiteRT alone)."""
+    ann, path = video
+    out, jl = tmp_path / "pi.mp4", tmp_path / "pi.jsonl"
+    r = subprocess.run([sys.executable, str(EXAMPLE), "--pose", str(pose_onnx), "--boxes", str(ann), "--camera",
+                        str(path), "--threads", "1", "--out", str(out), "--jsonl", str(jl), "--max-frames", "6"],
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "6 frames" in r.stdout
+    assert len(_read_all(out)) == 6
+    assert [json.loads(x)["frame"] for x in jl.read_text().splitlines()] == list(range(6))
+    probe = ("import runpy, sys; runpy.run_path(sys.argv[1], run_name='x'); "
+             "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'tensorflow') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", probe, str(EXAMPLE)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+    r = subprocess.run([sys.executable, str(EXAMPLE), "--pose", str(tmp_path / "none.tflite"), "--boxes", str(ann),
+                        "--camera", str(path)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 2 and "none.tflite" in r.stderr and "Traceback" not in r.stderr
