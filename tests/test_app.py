@@ -371,3 +371,49 @@ def test_raspberry_pi_example_on_a_video_file(video, pose_onnx, tmp_path):
     r = subprocess.run([sys.executable, str(EXAMPLE), "--pose", str(tmp_path / "none.tflite"), "--boxes", str(ann),
                         "--camera", str(path)], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 2 and "none.tflite" in r.stderr and "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------------ a detector artifact, no torch at run time
+@pytest.fixture(scope="module")
+def detector_onnx(tmp_path_factory) -> Path:
+    """demo_person_detector's architecture, untrained (the path, not the boxes, is what is tested), its size head
+    set to say "a quarter of the input" everywhere, exported to ONNX with the metadata sidecar convert writes."""
+    pytest.importorskip("onnx")
+    torch = pytest.importorskip("torch")
+    from converters.export import export_onnx
+    from converters.metadata import write_sidecar
+    from edgepose.models import build_model
+
+    spec = get_spec("demo_person_detector")
+    torch.manual_seed(0)
+    model = build_model(spec).eval()
+    with torch.no_grad():
+        model.bbox_head.wh.weight.zero_()
+        model.bbox_head.wh.bias.fill_(0.25)
+    path = export_onnx(model, spec, tmp_path_factory.mktemp("det") / "det_fp32.onnx")
+    write_sidecar(path, {"model": spec.to_dict(), "precision": "fp32", "batch": 1, "format": "onnx",
+                         "layout": {"input": "NCHW", "output": "NCHW"}})  # fmt: skip
+    return path
+
+
+def test_run_with_a_detector_artifact_imports_no_torch(video, pose_onnx, detector_onnx, tmp_path):
+    """``edgepose run --detector X.onnx --artifact Y.onnx``: the device side end to end (the detector runs on every
+    K-th frame, its boxes become tracks) without importing torch."""
+    ann, path = video
+    jl = tmp_path / "d.jsonl"
+    code = ("import sys; from edgepose.cli import main; rc = main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code, "run", str(path), "--artifact", str(pose_onnx), "--detector",
+                        str(detector_onnx), "--det-thr", "0", "--max-persons", "2", "--det-every", "4", "--jsonl",
+                        str(jl), "--max-frames", "8", "--threads", "1", "--quiet"],
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    docs = [json.loads(x) for x in jl.read_text().splitlines()]
+    assert [d["frame"] for d in docs] == list(range(8))
+    assert docs[0]["detected"] and len(docs[0]["persons"]) == 2  # an untrained detector's best two peaks
+    assert "detector on" in r.stdout
+    # a pose artifact where the detector belongs (and the reverse) is one line
+    r = edgepose_cli("run", str(path), "--artifact", str(pose_onnx), "--detector", str(pose_onnx))
+    assert r.returncode == 2 and "not a person detector" in r.stderr and "Traceback" not in r.stderr
+    r = edgepose_cli("run", str(path), "--artifact", str(detector_onnx), "--boxes", str(ann))
+    assert r.returncode == 2 and "not a pose model" in r.stderr and "Traceback" not in r.stderr
