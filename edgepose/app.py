@@ -11,9 +11,10 @@ numpy + OpenCV and the engines only (no torch unless the PyTorch runtime is the 
   All persons of a frame go to the pose engine as one batch through
   :class:`edgepose.processing.TopDownPipeline` (a fixed-batch artifact is split/padded by the runtime face).
   Detections are matched greedily by IoU to the box each track cropped on the frame before: matched tracks keep
-  their ids, new detections start tracks, tracks unmatched at ``max_missed`` detection frames in a row, or left
-  with under two visible keypoints, are dropped; when two tracks' next boxes overlap almost wholly, the newer keeps
-  its last box and the detector runs on the next frame. ``smooth`` runs a
+  their ids, new detections start tracks, tracks unmatched at ``max_missed`` detection frames in a row (at once
+  when a matched track holds their person), or left with under two visible keypoints, are dropped; when two
+  tracks' next boxes overlap almost wholly, the newer keeps its last box and the detector runs on the next
+  frame. ``smooth`` runs a
   One-Euro filter (:class:`OneEuroFilter`) over each track's keypoints.
 * sources (:func:`open_source`: an image, a folder of images, a video file, a camera index) and sinks
   (:class:`VideoSink`: written under a temporary name, closed and renamed also on Ctrl-C/SIGTERM, so the file at
@@ -240,9 +241,13 @@ class PoseTracker:
                 tracks[i].box, tracks[i].box_score, tracks[i].missed = boxes[j].copy(), float(scores[j]), 0
                 tracks[i].fresh = True
         kept = []
+        taken = np.stack([tracks[i].box for i in used_t]) if used_t else np.zeros((0, 4))
         for i, t in enumerate(tracks):
             if i not in used_t:
                 t.missed += 1
+                ref = t.box if t.cropped is None else t.cropped
+                if len(taken) and box_iou(ref[None], taken).max() > 0.5:
+                    continue  # a duplicate of a matched track (two tracks had drifted onto one person)
             if t.missed <= self.max_missed:
                 kept.append(t)
         for j in range(len(boxes)):
