@@ -508,14 +508,18 @@ class VideoSink:
 
 
 class ImageSink:
-    """One PNG per frame in a folder (``frame_000000.png``, ...), each written atomically."""
+    """One PNG per frame in a folder (``frame_000000.png``, ...), or, given an image file name (``single``), the
+    one frame of an image source; each written atomically."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, single: bool = False):
         self.folder = Path(folder)
+        self.single = single
         self.frames = 0
 
     def write(self, frame_rgb: np.ndarray, index: int) -> None:
-        write_image(self.folder / f"frame_{index:06d}.png", frame_rgb)
+        if self.single and self.frames:
+            raise EdgeposeError(f"--out {self.folder}: one image file, but the source has more than one frame")
+        write_image(self.folder if self.single else self.folder / f"frame_{index:06d}.png", frame_rgb)
         self.frames += 1
 
     def close(self) -> None:

@@ -417,3 +417,36 @@ def test_run_with_a_detector_artifact_imports_no_torch(video, pose_onnx, detecto
     assert r.returncode == 2 and "not a person detector" in r.stderr and "Traceback" not in r.stderr
     r = edgepose_cli("run", str(path), "--artifact", str(detector_onnx), "--boxes", str(ann))
     assert r.returncode == 2 and "not a pose model" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_run_on_one_image_writes_one_image(video, pose_onnx, tmp_path):
+    ann, path = video
+    frame = _read_all(path)[0]
+    img = tmp_path / "one.png"
+    cv2.imwrite(str(img), frame)
+    out = tmp_path / "drawn.jpg"
+    r = edgepose_cli("run", str(img), "--artifact", str(pose_onnx), "--boxes", str(ann), "--out", str(out),
+                     "--threads", "1", "--quiet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    drawn = cv2.imread(str(out))
+    assert drawn.shape == frame.shape and np.abs(drawn.astype(int) - frame.astype(int)).mean() > 1
+    r = edgepose_cli("run", str(path), "--boxes", str(ann), "--out", str(tmp_path / "x.png"))
+    assert r.returncode == 2 and "x.png" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_weak_track_brings_the_detector_back(video, pose_onnx):
+    """With a track score threshold no pose reaches (1.0), every frame after a pose step asks for boxes, whatever
+    --det-every says; with 0, every K-th frame does, and fewer in all (tracks colliding may still ask)."""
+    ann, path = video
+    spec = get_spec(DEFAULT_MODEL)
+    rt = _onnx_runtime(pose_onnx)
+    for thr in (1.0, 0.0):
+        asked = []
+        boxes = read_boxes(ann)
+        tr = PoseTracker(spec, rt, boxes_for=lambda i, asked=asked, boxes=boxes: asked.append(i) or boxes(i),
+                         det_every=4, min_track_score=thr, kpt_thr=0.0, flip_test=False)  # fmt: skip
+        run_loop(tr, open_source(str(path)), progress=False, max_frames=6)
+        if thr == 1.0:
+            assert asked == list(range(6))
+        else:
+            assert {0, 4} <= set(asked) and len(asked) < 6, asked

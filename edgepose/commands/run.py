@@ -17,7 +17,8 @@ def register(sub) -> None:
                      ".xml) or its PyTorch checkpoint (.pth); default: the bundled PyTorch demo_person_detector")
     det.add_argument("--boxes", help="COCO annotations giving each frame's person boxes instead of a detector "
                      "(edgepose synth --video's annotations.json; images carry frame_index)")
-    p.add_argument("--out", type=non_empty, help="annotated output: a video (.mp4) or a folder of PNG frames")
+    p.add_argument("--out", type=non_empty, help="annotated output: a video (.mp4), a folder of PNG frames, or an "
+                   "image file (.png, .jpg) for an image source")
     p.add_argument("--jsonl", type=non_empty, help="JSON lines, one per frame: frame, persons (track id, box, "
                    "keypoints, score)")
     p.add_argument("--det-every", type=positive_int, default=1, metavar="K",
@@ -52,8 +53,10 @@ def run(args) -> int:
     from ..runtimes.open import open_checkpoint, open_model
     from ..spec import get_spec, spec_for_artifact
 
-    video_out = args.out is not None and Path(args.out).suffix.lower() in (".mp4", ".avi", ".mov", ".mkv")
-    check_writable(args.out, "--out", folder=args.out is not None and not video_out)
+    suffix = Path(args.out).suffix.lower() if args.out else ""
+    video_out = suffix in (".mp4", ".avi", ".mov", ".mkv")
+    image_out = suffix in (".png", ".jpg", ".jpeg", ".bmp")
+    check_writable(args.out, "--out", folder=args.out is not None and not (video_out or image_out))
     check_writable(args.jsonl, "--jsonl")
     inputs = [("source", args.source), ("--boxes", args.boxes), ("--checkpoint", args.checkpoint),
               *artifact_inputs(args.artifact)]  # fmt: skip
@@ -64,6 +67,9 @@ def run(args) -> int:
     check_distinct([("--out", args.out), ("--jsonl", args.jsonl)], [(k, v) for k, v in inputs if v and
                                                                      not str(v).isdigit()])  # fmt: skip
     source = open_source(args.source)  # a bad source fails before any model loads
+    if image_out and source.total != 1:
+        raise EdgeposeError(f"--out {args.out}: an image file holds one frame, and {source.name} is a "
+                            f"{source.kind}; give a video (.mp4) or a folder")  # fmt: skip
     boxes_for = read_boxes(args.boxes) if args.boxes else None
     spec, pose_rt = open_model(args.model, args.checkpoint, args.artifact, args.threads)
     if spec.task != "pose":
@@ -87,7 +93,7 @@ def run(args) -> int:
                           max_persons=args.max_persons, flip_test=False if args.no_flip else None,
                           batched=not args.one_by_one, fps=fps)  # fmt: skip
     video = VideoSink(args.out, fps) if video_out else None
-    images = ImageSink(args.out) if args.out and not video_out else None
+    images = ImageSink(args.out, single=image_out) if args.out and not video_out else None
     jsonl = JsonlSink(args.jsonl) if args.jsonl else None
     s = run_loop(tracker, source, video, images, jsonl, args.max_frames, progress=not args.quiet,
                  score_thr=args.kpt_thr)  # fmt: skip
