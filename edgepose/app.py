@@ -382,7 +382,8 @@ def open_source(source: str) -> Source:
     """``source``: a camera index (``0``), a video file, an image file or a folder of images (sorted by name)."""
     text = str(source)
     if text.isdigit():
-        cap = cv2.VideoCapture(int(text))
+        with _quiet_stderr():  # OpenCV's backends print their own lines about a missing camera
+            cap = cv2.VideoCapture(int(text))
         if not cap.isOpened():
             raise EdgeposeError(f"camera {text}: cannot be opened")
         fps = cap.get(cv2.CAP_PROP_FPS) or 30.0

@@ -304,6 +304,8 @@ def test_run_bad_input_is_one_line(video, pose_onnx, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{\"images\": 3}")
     cases.append((["run", str(path), "--boxes", str(bad), "--artifact", str(pose_onnx)], "bad.json"))
+    cases.append((["run", "57", "--boxes", str(ann)], "camera 57"))  # no such camera: one line, no backend noise
+    cases.append((["run", str(path), "--boxes", str(ann), "--out", str(path)], "--out"))  # the source itself
     for args, needle in cases:
         r = edgepose_cli(*args)
         assert r.returncode == 2, (args, r.stderr)
