@@ -242,8 +242,13 @@ def check_state_dict(model, state: Mapping[str, Any], source: str = "checkpoint"
     if problems:
         hint = ""
         w = state.get("keypoint_head.final_layer.weight")
-        k_model = expected["keypoint_head.final_layer.weight"].shape[0]
-        if w is not None and w.shape[0] != k_model:
+        ref = expected.get("keypoint_head.final_layer.weight")
+        k_model = ref.shape[0] if ref is not None else None
+        if ref is None and w is not None:
+            hint = " [a pose checkpoint (keypoint_head.*), the model is a detector]"
+        elif ref is not None and any(k.startswith("bbox_head.") for k in state):
+            hint = " [a detector checkpoint (bbox_head.*), the model is a pose model]"
+        elif w is not None and w.shape[0] != k_model:
             hint = f" [checkpoint has {w.shape[0]} keypoints, model expects {k_model}]"
         raise EdgeposeError(f"{source}: does not match the model: {' | '.join(problems)}{hint}")
 

@@ -28,6 +28,8 @@ __all__ = [
     "oks_nms",
     "coco_results",
     "coco_keypoint_ap",
+    "coco_box_ap",
+    "box_results",
     "mpii_pckh",
     "keypoint_pck_accuracy",
     "keypoint_auc",
@@ -206,6 +208,47 @@ def coco_keypoint_ap(
     return {k: (None if v < 0 else v) for k, v in zip(COCO_STATS, stats)}
 
 
+def box_results(image_id: int, dets: np.ndarray, category_id: int = 1) -> list[dict]:
+    """COCO detection results for one image from ``(N, 5)`` x1, y1, x2, y2, score (pixel edges)."""
+    d = np.asarray(dets, np.float64).reshape(-1, 5)
+    return [
+        {"image_id": int(image_id), "category_id": category_id, "score": float(s),
+         "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]}
+        for x1, y1, x2, y2, s in d
+    ]  # fmt: skip
+
+
+def coco_box_ap(gt: dict, results: list[dict], image_ids: Sequence[int] | None = None) -> dict[str, float | None]:
+    """``COCOeval(gt, results, 'bbox')`` stats by name (pycocotools; ``None`` where COCO reports -1).
+
+    ``gt`` is a COCO json dict (copied before use); ``iscrowd`` ground truth is an ignore region, as COCO's.
+    ``image_ids`` limits the evaluation to those images (default: every image of ``gt``).
+    """
+    try:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    except ImportError:
+        raise EdgeposeError("COCO box AP needs pycocotools: pip install 'edgepose[eval]'") from None
+    gt = copy.deepcopy(gt)
+    for ann in gt.get("annotations", []):
+        ann.setdefault("iscrowd", 0)
+        ann.setdefault("area", float(ann["bbox"][2] * ann["bbox"][3]))
+    stats = [-1.0] * len(COCO_STATS)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = gt
+        coco_gt.createIndex()
+        if results:
+            ev = COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(results)), "bbox")
+            if image_ids is not None:
+                ev.params.imgIds = sorted(int(i) for i in image_ids)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            stats = [float(s) for s in ev.stats]
+    return {k: (None if v < 0 else v) for k, v in zip(COCO_STATS, stats)}
+
+
 # ----------------------------------------------------------------------------------------- MPII
 def mpii_pckh(
     preds: np.ndarray,
@@ -345,3 +388,51 @@ def hand_metrics(
     out["AUC"] = keypoint_auc(pred, gt, mask, auc_nor)
     out["EPE"] = keypoint_epe(pred, gt, mask)
     return out
+
+
+def id_switches(
+    gt_frames: Sequence[dict], pred_frames: Sequence[dict], iou_threshold: float = 0.5
+) -> dict[str, int]:
+    """Identity switches of a tracker, as CLEAR-MOT counts them (IDSW).
+
+    ``gt_frames`` / ``pred_frames``: one dict per frame, ``{track id: x, y, w, h box}``. In each frame the ground
+    truth and predicted boxes are matched one to one, greedily by IoU (highest first, at least
+    ``iou_threshold``); a ground-truth track matched to a different predicted id than at its last match is one
+    switch. Returns ``{"id_switches", "matches", "misses", "false_positives"}``.
+    """
+    if len(gt_frames) != len(pred_frames):
+        raise EdgeposeError(f"id_switches: {len(gt_frames)} ground-truth frames but {len(pred_frames)} predicted")
+    last: dict = {}
+    switches = matches = misses = false_pos = 0
+    for gt, pred in zip(gt_frames, pred_frames):
+        g_ids, p_ids = list(gt), list(pred)
+        pairs = []
+        if g_ids and p_ids:
+            g = np.asarray([gt[i] for i in g_ids], np.float64).reshape(-1, 4)
+            p = np.asarray([pred[i] for i in p_ids], np.float64).reshape(-1, 4)
+            g[:, 2:] += g[:, :2]
+            p[:, 2:] += p[:, :2]
+            iw = np.clip(np.minimum(g[:, None, 2], p[None, :, 2]) - np.maximum(g[:, None, 0], p[None, :, 0]), 0, None)
+            ih = np.clip(np.minimum(g[:, None, 3], p[None, :, 3]) - np.maximum(g[:, None, 1], p[None, :, 1]), 0, None)
+            inter = iw * ih
+            area_g = (g[:, 2] - g[:, 0]) * (g[:, 3] - g[:, 1])
+            area_p = (p[:, 2] - p[:, 0]) * (p[:, 3] - p[:, 1])
+            iou = inter / np.maximum(area_g[:, None] + area_p[None, :] - inter, 1e-12)
+            used_g, used_p = set(), set()
+            for flat in np.argsort(-iou, axis=None, kind="stable"):
+                i, j = divmod(int(flat), iou.shape[1])
+                if iou[i, j] < iou_threshold:
+                    break
+                if i in used_g or j in used_p:
+                    continue
+                used_g.add(i)
+                used_p.add(j)
+                pairs.append((g_ids[i], p_ids[j]))
+        for gid, pid in pairs:
+            if gid in last and last[gid] != pid:
+                switches += 1
+            last[gid] = pid
+        matches += len(pairs)
+        misses += len(g_ids) - len(pairs)
+        false_pos += len(p_ids) - len(pairs)
+    return {"id_switches": switches, "matches": matches, "misses": misses, "false_positives": false_pos}

@@ -1,4 +1,4 @@
-"""The mmpose MobileNetV2 top-down heatmap model in plain PyTorch.
+"""The mmpose MobileNetV2 top-down heatmap model, and the CenterNet-style person detector, in plain PyTorch.
 
 Module names mirror mmcv/mmpose exactly (``backbone.layerN.i.conv.j.{conv,bn}``,
 ``keypoint_head.deconv_layers.i``, ``keypoint_head.final_layer``) so that a published mmpose
@@ -6,6 +6,8 @@ checkpoint loads with ``strict=True``. This module imports torch; the device sid
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -114,14 +116,119 @@ class TopDownPoseModel(nn.Module):
         return self
 
 
-def build_model(spec: ModelSpec | str) -> TopDownPoseModel:
-    """An untrained model for a spec (or spec name), in eval mode."""
+class CenterNetHead(nn.Module):
+    """A shared light stem (depthwise 3x3 + pointwise, BN, ReLU) and three 1x1 outputs at stride 4.
+
+    ``heatmap`` (1: person-centre logit), ``wh`` (2: box width and height as fractions of the input width and
+    height) and ``offset`` (2: the centre's sub-cell offset, in cells). Every channel of the deployed output lies
+    in about 0..1, so one per-tensor INT8 scale serves the whole concatenated output.
+    """
+
+    def __init__(self, in_channels: int = 96, channels: int = 64):
+        super().__init__()
+        self.stem = nn.Sequential(
+            ConvModule(in_channels, in_channels, 3, groups=in_channels),
+            nn.Conv2d(in_channels, channels, 1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+        )
+        self.heatmap = nn.Conv2d(channels, 1, 1)
+        self.wh = nn.Conv2d(channels, 2, 1)
+        self.offset = nn.Conv2d(channels, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw outputs ``[N, 5, H, W]``: centre logit, w, h, offset x, offset y."""
+        f = self.stem(x)
+        return torch.cat([self.heatmap(f), self.wh(f), self.offset(f)], dim=1)
+
+    def init_weights(self, prior: float = 0.1) -> None:
+        """CenterNet's init: heatmap bias at the focal-loss prior, small regression weights."""
+        for m in (self.heatmap, self.wh, self.offset):
+            nn.init.normal_(m.weight, std=0.001)
+            nn.init.constant_(m.bias, 0.0)
+        nn.init.constant_(self.heatmap.bias, -math.log((1 - prior) / prior))
+        nn.init.constant_(self.wh.bias, 0.2)
+        nn.init.constant_(self.offset.bias, 0.5)
+
+
+class FPNLite(nn.Module):
+    """Top-down feature pyramid from stride 32 to stride 4 on the backbone's own stages, light enough for a phone.
+
+    Laterals (1x1 ConvModule) on the stride-4/8/16/32 features (``layer2``, ``layer3``, ``layer5``, ``conv2``),
+    nearest 2x upsampling and addition, a depthwise-separable 3x3 after each merge. Every op is one every target
+    converts and quantises (conv, add, nearest resize).
+    """
+
+    IN_CHANNELS = (24, 32, 96, 1280)  # strides 4, 8, 16, 32
+
+    def __init__(self, channels: int = 96):
+        super().__init__()
+        self.lateral = nn.ModuleList(ConvModule(c, channels, 1) for c in self.IN_CHANNELS)
+        self.smooth = nn.ModuleList(
+            nn.Sequential(ConvModule(channels, channels, 3, groups=channels), ConvModule(channels, channels, 1))
+            for _ in range(3)
+        )
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        x = self.lateral[3](feats[3])
+        for i in (2, 1, 0):
+            x = self.lateral[i](feats[i]) + nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
+            x = self.smooth[i](x)
+        return x
+
+
+def backbone_features(backbone: MobileNetV2, x: torch.Tensor) -> list[torch.Tensor]:
+    """The stride-4, 8, 16 and 32 feature maps of the MobileNetV2 (after layer2, layer3, layer5 and conv2)."""
+    x = backbone.conv1(x)
+    feats = []
+    for i in range(1, len(ARCH_SETTINGS) + 1):
+        x = getattr(backbone, f"layer{i}")(x)
+        if i in (2, 3, 5):
+            feats.append(x)
+    feats.append(backbone.conv2(x))
+    return feats
+
+
+class CenterNetDetector(nn.Module):
+    """Person detector: MobileNetV2 backbone -> FPN-lite neck (stride 4) -> CenterNet head; mmdet-like key layout
+    (``backbone.`` / ``neck.`` / ``bbox_head.``).
+
+    ``forward`` is the deployed graph: NCHW normalised letterboxed image -> ONE tensor ``[N, 5, H/4, W/4]``
+    (channel 0 the sigmoid centre heatmap, 1-2 box w, h as fractions of the input, 3-4 the centre offset in
+    cells), so every engine and the one-output runtime face carry it unchanged. No peak finding and no NMS in
+    the graph: :mod:`edgepose.detection` decodes it. ``forward_raw`` keeps the heatmap as logits (training).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = MobileNetV2()
+        self.neck = FPNLite(96)
+        self.bbox_head = CenterNetHead(96, 64)
+
+    def forward_raw(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bbox_head(self.neck(backbone_features(self.backbone, x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raw = self.forward_raw(x)
+        return torch.cat([torch.sigmoid(raw[:, :1]), raw[:, 1:]], dim=1)
+
+    def init_from_pose(self, pose: TopDownPoseModel) -> CenterNetDetector:
+        """The backbone from a (strictly loaded) pose model: the same MobileNetV2, every key."""
+        self.backbone.load_state_dict(pose.backbone.state_dict(), strict=True)
+        self.bbox_head.init_weights()
+        return self
+
+
+def build_model(spec: ModelSpec | str) -> nn.Module:
+    """An untrained model for a spec (or spec name), in eval mode: the pose model, or the detector."""
     if isinstance(spec, str):
         spec = get_spec(spec)
+    if spec.task == "detection":
+        return CenterNetDetector().eval()
     return TopDownPoseModel(spec.num_keypoints).eval()
 
 
-def load_model(spec: ModelSpec | str, checkpoint: str | None = None, progress: bool = True) -> TopDownPoseModel:
+def load_model(spec: ModelSpec | str, checkpoint: str | None = None, progress: bool = True) -> nn.Module:
     """Build a model and load its checkpoint strictly (``checkpoint`` defaults to the spec's URL/file)."""
     from .checkpoint import load_state_dict_strict, resolve_checkpoint
 

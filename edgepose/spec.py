@@ -24,6 +24,7 @@ __all__ = [
     "list_models",
     "DEFAULT_MODEL",
     "spec_for_checkpoint",
+    "TASKS",
     "spec_from_metadata",
     "spec_for_artifact",
     "check_artifact_model",
@@ -121,6 +122,12 @@ class ModelSpec:
     flip_test: bool = True
     shift_heatmap: bool = True
     description: str = ""
+    task: str = "pose"  # one of TASKS: "pose" (top-down heatmaps of keypoints) or "detection" (person boxes)
+    score_threshold: float = 0.0  # detection: the default peak score threshold of the device-side decode
+
+    @property
+    def is_detector(self) -> bool:
+        return self.task == "detection"
 
     @property
     def info(self) -> DatasetInfo:
@@ -158,6 +165,17 @@ class ModelSpec:
     def to_dict(self) -> dict:
         """A JSON-friendly description (stored in every artifact's metadata)."""
         d = dataclasses.asdict(self)
+        if self.task == "detection":  # person boxes: the keypoint layout of the dataset does not apply
+            w, h = self.heatmap_size
+            d.update(
+                heatmap_size=[w, h],
+                output={
+                    "shape": [1, 5, h, w], "stride": 4, "layout": "letterbox",
+                    "channels": ["centre_heatmap_sigmoid", "box_w_fraction", "box_h_fraction",
+                                 "centre_offset_x_cells", "centre_offset_y_cells"],
+                },
+            )  # fmt: skip
+            return d
         d.update(
             num_keypoints=self.num_keypoints,
             heatmap_size=list(self.heatmap_size),
@@ -179,6 +197,7 @@ def checkpoint_hash_from_name(name: str) -> str | None:
     return m.group(1) if m else None
 
 
+TASKS = ("pose", "detection")
 MODELS: dict[str, ModelSpec] = {}
 DEFAULT_MODEL = "demo_coco_256x192"
 
@@ -190,6 +209,8 @@ def register(fn: Callable[[], ModelSpec]) -> Callable[[], ModelSpec]:
         raise ValueError(f"model {spec.name!r} registered twice")
     if spec.dataset not in DATASETS:
         raise ValueError(f"model {spec.name!r}: unknown dataset {spec.dataset!r}")
+    if spec.task not in TASKS:
+        raise ValueError(f"model {spec.name!r}: unknown task {spec.task!r}; tasks: {', '.join(TASKS)}")
     MODELS[spec.name] = spec
     return fn
 
@@ -291,6 +312,23 @@ def demo_coco_256x192() -> ModelSpec:
         "demo_coco_256x192", "coco", (192, 256), "package:demo_coco_256x192.pth",
         checkpoint_sha256="9e38b63e695afc0ea243949a8e139181519ca4524ace82e7c5ef0544edf31227",
         description="coco_256x192 architecture trained by edgepose on synthetic figures (demo only)",
+    )  # fmt: skip
+
+
+DEMO_DETECTOR_SHA256 = ""  # the bundled checkpoint's full sha256 (checked on load)
+
+
+@register
+def demo_person_detector() -> ModelSpec:
+    # CenterNet-style person detector on the pose models' MobileNetV2 (edgepose.models.CenterNetDetector):
+    # letterboxed 320x256 (W x H) frame in, one [1, 5, 64, 80] tensor out (sigmoid centre heatmap, box w and h as
+    # fractions of the input, centre offset in stride-4 cells); decoded by edgepose.detection. The "coco"
+    # dataset names its one class (person); keypoint facts of the spec do not apply to a detector.
+    return ModelSpec(
+        "demo_person_detector", "coco", (320, 256), "package:demo_person_detector.pth",
+        checkpoint_sha256=DEMO_DETECTOR_SHA256, flip_test=False, shift_heatmap=False, task="detection",
+        score_threshold=0.05,
+        description="CenterNet-style person detector trained by edgepose on synthetic scenes (demo only)",
     )  # fmt: skip
 
 

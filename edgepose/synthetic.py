@@ -25,11 +25,18 @@ from .errors import EdgeposeError
 from .files import atomic_write, json_text, parse_json, staging_dir
 from .spec import DATASETS
 
-__all__ = ["SPLITS", "VERSION", "render_image", "generate", "ensure_split", "cache_root"]
+__all__ = [
+    "SPLITS", "SCENE_SPLITS", "VERSION", "render_image", "render_scene", "generate", "generate_scenes",
+    "ensure_split", "ensure_scenes", "cache_root", "render_video", "generate_video", "VIDEO_SEED",
+]  # fmt: skip
 
 VERSION = "v1"
+SCENES_VERSION = "s1"  # the scene renderer's own version (cache folder names), bumped when its output changes
 # split -> (number of images, seed); train and val never share a seed
 SPLITS: dict[str, tuple[int, int]] = {"val": (300, 20241), "train": (3000, 777)}
+# multi-person scenes for the person detector: split -> (number of images, seed), seeds apart from SPLITS'
+SCENE_SPLITS: dict[str, tuple[int, int]] = {"scenes_val": (300, 31337), "scenes_train": (3000, 4242)}
+MIN_VISIBLE = 0.3  # a figure with less of its in-image silhouette visible is a crowd (ignore) region
 K = 17
 # keypoint indices
 NOSE, LEYE, REYE, LEAR, REAR, LSHO, RSHO, LELB, RELB, LWRI, RWRI, LHIP, RHIP, LKNE, RKNE, LANK, RANK = range(K)
@@ -300,6 +307,192 @@ def render_image(
     return img, persons
 
 
+def _keypoints_of(kp: np.ndarray, ids: np.ndarray, fid: int) -> np.ndarray:
+    h, w = ids.shape
+    out = np.zeros((K, 3))
+    for j in range(K):
+        x, y = kp[j]
+        if 0 <= x < w and 0 <= y < h:
+            out[j] = (x, y, 2 if ids[int(y), int(x)] == fid else 1)
+    return out
+
+
+def render_scene(
+    rng: np.random.Generator, size: tuple[int, int] | None = None, max_persons: int = 6, occlusion: float = 0.25
+) -> tuple[np.ndarray, list[dict]]:
+    """One RGB frame with zero to ``max_persons`` figures, for the person detector.
+
+    Figures of many sizes (8% to 110% of the frame height, log-uniform), overlapping (drawn far to near: smaller
+    first), often cut by the frame's edge, over the cluttered background, with occluders. Returns the image and
+    ``[{'bbox': [x, y, w, h], 'keypoints': (17, 3), 'iscrowd': 0|1, 'visible': fraction}]``. ``bbox`` is the
+    true visible extent of the figure: the bounding box (pixel edges) of its pixels left in the final image
+    after later figures and occluders painted over it. A figure with under :data:`MIN_VISIBLE` of its in-frame
+    silhouette visible, or under 4 px wide or high, is marked ``iscrowd`` (COCOeval ignores detections on it).
+    ``occlusion`` is the chance of an occluder shape over each figure.
+    """
+    if size is None:
+        w = int(rng.integers(288, 481))
+        h = int(np.clip(round(w / rng.uniform(0.75, 1.8)), 200, 480))
+    else:
+        w, h = size
+    img = _background(rng, w, h)
+    ids = np.zeros((h, w), np.uint8)
+    n = int(rng.choice(np.arange(max_persons + 1), p=_scene_counts(max_persons)))
+    heights = np.sort(np.exp(rng.uniform(np.log(0.08), np.log(1.1), n)) * h)  # far (small) first, near last
+    figures = []
+    for i, height in enumerate(heights):
+        kp, r = _pose(rng, float(height))
+        ang = float(np.clip(rng.normal(0, 10), -30, 30)) if rng.random() < 0.9 else float(rng.uniform(-90, 90))
+        kp = np.array([_rot(p, ang) for p in kp])
+        lo, hi = kp.min(0), kp.max(0)
+        span = hi - lo
+        slack = 0.4 if rng.random() < 0.3 else 0.0  # cut by the frame's edge
+        ox = rng.uniform(-lo[0] - slack * span[0], max(-lo[0] - slack * span[0] + 1, w - hi[0] + slack * span[0]))
+        oy = rng.uniform(-lo[1] - slack * span[1], max(-lo[1] - slack * span[1] + 1, h - hi[1] + slack * span[1]))
+        kp = kp + np.array([ox, oy])
+        own = _draw_figure(rng, img, ids, kp, r, float(height), fid=i + 1)
+        figures.append((kp, int(own.sum())))
+    for i in range(len(figures)):
+        ys, xs = np.nonzero(ids == i + 1)
+        if len(xs) and rng.random() < occlusion:
+            _occluder(rng, img, ids, np.array([xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]))
+    persons = []
+    for i, (kp, own_px) in enumerate(figures):
+        ys, xs = np.nonzero(ids == i + 1)
+        if not len(xs):
+            continue
+        box = [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+        visible = len(xs) / max(own_px, 1)
+        crowd = int(visible < MIN_VISIBLE or box[2] < 4 or box[3] < 4)
+        persons.append({"bbox": box, "keypoints": _keypoints_of(kp, ids, i + 1), "iscrowd": crowd, "visible": visible})
+    return img, persons
+
+
+VIDEO_SEED = 2525  # edgepose synth --video's default seed (apart from every split's)
+
+
+def _swing(kp: np.ndarray, pivot: int, joints: tuple[int, int], deg: float) -> None:
+    """Rotate ``joints`` of ``kp`` (in place) about the keypoint ``pivot`` by ``deg``."""
+    for j in joints:
+        kp[j] = kp[pivot] + _rot(kp[j] - kp[pivot], deg)
+
+
+def render_video(
+    seed: int = VIDEO_SEED, num_frames: int = 40, size: tuple[int, int] = (320, 256), persons: int = 3
+):
+    """Frames of one sequence of ``persons`` moving figures: yields ``(image, people)`` per frame.
+
+    Each figure keeps its build, colours and depth for the whole sequence (its pose and drawing generators are
+    seeded by ``(seed, figure)``); it walks across a fixed background at its own speed, bouncing off the frame's
+    sides, arms and legs swinging, so figures pass in front of each other (nearer = taller = drawn later).
+    ``people``: ``[{'track_id', 'bbox' (visible extent, x y w h), 'keypoints' (17, 3), 'iscrowd', 'visible'}]``
+    with the rules of :func:`render_scene` (a keypoint hidden by a nearer figure has visibility 1).
+    """
+    w, h = size
+    background = _background(np.random.default_rng([seed, 0]), w, h)
+    figs = []
+    for f in range(persons):
+        rng = np.random.default_rng([seed, 1, f])
+        height = float(rng.uniform(0.4, 0.7) * h)
+        kp, r = _pose(rng, height)
+        lo, hi = kp.min(0), kp.max(0)
+        x_min, x_max = -lo[0] + 2, max(-lo[0] + 3, w - hi[0] - 2)
+        y = float(rng.uniform(-lo[1] + 2, max(-lo[1] + 3, h - hi[1] - 2)))
+        figs.append({
+            "kp": kp, "r": r, "height": height, "x_min": x_min, "span": x_max - x_min, "y": y,
+            "x0": float(rng.uniform(0, 1)),
+            "speed": float(rng.uniform(0.012, 0.03)) * (1 if rng.random() < 0.5 else -1),
+            "phase": float(rng.uniform(0, 2 * np.pi)), "period": float(rng.uniform(14, 24)), "track_id": f + 1,
+        })  # fmt: skip
+    order = sorted(range(persons), key=lambda f: figs[f]["height"])  # far (short) first
+    for t in range(num_frames):
+        img = background.copy()
+        ids = np.zeros((h, w), np.uint8)
+        placed = {}
+        for f in order:
+            g = figs[f]
+            u = (g["x0"] + g["speed"] * t) % 2.0
+            u = u if u <= 1.0 else 2.0 - u  # back and forth across the frame
+            kp = g["kp"].copy()
+            a = 25.0 * np.sin(2 * np.pi * t / g["period"] + g["phase"])
+            _swing(kp, LSHO, (LELB, LWRI), a)
+            _swing(kp, RSHO, (RELB, RWRI), -a)
+            _swing(kp, LHIP, (LKNE, LANK), -0.5 * a)
+            _swing(kp, RHIP, (RKNE, RANK), 0.5 * a)
+            kp = kp + np.array([g["x_min"] + u * g["span"], g["y"] + 2.0 * np.sin(4 * np.pi * t / g["period"])])
+            own = _draw_figure(np.random.default_rng([seed, 2, f]), img, ids, kp, g["r"], g["height"], fid=f + 1)
+            placed[f] = (kp, int(own.sum()))
+        people = []
+        for f in range(persons):
+            kp, own_px = placed[f]
+            ys, xs = np.nonzero(ids == f + 1)
+            if not len(xs):
+                continue
+            box = [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+            visible = len(xs) / max(own_px, 1)
+            crowd = int(visible < MIN_VISIBLE or box[2] < 4 or box[3] < 4)
+            people.append({"track_id": f + 1, "bbox": box, "keypoints": _keypoints_of(kp, ids, f + 1),
+                           "iscrowd": crowd, "visible": visible})  # fmt: skip
+        yield img, people
+
+
+def generate_video(
+    out_dir: str | Path, num_frames: int = 40, seed: int = VIDEO_SEED, persons: int = 3,
+    size: tuple[int, int] = (320, 256), fps: float = 10.0,
+) -> tuple[Path, Path]:
+    """``out_dir/video.mp4`` (MPEG-4 part 2) and ``out_dir/annotations.json``: one COCO image per frame (``id`` =
+    frame index + 1, ``frame_index``), keypoints and visible-extent boxes with ``track_id``; ``(ann, video)``.
+
+    The video is written under a temporary name and renamed when complete; ground truth comes from the geometry
+    (the lossy codec does not change it).
+    """
+    from .files import atomic_path
+
+    if num_frames < 1 or persons < 1:
+        raise EdgeposeError(f"a synthetic video needs at least 1 frame and 1 person, got {num_frames}, {persons}")
+    out_dir = Path(out_dir)
+    video = out_dir / "video.mp4"
+    images, anns = [], []
+    with atomic_path(video, suffix=".mp4") as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not writer.isOpened():
+            raise EdgeposeError(f"{video}: OpenCV cannot write MPEG-4 video here")
+        try:
+            for t, (img, people) in enumerate(render_video(seed, num_frames, size, persons)):
+                writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+                images.append({"id": t + 1, "file_name": f"{video.name}#{t}", "frame_index": t,
+                               "width": size[0], "height": size[1]})  # fmt: skip
+                for p in people:
+                    kp = p["keypoints"]
+                    x, y, bw, bh = p["bbox"]
+                    anns.append({
+                        "id": len(anns) + 1, "image_id": t + 1, "category_id": 1, "iscrowd": p["iscrowd"],
+                        "track_id": p["track_id"], "bbox": [x, y, bw, bh], "area": bw * bh,
+                        "keypoints": [v for row in kp for v in (round(float(row[0]), 2), round(float(row[1]), 2),
+                                                                 int(row[2]))],
+                        "num_keypoints": int((kp[:, 2] > 0).sum()), "visible": round(p["visible"], 3),
+                    })  # fmt: skip
+        finally:
+            writer.release()
+    doc = {
+        "info": {"description": "edgepose synthetic video (moving figures with track ids)", "version": VERSION,
+                 "seed": seed, "fps": fps, "video": video.name, "num_frames": num_frames},
+        "images": images, "annotations": anns, "categories": _categories(),
+    }  # fmt: skip
+    ann_path = out_dir / "annotations.json"
+    atomic_write(ann_path, json_text(doc, str(ann_path), separators=(",", ":")))
+    return ann_path, video
+
+
+def _scene_counts(max_persons: int) -> np.ndarray:
+    """P(number of figures): a few empty frames, mostly one to four, up to ``max_persons``."""
+    if max_persons < 1:
+        return np.ones(1)
+    p = np.array([0.04] + [1.0 / (1 + 0.35 * k) for k in range(max_persons)])
+    p[1:] *= 0.96 / p[1:].sum()
+    return p
+
+
 # ----------------------------------------------------------------------------------------- splits
 def cache_root() -> Path:
     """``$EDGEPOSE_CACHE/synthetic`` (default ``~/.cache/edgepose/synthetic``)."""
@@ -404,18 +597,77 @@ def _generate(out_dir: Path, split: str, num_images: int, seed: int) -> Path:
     return ann_path
 
 
+def generate_scenes(
+    out_dir: str | Path, split: str = "scenes_val", num_images: int | None = None, seed: int | None = None
+) -> tuple[Path, Path]:
+    """Multi-person scenes (:func:`render_scene`) as COCO person boxes (+ keypoints): ``(ann_path, images_dir)``.
+
+    Defaults come from :data:`SCENE_SPLITS` (train and val from different seeds); the same seed gives
+    byte-identical files. Crowd figures (mostly hidden, tiny) carry ``iscrowd: 1``.
+    """
+    if split not in SCENE_SPLITS and (num_images is None or seed is None):
+        raise EdgeposeError(
+            f"unknown scene split {split!r}; choose one of {', '.join(SCENE_SPLITS)} or give images and seed"
+        )
+    n_def, s_def = SCENE_SPLITS.get(split, (0, 0))
+    num_images = n_def if num_images is None else int(num_images)
+    seed = s_def if seed is None else int(seed)
+    if num_images < 1:
+        raise EdgeposeError(f"--num-images must be at least 1, got {num_images}")
+    out_dir = Path(out_dir)
+    images_dir = out_dir / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    images, anns = [], []
+    for i in range(num_images):
+        img, persons = render_scene(np.random.default_rng([seed, i]))
+        name = f"{split}_{i:06d}.jpg"
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+        if not ok:
+            raise EdgeposeError(f"{images_dir / name}: JPEG encoding failed")
+        (images_dir / name).write_bytes(buf.tobytes())
+        images.append({"id": i + 1, "file_name": name, "width": img.shape[1], "height": img.shape[0]})
+        for p in persons:
+            kp = p["keypoints"]
+            x, y, bw, bh = p["bbox"]
+            anns.append({
+                "id": len(anns) + 1, "image_id": i + 1, "category_id": 1, "iscrowd": p["iscrowd"],
+                "bbox": [x, y, bw, bh], "area": bw * bh,
+                "keypoints": [v for row in kp for v in (round(float(row[0]), 2), round(float(row[1]), 2), int(row[2]))],
+                "num_keypoints": int((kp[:, 2] > 0).sum()), "visible": round(p["visible"], 3),
+            })  # fmt: skip
+    doc = {
+        "info": {"description": f"edgepose synthetic {split} split (multi-person scenes)", "version": VERSION,
+                 "seed": seed},
+        "images": images, "annotations": anns, "categories": _categories(),
+    }  # fmt: skip
+    ann_path = out_dir / "annotations.json"
+    atomic_write(ann_path, json_text(doc, str(ann_path), separators=(",", ":")))
+    return ann_path, images_dir
+
+
+def ensure_scenes(split: str = "scenes_val") -> tuple[Path, Path]:
+    """The cached scene split (generated on first use, atomically): ``(ann_path, images_dir)``."""
+    if split not in SCENE_SPLITS:
+        raise EdgeposeError(f"unknown scene split {split!r}; choose one of {', '.join(SCENE_SPLITS)}")
+    return _ensure(split, generate_scenes, SCENES_VERSION)
+
+
 def ensure_split(split: str = "val") -> tuple[Path, Path]:
     """The cached split (generated on first use, atomically): ``(ann_path, images_dir)``."""
     if split not in SPLITS:
         raise EdgeposeError(f"unknown synthetic split {split!r}; choose one of {', '.join(SPLITS)}")
-    final = cache_root() / f"{split}-{VERSION}"
+    return _ensure(split, generate, VERSION)
+
+
+def _ensure(split: str, make, version: str) -> tuple[Path, Path]:
+    final = cache_root() / f"{split}-{version}"
     ann, imgs = final / "annotations.json", final / "images"
     if ann.is_file() and imgs.is_dir():
         return ann, imgs
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{split}-{VERSION}."))
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{split}-{version}."))
     try:
-        generate(tmp, split)
+        make(tmp, split)
         try:
             os.replace(tmp, final)
         except OSError:  # another process won the race; use its copy

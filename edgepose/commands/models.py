@@ -14,14 +14,16 @@ def register(sub) -> None:
 
 
 def model_table() -> str:
-    rows = [("model", "dataset", "K", "input WxH", "heatmap", "padding", "published", "checkpoint")]
+    rows = [("model", "task", "dataset", "K", "input WxH", "output", "padding", "published", "checkpoint")]
     for s in MODELS.values():
         pub = ", ".join(f"{k} {v:g}" for k, v in list(s.published.items())[:3]) or "-"
-        pad = "mpii rule" if s.info.box_rule == "mpii" else f"{s.box_padding:g}"
         ckpt = s.checkpoint.rsplit("/", 1)[-1]
-        rows.append(
-            (s.name, s.dataset, str(s.num_keypoints), "%dx%d" % s.input_size, "%dx%d" % s.heatmap_size, pad, pub, ckpt)
-        )
+        size, out = "%dx%d" % s.input_size, "%dx%d" % s.heatmap_size
+        if s.task == "detection":  # person boxes: no keypoints, letterboxed frames, 5 maps at stride 4
+            rows.append((s.name, s.task, "person", "-", size, out + "x5", "letterbox", pub, ckpt))
+            continue
+        pad = "mpii rule" if s.info.box_rule == "mpii" else f"{s.box_padding:g}"
+        rows.append((s.name, s.task, s.dataset, str(s.num_keypoints), size, out, pad, pub, ckpt))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
