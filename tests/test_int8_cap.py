@@ -49,3 +49,44 @@ def test_macs_counted_on_the_onnx_graph_match_pytorch(demo_onnx):
     big = max(m.per_node, key=m.per_node.get)
     assert m.float_share([big]) == pytest.approx(max(total) / sum(total))
     assert m.float_share(list(m.per_node)) == pytest.approx(1.0) and m.float_share([]) == 0.0
+
+
+def test_a_failing_candidate_ends_the_search_with_the_best_drop(tmp_path, demo_onnx):
+    """A real ONNX Runtime builder and the real control scorer; from the second candidate on, the destination
+    folder is gone (as on a vanished disk), so ONNX Runtime's save fails for real: the search ends with one line
+    giving the budget, the best drop reached and how, and the failure; nothing is left of the failed candidate."""
+    from edgepose.calibration import default_calibration_path, read_calibration
+    from edgepose.converters.int8.control import ControlOptions, control_for
+    from edgepose.converters.int8.macs import count
+    from edgepose.converters.int8.search import restore, scorer
+    from edgepose.converters.targets.onnx.mixed import OnnxMixed
+
+    model, path = demo_onnx
+    cset = read_calibration(default_calibration_path(SPEC, make=False), SPEC)
+    control = control_for(SPEC, ControlOptions(size=6), cset, True, 0.0, [])
+    control.set_reference(model, "test")
+    from edgepose.processing import normalize
+
+    dim = normalize((cset.crops[:8] * 0.5).astype(np.uint8), SPEC.mean, SPEC.std)  # a poor set: half brightness
+    builder = OnnxMixed(path, dim.astype(np.float32), tmp_path)
+    ranked = sorted(count(path).per_node)[-4:]  # deep layers: one alone does not mend the input ranges
+    gone, said = tmp_path / "gone", []
+
+    def build(layers):  # the first candidate is built where asked; from the second on, into the gone folder
+        return builder.build(layers, (tmp_path if len(layers) == 1 else gone) / f"c{len(layers)}.onnx")
+
+    score = scorer(control, 1)
+    plain = control.reference - score(builder.build([], tmp_path / "plain.onnx"))
+    first = control.reference - score(build(ranked[:1]))
+    budget = min(plain, first) / 2  # unreachable by either, so the search goes on to the second candidate
+    if budget <= 0:
+        pytest.skip(f"nothing to miss here (plain {plain:+.4f}, first {first:+.4f})")
+    with pytest.raises(EdgeposeError) as e:
+        restore("onnx", control, budget, plain, ranked, build, score, said.append,
+                float_share=count(path).float_share, max_float=1.0, health="doubtful")  # fmt: skip
+    msg = str(e.value)
+    assert "\n" not in msg and msg.endswith("nothing written"), msg
+    assert msg.startswith(f"onnx int8: best AP drop reached on the control split {min(plain, first):.4f} ")
+    assert "the search ended at 2 layer(s) in float: ONNX INT8 quantisation failed" in msg
+    assert "calibration health: doubtful" in msg and f"> budget {budget:g}" in msg
+    assert not gone.exists()
