@@ -16,6 +16,7 @@ SPEC = get_spec("demo_coco_256x192")
 def demo_onnx(tmp_path_factory, demo_checkpoint):
     pytest.importorskip("onnxruntime")
     from edgepose.converters.export import export_onnx
+
     from edgepose.models import load_model
 
     model = load_model(SPEC, str(demo_checkpoint), progress=False).float().eval()
@@ -26,7 +27,6 @@ def demo_onnx(tmp_path_factory, demo_checkpoint):
 def test_macs_counted_on_the_onnx_graph_match_pytorch(demo_onnx):
     """Independent source: forward hooks on the PyTorch model's Conv2d / ConvTranspose2d / Linear layers."""
     import torch
-
     from edgepose.converters.int8.macs import count
 
     model, path = demo_onnx
@@ -55,11 +55,12 @@ def test_a_failing_candidate_ends_the_search_with_the_best_drop(tmp_path, demo_o
     """A real ONNX Runtime builder and the real control scorer; from the second candidate on, the destination
     folder is gone (as on a vanished disk), so ONNX Runtime's save fails for real: the search ends with one line
     giving the budget, the best drop reached and how, and the failure; nothing is left of the failed candidate."""
-    from edgepose.calibration import default_calibration_path, read_calibration
     from edgepose.converters.int8.control import ControlOptions, control_for
     from edgepose.converters.int8.macs import count
     from edgepose.converters.int8.search import restore, scorer
     from edgepose.converters.targets.onnx.mixed import OnnxMixed
+
+    from edgepose.calibration import default_calibration_path, read_calibration
 
     model, path = demo_onnx
     cset = read_calibration(default_calibration_path(SPEC, make=False), SPEC)
@@ -90,3 +91,56 @@ def test_a_failing_candidate_ends_the_search_with_the_best_drop(tmp_path, demo_o
     assert "the search ended at 2 layer(s) in float: ONNX INT8 quantisation failed" in msg
     assert "calibration health: doubtful" in msg and f"> budget {budget:g}" in msg
     assert not gone.exists()
+
+
+def _washed(img):
+    return np.clip(img.astype(np.float32) * 0.25 + 190, 0, 255).astype(np.uint8)
+
+
+def _cast(img):  # a colour cast (R x1, G x0.55, B x0.25)
+    return np.clip(img.astype(np.float32) * np.array([1.0, 0.55, 0.25], np.float32), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.slow  # 45-75 s each on the loaded 2-core machine
+@pytest.mark.parametrize("spoil", [_washed, _cast], ids=["washed_out", "colour_cast"])
+def test_poor_sets_are_refused_or_met_within_the_cap(tmp_path, demo_checkpoint, spoil):
+    """Poor sets made here from the sample photos, converted to ONNX INT8 with ``--max-drop 0.003`` (health
+    refusal overridden to reach the search): either the artifact meets the budget with at least (1 - cap) of
+    its MACs in INT8 (counted here on the ONNX graph of the artifact itself: nodes with float weights), or the
+    call fails with one line (best drop within the cap, calibration verdict) and writes nothing."""
+    pytest.importorskip("onnxruntime")
+    import json
+
+    import onnx
+    from edgepose.converters.api import convert
+    from edgepose.converters.int8.control import ControlOptions
+
+    from edgepose.calibration import from_image_folder, write_calibration
+    from tests.test_calibration_health import _photo_folder
+
+    cset = from_image_folder(SPEC, _photo_folder(tmp_path, spoil), num=8, holdout=2)
+    calib = write_calibration(tmp_path / "poor.npz", cset)
+    out = tmp_path / "out"
+    try:
+        [art] = convert(checkpoint=str(demo_checkpoint), targets="onnx", precisions="int8", calib=calib, num_calib=8,
+                        max_drop=0.003, control=ControlOptions(size=6, rank_crops=4, confirm_top=0), out=out,
+                        progress=False, reference_accuracy=False, allow_poor_calib=True).artifacts  # fmt: skip
+    except EdgeposeError as e:
+        msg = str(e)
+        assert "\n" not in msg and msg.startswith("onnx int8: best AP drop reached on the control split "), msg
+        assert "float cap 0.2 of the MACs (--max-float)" in msg and "calibration health: " in msg
+        assert msg.endswith("nothing written") and not any(out.rglob("*.onnx"))
+        return
+    meta = json.loads((out / (art.path.name + ".json")).read_text())
+    ctrl = meta["accuracy_control"]
+    assert meta["parity"]["task"]["drop"] <= 0.003 and ctrl["max_float"] == 0.2
+    # independent count: MACs of the Conv nodes whose weights are a float initializer (not dequantised)
+    model = onnx.load(str(art.path))
+    inits = {i.name for i in model.graph.initializer}
+    from edgepose.converters.int8.macs import count
+
+    m = count(art.path)  # the QDQ graph keeps the float shapes; float convs read their weights directly
+    float_macs = sum(v for n, v in m.per_node.items()
+                     if any(nd.name == n and nd.input[1] in inits for nd in model.graph.node))  # fmt: skip
+    assert 1 - float_macs / m.total >= 0.8 - 1e-9
+    assert ctrl["int8_macs_share"] == pytest.approx(1 - float_macs / m.total, abs=1e-3)
