@@ -75,6 +75,8 @@ def check_int8(c: Converted, ctx: Context, control: ControlSet, max_drop: float 
                 ctrl["search"] = {"rank_crops": int(min(control.rank_crops, len(control.crops))),
                                   "confirm_top": int(control.confirm_top)}
             ctrl["int8_macs_share"] = round(float(found["int8_macs_share"]), 4)
+            if found.get("ranges"):  # the range options tried before any layer, and the one kept
+                ctrl["ranges"] = found["ranges"]
             path = found["path"]
             ctrl["latency"] = latency(c.path, path, control.inputs, threads=threads)
             for f in c.extra_files:  # companions (a weights file) go with the main file
@@ -97,6 +99,9 @@ def apply_task(meta: dict[str, Any], task: dict[str, Any]) -> list[str]:
         meta["accuracy_control"] = ctrl
         conv = meta.setdefault("conversion", {})
         conv["float_layers"] = list(ctrl["float_layers"])
+        rng = ctrl.get("ranges") or {}
+        if rng.get("chosen") and rng.get("options") and rng["chosen"] != rng["options"][0]:
+            conv["ranges"] = rng["chosen"]  # not the plain artifact's calibration: what accuracy control chose
         if "float_nodes" in conv:  # the nodes a target keeps in float in every build (a head conv)
             conv["float_nodes"] = list(dict.fromkeys([*conv["float_nodes"], *ctrl["float_layers"]]))
     if t["passed"]:
