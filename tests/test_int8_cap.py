@@ -129,6 +129,7 @@ def test_poor_sets_are_refused_or_met_within_the_cap(tmp_path, demo_checkpoint, 
         msg = str(e)
         assert "\n" not in msg and msg.startswith("onnx int8: best AP drop reached on the control split "), msg
         assert "float cap 0.2 of the MACs (--max-float)" in msg and "calibration health: " in msg
+        assert "range options first: percentile " in msg and ", entropy " in msg  # ranges before layers
         assert msg.endswith("nothing written") and not any(out.rglob("*.onnx"))
         return
     meta = json.loads((out / (art.path.name + ".json")).read_text())
@@ -144,3 +145,32 @@ def test_poor_sets_are_refused_or_met_within_the_cap(tmp_path, demo_checkpoint, 
                      if any(nd.name == n and nd.input[1] in inits for nd in model.graph.node))  # fmt: skip
     assert 1 - float_macs / m.total >= 0.8 - 1e-9
     assert ctrl["int8_macs_share"] == pytest.approx(1 - float_macs / m.total, abs=1e-3)
+
+
+def test_onnx_range_options_calibrate_the_input_as_numpy_says(tmp_path, demo_onnx):
+    """The ONNX target's range options (``ranges=``): the input tensor's quantisation scale from MinMax is
+    numpy's (max - min) / 255 of the calibration batch (0 included); Percentile 99.999 clips the tails, so its
+    scale is smaller and close to numpy's percentiles of the same values."""
+    import onnx
+    from edgepose.converters.base import TARGETS
+    from edgepose.converters.targets.onnx.mixed import OnnxMixed
+    from onnx import numpy_helper
+
+    from edgepose.calibration import default_calibration_path, read_calibration
+
+    assert list(TARGETS["onnx"].ranges) == ["minmax", "percentile", "entropy"]
+    assert not TARGETS["tflite"].ranges and list(TARGETS["openvino"].ranges)[0] == "default"
+    _, path = demo_onnx
+    cset = read_calibration(default_calibration_path(SPEC, make=False), SPEC)
+    x = cset.calibration_batch(SPEC, 8).astype(np.float32)
+
+    def input_scale(ranges):
+        m = onnx.load(str(OnnxMixed(path, x, tmp_path, 1, ranges).build([], tmp_path / f"{ranges}.onnx")))
+        q = next(n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == m.graph.input[0].name)
+        return float(numpy_helper.to_array(next(i for i in m.graph.initializer if i.name == q.input[1])))
+
+    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    assert input_scale("minmax") == pytest.approx((hi - lo) / 255, rel=1e-6)
+    p_lo, p_hi = np.percentile(x, [0.001, 99.999])
+    got = input_scale("percentile")
+    assert got < (hi - lo) / 255 and got == pytest.approx((max(p_hi, 0) - min(p_lo, 0)) / 255, rel=0.02)
