@@ -115,7 +115,7 @@ def test_tight_budget_is_met_on_the_control_split(tmp_path, demo_checkpoint):
     assert task["drop"] <= budget and ctrl["reached"]["drop"] == task["drop"]
     if not ctrl["float_layers"]:  # ranges before layers: a range option of ONNX Runtime met the budget alone
         assert ctrl["ranges"]["chosen"] in ("percentile", "entropy") and not ctrl["steps"]
-        return
+        assert meta["conversion"]["ranges"] == ctrl["ranges"]["chosen"]
     assert ctrl["max_drop"] == budget and ctrl["control"]["num_images"] == size
     assert set(ctrl["float_layers"]) <= set(meta["conversion"]["float_nodes"])
     # the float layers: their weight input is a float initializer, not a DequantizeLinear output
