@@ -43,7 +43,7 @@ from . import export, transforms
 from . import targets as _targets  # noqa: F401  (registers every target folder in converters/targets/)
 from .base import PRECISIONS, TARGETS, Context, Converted, Timer, quiet, require, version_of
 from .int8 import distill, health
-from .int8.check import apply_task, check_int8
+from .int8.check import MAX_FLOAT, apply_task, check_int8
 from .int8.control import ControlOptions, check_control_options, control_for
 from .metadata import embed_metadata, write_sidecar
 from .outputs import move_into_place, planned_outputs
@@ -112,6 +112,7 @@ class ConvertOptions:
     max_drop: float | None = None
     control: ControlOptions | None = None
     allow_poor_calib: bool = False  # convert a set the calibration health check calls unrepresentative
+    max_float: float = MAX_FLOAT  # --max-float: the share of the MACs accuracy control may keep in float
 
 
 def parse_list(value: str | Sequence[str] | None, allowed: Sequence[str], what: str, all_ok: bool = False) -> list[str]:
@@ -219,6 +220,7 @@ def convert(
     max_drop: float | None = None,
     control: ControlOptions | None = None,
     allow_poor_calib: bool = False,
+    max_float: float = MAX_FLOAT,
 ) -> ConversionResult:
     """Convert ``model`` (default: the demo model) to ``targets`` x ``precisions``; see the module doc.
 
@@ -230,11 +232,12 @@ def convert(
 
     INT8 (:mod:`.int8`): each artifact is scored on a control split of evaluation data (``control``; the
     demo model's: its synthetic val split) and fails beyond a drop of 0.03 in the model's metric; with
-    ``max_drop``, layers are kept in float until the drop is within it, or the call fails writing nothing.
+    ``max_drop``, layers are kept in float until the drop is within it, or the call fails writing nothing;
+    never more than ``max_float`` of the model's MACs (default 0.2): past it the call fails too.
     """
     opts = ConvertOptions(model, checkpoint, targets, precisions, calib, num_calib, num_parity, dynamic_batch, int8_io,
                           input, allow_parity_failure, out, threads, progress, reference_accuracy, sha256, head,
-                          max_drop, control, allow_poor_calib)  # fmt: skip
+                          max_drop, control, allow_poor_calib, max_float)  # fmt: skip
     with terminate_as_interrupt():
         return _convert(opts)
 
@@ -288,6 +291,8 @@ def _convert(o: ConvertOptions) -> ConversionResult:
     source_ckpt = str(o.checkpoint or spec.checkpoint)
     need_int8 = any("int8" in p for p in plan.values())
     check_control_options(spec, o.control, need_int8, o.max_drop, kind)  # before any download or work
+    if not (isinstance(o.max_float, (int, float)) and 0.0 <= float(o.max_float) <= 1.0):
+        raise EdgeposeError(f"max_float {o.max_float!r}: a share of the model's MACs between 0 and 1")
     ckpt_path = resolve_checkpoint(source_ckpt, progress=o.progress, sha256=o.sha256)  # a wrong file fails first
     if str(o.calib) == "distill":  # image-free: distilled from the BatchNorm statistics (cached); parity crops only
         cset = distill.cached_distilled_set(spec, o.checkpoint, sha256_of(ckpt_path)) if need_int8 else None
@@ -387,7 +392,8 @@ def _convert(o: ConvertOptions) -> ConversionResult:
             if c.precision == "int8" and control_cs is not None:  # task metric; --max-drop: accuracy control
                 write_sidecar(c.path, meta)  # the runtime reads layout and quantisation from it
                 with Timer() as t:
-                    task = check_int8(c, exports[c.details["head"]], control_cs, o.max_drop, o.threads)
+                    task = check_int8(c, exports[c.details["head"]], control_cs, o.max_drop, o.threads,
+                                      o.max_float, calib_health.verdict if calib_health else None)  # fmt: skip
                 result.timings[f"task_{c.target}"] = t.seconds
             if c.extra_files:  # the embedded copy vouches for the companions (it cannot hash its own file)
                 meta["companions"] = {f.suffix: file_record(f) for f in c.extra_files}

@@ -102,6 +102,10 @@ class Target:
     # the target's own accuracy-control methods besides the common layer search, by name (``--<name>-control``):
     # ``fn(c, ctx, control, budget, threads) -> found`` (the keys of int8/search.py's result, plus "method")
     controls: dict[str, Callable[..., dict[str, Any]]] = field(default_factory=dict)
+    # the target's own range / correction options the search tries before keeping any layer in float, cheapest
+    # first, name -> what it is; the first is the plain artifact's; ``mixed(c, ctx, threads, ranges=name)``
+    # builds with it. Empty: the target offers none (the search goes straight to layers)
+    ranges: dict[str, str] = field(default_factory=dict)
 
 
 TARGETS: dict[str, Target] = {}
@@ -113,15 +117,16 @@ def register_target(
     mixed: Callable[..., Any] | None = None, graph: Callable[..., Any] | None = None,
     float_model: Callable[..., tuple[Path, str]] | None = None,
     controls: dict[str, Callable[..., dict[str, Any]]] | None = None,
+    ranges: dict[str, str] | None = None,
 ):  # fmt: skip
     """Function decorator: ``fn(ctx, precisions) -> [Converted]`` becomes the converter of target ``name``;
     ``embed(path, text)`` puts the metadata JSON inside that target's files; ``head_forms`` maps a precision to
     the head form ``convert(head="auto")`` gives it (measured by benchmarks/head_forms.py); ``mixed``,
-    ``graph``, ``float_model`` and ``controls``: the target's INT8 parts (see :class:`Target`)."""
+    ``graph``, ``float_model``, ``controls`` and ``ranges``: the target's INT8 parts (see :class:`Target`)."""
 
     def deco(fn: Callable[[Context, list[str]], list[Converted]]):
         TARGETS[name] = Target(name, suffix, precisions, fn, requires, embed, dict(head_forms or {}), mixed, graph,
-                               float_model, dict(controls or {}))  # fmt: skip
+                               float_model, dict(controls or {}), dict(ranges or {}))  # fmt: skip
         return fn
 
     return deco

@@ -117,7 +117,9 @@ def inspect_layers(path: str | Path, float_path: str | Path | None = None, calib
     notes = []
     if ctrl:
         notes.append(f"accuracy control: budget {ctrl.get('max_drop')}, plain drop {ctrl['plain']['drop']:+.4f}, "
-                     f"reached {ctrl['reached']['drop']:+.4f} on {ctrl['control']['num_images']} control images")
+                     f"reached {ctrl['reached']['drop']:+.4f} on {ctrl['control']['num_images']} control images"
+                     + (f"; {100 * ctrl['int8_macs_share']:.1f} % of MACs in INT8 (float cap "
+                        f"{ctrl.get('max_float', '-')})" if ctrl.get("int8_macs_share") is not None else ""))
     return LayerReport(str(path), target.name, fdesc, crops_from, graph.kernels, layers, graph.output,
                        list(ctrl.get("float_layers") or []), notes)  # fmt: skip
 

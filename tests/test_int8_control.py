@@ -112,7 +112,10 @@ def test_tight_budget_is_met_on_the_control_split(tmp_path, demo_checkpoint):
     art, meta = _controlled(tmp_path, demo_checkpoint, "onnx", budget, size)
     ctrl, task = meta["accuracy_control"], meta["parity"]["task"]
     assert ctrl["plain"]["drop"] > budget, "the poor set should need accuracy control"
-    assert ctrl["float_layers"] and task["drop"] <= budget and ctrl["reached"]["drop"] == task["drop"]
+    assert task["drop"] <= budget and ctrl["reached"]["drop"] == task["drop"]
+    if not ctrl["float_layers"]:  # ranges before layers: a range option of ONNX Runtime met the budget alone
+        assert ctrl["ranges"]["chosen"] in ("percentile", "entropy") and not ctrl["steps"]
+        assert meta["conversion"]["ranges"] == ctrl["ranges"]["chosen"]
     assert ctrl["max_drop"] == budget and ctrl["control"]["num_images"] == size
     assert set(ctrl["float_layers"]) <= set(meta["conversion"]["float_nodes"])
     # the float layers: their weight input is a float initializer, not a DequantizeLinear output
@@ -126,7 +129,9 @@ def test_tight_budget_is_met_on_the_control_split(tmp_path, demo_checkpoint):
     got = evaluate_dataset(SPEC, load_runtime(art.path), ds, progress=False)
     assert ref.metrics["AP"] == pytest.approx(task["reference"], abs=1e-9)
     assert ref.metrics["AP"] - got.metrics["AP"] == pytest.approx(task["drop"], abs=1e-9)
-    assert ctrl["latency"]["plain_ms"] > 0 and ctrl["steps"][-1]["drop"] == pytest.approx(task["drop"])
+    assert ctrl["latency"]["plain_ms"] > 0 and (not ctrl["steps"] or ctrl["steps"][-1]["drop"] == pytest.approx(
+        task["drop"]))  # no step: a range option met the budget before any layer went to float
+    assert ctrl["int8_macs_share"] >= 1 - ctrl["max_float"] == 0.8  # never float under an INT8 name
 
 
 @pytest.mark.slow
@@ -145,7 +150,11 @@ def test_openvino_tight_budget_is_met_with_layers_nncf_leaves_in_float(tmp_path,
     art, meta = _controlled(tmp_path, demo_checkpoint, "openvino", budget, size)
     ctrl, task = meta["accuracy_control"], meta["parity"]["task"]
     assert ctrl["plain"]["drop"] > budget, "the poor set should need accuracy control"
-    assert ctrl["float_layers"] and ctrl["float_ops"] and task["drop"] <= budget
+    assert task["drop"] <= budget and ctrl["int8_macs_share"] >= 0.8
+    if not ctrl["float_layers"]:  # ranges before layers: NNCF's quantile range estimator met the budget alone
+        assert ctrl["ranges"]["chosen"] == "quantile" and "MEAN_QUANTILE" in ctrl["ranges"]["tried"][-1]["what"]
+        return
+    assert ctrl["float_layers"] and ctrl["float_ops"]
     assert "IgnoredScope" in ctrl["method"] and ctrl["steps"][-1]["drop"] == pytest.approx(task["drop"])
 
     convs = {op.get_friendly_name(): any(i.get_source_output().get_node().get_type_name() == "FakeQuantize"
@@ -204,6 +213,7 @@ def test_bench_reads_the_accuracy_control_record():
     meta = {"parity": {"task": {"metric": "AP", "drop": 0.0002, "control": control}},
             "accuracy_control": {"metric": "AP", "max_drop": 0.0003, "control": control, "plain": {"drop": 0.0012},
                                  "reached": {"drop": 0.0002}, "float_layers": ["a", "b"],
+                                 "int8_macs_share": 0.8512, "max_float": 0.2,
                                  "latency": {"plain_ms": 20.0, "controlled_ms": 23.0, "cost_pct": 15.0}}}  # fmt: skip
     row = int8_control(meta)
     assert row["plain_drop"] == 0.0012 and row["controlled_drop"] == 0.0002 and row["float_layers"] == ["a", "b"]
@@ -211,5 +221,6 @@ def test_bench_reads_the_accuracy_control_record():
     plain = int8_control({"parity": {"task": {"metric": "AP", "drop": 0.001, "control": control}}})
     lines = markdown_lines([{"name": "m_int8.onnx", "int8_control": row}, {"name": "m_int8.xml", "int8_control": plain},
                             {"name": "m_fp32.onnx", "int8_control": None}])  # fmt: skip
-    assert "| m_int8.onnx | +0.0012 | +0.0002 (0.0003) | 2 | +15% (20.0 → 23.0 ms) |" in lines
-    assert "| m_int8.xml | +0.0010 | - | 0 | - |" in lines and not any("m_fp32" in x for x in lines)
+    assert row["int8_macs_share"] == 0.8512 and row["max_float"] == 0.2
+    assert "| m_int8.onnx | +0.0012 | +0.0002 (0.0003) | 2 | 85.1 % | +15% (20.0 → 23.0 ms) |" in lines
+    assert "| m_int8.xml | +0.0010 | - | 0 | - | - |" in lines and not any("m_fp32" in x for x in lines)

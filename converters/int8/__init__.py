@@ -2,7 +2,9 @@
 
 * :mod:`.control`: the control split (real evaluation data, disjoint from the calibration crops) and its options.
 * :mod:`.check`: the acceptance check of every INT8 artifact and ``--max-drop``'s accuracy control.
-* :mod:`.search`: the layer search (keep the worst ``k`` layers in float for growing ``k``).
+* :mod:`.search`: the layer search (the target's range options first, then keep the worst ``k`` layers in float
+  for growing ``k``, never past the float cap).
+* :mod:`.macs`: multiply-accumulates per layer from the exported ONNX graph (the float cap, ``--max-float``).
 * :mod:`.ranking`: per-layer quantisation noise (the search's ranking, confirmed one by one on the output).
 * :mod:`.report`: the per-layer report behind ``edgepose inspect --layers``.
 

@@ -17,13 +17,18 @@ from edgepose.errors import EdgeposeError
 
 from ..base import TARGETS, Context, Converted
 from .control import DEFAULT_TASK_BUDGET, SEARCH, ControlSet
-from .search import scorer, search
+from .search import best_drop_error, float_share_of, one_line, scorer, search
+
+MAX_FLOAT = 0.2  # --max-float: the share of the model's MACs the accuracy control may keep in float
 
 
 def check_int8(c: Converted, ctx: Context, control: ControlSet, max_drop: float | None,
-               threads: int | None = None) -> dict[str, Any]:  # fmt: skip
+               threads: int | None = None, max_float: float = MAX_FLOAT,
+               health: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Score ``c`` on the control split; with ``max_drop``, restore float layers until its drop is within it
-    (the artifact file is replaced in place). Returns ``{"task": ..., "accuracy_control": ... | None}``."""
+    (the artifact file is replaced in place), never past ``max_float`` of the model's MACs; any failure of the
+    search ends it with one line (the best drop reached, ``health``: the calibration verdict), nothing written.
+    Returns ``{"task": ..., "accuracy_control": ... | None}``."""
     value = scorer(control, threads)(c.path)
     drop = float(control.reference - value)
     ctx.log(f"{c.path.name}: control {control.metric} {value:.4f} (PyTorch {control.reference:.4f}, "
@@ -39,18 +44,39 @@ def check_int8(c: Converted, ctx: Context, control: ControlSet, max_drop: float 
             raise EdgeposeError(f"{c.target} int8: best {control.metric} drop reached on the control split {drop:.4f} "
                                 f"(plain INT8) > budget {budget:g} (a negative budget asks for better than float); "
                                 "nothing written")  # fmt: skip
+        share = float_share_of(ctx.onnx_path)
+        always = list(c.details.get("float_nodes") or [])  # float in every build of this target (a head conv)
+        ctrl["max_float"] = float(max_float)
+        ctrl["int8_macs_share"] = round(1.0 - share(always), 4)
         if drop > budget + 1e-12:
             if own is not None:
-                found = own(c, ctx, control, budget, threads)
+                try:
+                    found = own(c, ctx, control, budget, threads)
+                except Exception as e:  # noqa: BLE001 - the target's own search: its failure is one line too
+                    msg = one_line(e)
+                    if " drop reached on the control split " in msg:
+                        raise EdgeposeError(msg + (f"; calibration health: {health}" if health else "")) from None
+                    raise best_drop_error(c.target, control.metric, drop, [], budget, f"; the search failed: {msg}",
+                                          max_float, share(always), health) from None  # fmt: skip
                 ctrl["method"] = found["method"]
+                used = share([*always, *(found.get("float_ops") or found["float_layers"])])
+                if used > max_float + 1e-12:  # never float under an INT8 name
+                    raise best_drop_error(c.target, control.metric, drop, [], budget,
+                                          f"; the target's own method met it ({found['drop']:+.4f}) only with "
+                                          f"{100 * used:.1f} % of the MACs in float", max_float, share(always),
+                                          health) from None  # fmt: skip
+                found["int8_macs_share"] = 1.0 - used
             else:
-                found = search(c, ctx, control, budget, drop, threads)
+                found = search(c, ctx, control, budget, drop, threads, max_float, health)
                 ctrl["method"] = found["method"]
                 if "float_ops" in found:
                     ctrl["float_ops"] = found["float_ops"]
                 ctrl["steps"], ctrl["ranking"] = found["steps"], found["ranking"]
                 ctrl["search"] = {"rank_crops": int(min(control.rank_crops, len(control.crops))),
                                   "confirm_top": int(control.confirm_top)}
+            ctrl["int8_macs_share"] = round(float(found["int8_macs_share"]), 4)
+            if found.get("ranges"):  # the range options tried before any layer, and the one kept
+                ctrl["ranges"] = found["ranges"]
             path = found["path"]
             ctrl["latency"] = latency(c.path, path, control.inputs, threads=threads)
             for f in c.extra_files:  # companions (a weights file) go with the main file
@@ -73,6 +99,9 @@ def apply_task(meta: dict[str, Any], task: dict[str, Any]) -> list[str]:
         meta["accuracy_control"] = ctrl
         conv = meta.setdefault("conversion", {})
         conv["float_layers"] = list(ctrl["float_layers"])
+        rng = ctrl.get("ranges") or {}
+        if rng.get("chosen") and rng.get("options") and rng["chosen"] != rng["options"][0]:
+            conv["ranges"] = rng["chosen"]  # not the plain artifact's calibration: what accuracy control chose
         if "float_nodes" in conv:  # the nodes a target keeps in float in every build (a head conv)
             conv["float_nodes"] = list(dict.fromkeys([*conv["float_nodes"], *ctrl["float_layers"]]))
     if t["passed"]:

@@ -20,7 +20,8 @@ def int8_control(meta: dict[str, Any]) -> dict[str, Any] | None:
         out.update(max_drop=ctrl.get("max_drop"), plain_drop=(ctrl.get("plain") or {}).get("drop"),
                    controlled_drop=(ctrl.get("reached") or {}).get("drop"), float_layers=ctrl.get("float_layers", []),
                    latency_cost_pct=lat.get("cost_pct"), latency_plain_ms=lat.get("plain_ms"),
-                   latency_controlled_ms=lat.get("controlled_ms"))  # fmt: skip
+                   latency_controlled_ms=lat.get("controlled_ms"), int8_macs_share=ctrl.get("int8_macs_share"),
+                   max_float=ctrl.get("max_float"))  # fmt: skip
     return out
 
 
@@ -33,16 +34,20 @@ def markdown_lines(rows: list[dict[str, Any]]) -> list[str]:
     def f(v: Any, fmt: str = "+.4f") -> str:
         return "-" if v is None else format(v, fmt)
 
+    def share(c: dict[str, Any]) -> str:  # the INT8 share of the MACs (older artifacts: not recorded)
+        return "-" if c.get("int8_macs_share") is None else f"{100 * c['int8_macs_share']:.1f} %"
+
     out = ["INT8 on the task metric (from each artifact's metadata; control split of the conversion):", "",
-           "| artifact | plain INT8 drop | controlled drop (budget) | layers in float | float layers cost |",
-           "|---|---:|---:|---:|---:|"]  # fmt: skip
+           ("| artifact | plain INT8 drop | controlled drop (budget) | layers in float | MACs in INT8 "
+            "| float layers cost |"),
+           "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
         c = r["int8_control"]
         if "max_drop" in c:
             cost = "-" if c.get("latency_cost_pct") is None else (
                 f"{c['latency_cost_pct']:+.0f}% ({c['latency_plain_ms']:.1f} → {c['latency_controlled_ms']:.1f} ms)")
             out.append(f"| {r['name']} | {f(c['plain_drop'])} | {f(c['controlled_drop'])} ({c['max_drop']:g}) | "
-                       f"{len(c['float_layers'])} | {cost} |")
+                       f"{len(c['float_layers'])} | {share(c)} | {cost} |")
         else:
-            out.append(f"| {r['name']} | {f(c['control_drop'])} | - | 0 | - |")
+            out.append(f"| {r['name']} | {f(c['control_drop'])} | - | 0 | - | - |")
     return out + [""]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._args import non_empty, non_negative_float, positive_int, sha256_arg, threads
+from ._args import fraction, non_empty, non_negative_float, positive_int, sha256_arg, threads
 
 
 def register(sub) -> None:
@@ -38,6 +38,10 @@ def register(sub) -> None:
                    help="accuracy control: every INT8 artifact ends within X of PyTorch on the control split, in "
                         "the model's metric (AP, PCKh, PCK@0.2; e.g. 0.005), keeping the layers that hurt most in "
                         "float; or the command fails and writes nothing")
+    g.add_argument("--max-float", type=fraction, default=0.2, metavar="FRACTION",
+                   help="with --max-drop: the share of the model's MACs (counted on the ONNX graph: Conv, Gemm, "
+                        "ConvTranspose) that may be kept in float (default 0.2); past it the command fails with "
+                        "the best drop reached within it and writes nothing")
     g.add_argument("--control-ann", help="annotation file of the control split (a zoo model: needed for --max-drop)")
     g.add_argument("--control-images", help="image folder of the control split")
     g.add_argument("--control-dataset", help="its format: coco, mpii, onehand10k, panoptic, rhd (default: the model's)")
@@ -70,7 +74,7 @@ def run(args) -> int:
         int8_io=args.int8_io, input=args.input,
         allow_parity_failure=args.allow_parity_failure, out=args.out, threads=args.threads, progress=not args.quiet,
         reference_accuracy=not args.no_reference_accuracy, head=args.head, max_drop=args.max_drop, control=control,
-        allow_poor_calib=args.allow_poor_calib,
+        allow_poor_calib=args.allow_poor_calib, max_float=args.max_float,
     )  # fmt: skip
     print(result.table())
     for a in result.artifacts:
@@ -81,6 +85,8 @@ def run(args) -> int:
             if ctrl:
                 p = ctrl["plain"]["drop"]
                 extra = f"; plain INT8 drop {p:+.4f}, {len(ctrl['float_layers'])} layer(s) kept in float"
+                if ctrl.get("int8_macs_share") is not None:
+                    extra += f", {100 * ctrl['int8_macs_share']:.1f} % of MACs in INT8"
                 if ctrl.get("float_ops"):
                     extra += f" ({len(ctrl['float_ops'])} op(s) the quantiser left in float)"
             print(f"{a.path.name}: control {task['metric']} {task['value']:.4f} vs PyTorch {task['reference']:.4f}: "

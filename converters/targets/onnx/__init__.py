@@ -4,6 +4,7 @@ registered here."""
 
 from ...base import register_target
 from . import convert, graph, mixed
+from .settings import RANGES
 
 # The head form ``--head auto`` exports per precision (converters/transforms.py), chosen by
 # benchmarks/head_forms.py: INT8 with the 3x3 form ~1.75x faster than with ConvTranspose (which ONNX Runtime
@@ -14,4 +15,4 @@ HEAD_FORMS = {"fp32": "deconv", "fp16": "deconv", "int8": "subpixel3x3"}
 
 register_target("onnx", ".onnx", ("fp32", "fp16", "int8"), requires=("onnx", "onnxruntime"),
                 embed=convert.embed_onnx, head_forms=HEAD_FORMS, mixed=mixed.mixed,
-                graph=graph.onnx_graph)(convert.convert)  # fmt: skip
+                graph=graph.onnx_graph, ranges={k: v[2] for k, v in RANGES.items()})(convert.convert)  # fmt: skip

@@ -15,19 +15,20 @@ from ...base import Context, Converted, quiet
 from .settings import (
     EXTRA_OPTIONS,
     PER_CHANNEL,
+    RANGES,
     REDUCE_RANGE,
     Reader,
-    calibration_method,
     float_head,
     pre_process,
     quant_types,
+    range_method,
 )
 
 
 class OnnxMixed:
     """ORT QDQ models of one calibration, any set of nodes left in float (see the module doc)."""
 
-    def __init__(self, src: Path, calib: np.ndarray, workdir: Path, batch_size: int = 1):
+    def __init__(self, src: Path, calib: np.ndarray, workdir: Path, batch_size: int = 1, ranges: str = "minmax"):
         from onnxruntime.quantization import create_calibrator
         from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
@@ -35,10 +36,13 @@ class OnnxMixed:
         self.pre = workdir / "mixed.pre.onnx"
         self.op_types = list(set(list(QLinearOpsRegistry) + list(QDQRegistry)))
         self.head = float_head(src)  # float in every build (quantize_onnx)
-        with quiet("ONNX calibration"):
+        method, extra = range_method(ranges)
+        self.ranges_note = RANGES[ranges][2]
+        with quiet(f"ONNX calibration ({ranges})"):
             pre_process(src, self.pre)
-            cal = create_calibrator(self.pre, self.op_types, augmented_model_path=str(workdir / "mixed.aug.onnx"),
-                                    calibrate_method=calibration_method(), extra_options={})  # fmt: skip
+            aug = workdir / f"mixed.aug.{ranges}.onnx"
+            cal = create_calibrator(self.pre, self.op_types, augmented_model_path=str(aug), calibrate_method=method,
+                                    extra_options=extra)  # fmt: skip
             cal.collect_data(Reader(calib, batch_size))
             self.ranges = cal.compute_data()
         del cal
@@ -57,7 +61,8 @@ class OnnxMixed:
         return dst
 
 
-def mixed(c: Converted, ctx: Context, threads: int | None = None) -> Any:
-    """The builder the search asks for (registered in ``__init__``)."""
-    ctx.log("onnx int8: calibrating once for the mixed-precision search")
-    return OnnxMixed(ctx.onnx_path, ctx.calib, ctx.workdir, 1 if not ctx.dynamic_batch else 8)
+def mixed(c: Converted, ctx: Context, threads: int | None = None, ranges: str = "minmax") -> Any:
+    """The builder the search asks for (registered in ``__init__``), calibrated with the range option
+    ``ranges`` (:data:`.settings.RANGES`)."""
+    ctx.log(f"onnx int8: calibrating once ({ranges}) for the mixed-precision search")
+    return OnnxMixed(ctx.onnx_path, ctx.calib, ctx.workdir, 1 if not ctx.dynamic_batch else 8, ranges)

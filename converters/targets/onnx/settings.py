@@ -38,6 +38,26 @@ def calibration_method() -> Any:
     return CalibrationMethod.MinMax
 
 
+# The range options accuracy control tries before keeping any layer in float (``ranges=`` in the registration),
+# cheapest first: name -> (ONNX Runtime CalibrationMethod, create_calibrator's extra_options, what it is). The
+# first is the plain artifact's. Percentile and Entropy clip the tails MinMax keeps whole (ORT's defaults: 2048
+# and 128 histogram bins); asymmetric, as the activations are.
+RANGES = {
+    "minmax": ("MinMax", {}, "ONNX Runtime CalibrationMethod.MinMax (the plain artifact's)"),
+    "percentile": ("Percentile", {"percentile": 99.999, "symmetric": False},
+                   "ONNX Runtime CalibrationMethod.Percentile, CalibPercentile 99.999, asymmetric"),
+    "entropy": ("Entropy", {"symmetric": False}, "ONNX Runtime CalibrationMethod.Entropy (KL), asymmetric"),
+}  # fmt: skip
+
+
+def range_method(name: str) -> tuple[Any, dict[str, Any]]:
+    """(CalibrationMethod, calibrator extra_options) of the range option ``name`` (:data:`RANGES`)."""
+    from onnxruntime.quantization import CalibrationMethod
+
+    method, extra, _ = RANGES[name]
+    return getattr(CalibrationMethod, method), dict(extra)
+
+
 def static_options() -> dict[str, Any]:
     """The keyword arguments of ``quantize_static`` (besides files, reader and excluded nodes)."""
     from onnxruntime.quantization import QuantFormat

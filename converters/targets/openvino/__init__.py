@@ -13,4 +13,4 @@ HEAD_FORMS = {"fp32": "subpixel2x2", "fp16": "subpixel2x2", "int8": "subpixel2x2
 
 register_target("openvino", ".xml", ("fp32", "fp16", "int8"), requires=("openvino",), embed=convert.embed_openvino,
                 head_forms=HEAD_FORMS, mixed=mixed.mixed, graph=graph.openvino_graph,
-                controls={"nncf": mixed.nncf_control})(convert.convert)  # fmt: skip
+                controls={"nncf": mixed.nncf_control}, ranges=convert.RANGES)(convert.convert)  # fmt: skip

@@ -38,9 +38,10 @@ class OpenvinoMixed:
 
     method_note = " (candidates: nncf.quantize, IgnoredScope: the ops making and reading them)"
 
-    def __init__(self, src: Path, calib: np.ndarray, plain_ir: Path, dynamic_batch: bool):
+    def __init__(self, src: Path, calib: np.ndarray, plain_ir: Path, dynamic_batch: bool, ranges: str = "default"):
         import openvino as ov
 
+        self.ranges = ranges
         self.ov, self.core, self.src, self.calib, self.dynamic_batch = ov, ov.Core(), src, calib, dynamic_batch
         self.float_model = src  # the graph reader compares with the ONNX file OpenVINO reads
         names = {op.get_friendly_name() for op in self.core.read_model(str(src)).get_ordered_ops()}
@@ -52,16 +53,18 @@ class OpenvinoMixed:
         return list(dict.fromkeys(o for la in layers for o in self.compute.get(la, [])))
 
     def build(self, layers: list[str], dst: Path) -> Path:
-        q, _ = quantize_nncf(self.core.read_model(str(self.src)), self.calib, self.dynamic_batch, self.ops(layers))
+        q, _ = quantize_nncf(self.core.read_model(str(self.src)), self.calib, self.dynamic_batch, self.ops(layers),
+                             self.ranges)  # fmt: skip
         with quiet("OpenVINO save_model"):
             self.ov.save_model(stable_names(q), str(dst), compress_to_fp16=False)
         return dst
 
 
-def mixed(c: Converted, ctx: Context, threads: int | None = None) -> Any:
-    """The builder the search asks for (registered in ``__init__``)."""
-    ctx.log("openvino int8: ranking layers; each candidate is NNCF-quantised with those layers left out")
-    return OpenvinoMixed(ctx.onnx_path, ctx.calib, c.path, ctx.dynamic_batch)
+def mixed(c: Converted, ctx: Context, threads: int | None = None, ranges: str = "default") -> Any:
+    """The builder the search asks for (registered in ``__init__``), with the range option ``ranges``
+    (:data:`.convert.RANGES`)."""
+    ctx.log(f"openvino int8 ({ranges}): each candidate is NNCF-quantised with the float layers left out")
+    return OpenvinoMixed(ctx.onnx_path, ctx.calib, c.path, ctx.dynamic_batch, ranges)
 
 
 def nncf_control(c: Converted, ctx: Context, control: ControlSet, budget: float,
