@@ -38,7 +38,7 @@ def pytest_collection_finish(session):
     if session.config.option.collectonly:
         return
     wanted = _jobs_wanted(session.items)
-    for name in ("reconvert", "u8"):
+    for name in ("reconvert", "u8", "distill-a", "distill-b"):
         if name in wanted:
             start_job(name)
 
@@ -80,6 +80,11 @@ def start_job(name: str, demo_artifacts: Path | None = None) -> background.Job |
     if name == "u8":  # tests/test_convert_uint8.py: every target taking uint8 crops
         return convert_job(name, Path(background.workdir(name)) / "u8", "--precision", "fp32,int8", "--input", "uint8",
                            "--control-size", "10")  # fmt: skip
+    if name.startswith("distill-"):  # tests/test_calibration_health.py: calibrate --distill, twice, the same seed
+        out = Path(background.workdir(name)) / "distilled.npz"
+        cmd = [sys.executable, "-m", "edgepose", "calibrate", "--distill", "--num", "2", "--seed", "3",
+               "--out", str(out)]  # fmt: skip
+        return background.start(name, cmd, cwd=REPO)
     if name == "arm" and demo_artifacts is not None:  # tests/test_arm.py: the emulated-ARM check (one qemu core)
         d = Path(background.workdir(name))
         arts = d / "arts"
