@@ -10,7 +10,7 @@ every few minutes, resumable (``--resume``). The backbone starts from the bundle
 loaded); ``--freeze`` keeps its high-resolution stages fixed (they already see these figures; fixing them
 halves the work per image on two cores).
 
-    python tools/train_detector.py --out runs/det --minutes 35
+    python tools/train_detector.py --out runs/det --minutes 75 --threads 1
     python tools/train_detector.py --out runs/det --report   # benchmarks/results/detector_training.{json,png}
 """
 
@@ -390,10 +390,11 @@ def report(args) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/det")
-    p.add_argument("--minutes", type=float, default=35.0, help="wall-clock budget; the LR schedule follows it")
+    p.add_argument("--minutes", type=float, default=75.0, help="wall-clock budget; the LR schedule follows it")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--train-size", type=int, nargs=2, default=[256, 192], metavar=("W", "H"),
-                   help="training window (default 256 192: crops at the input's scales, 0.6x the pixels)")
+    p.add_argument("--train-size", type=int, nargs=2, default=[320, 256], metavar=("W", "H"),
+                   help="training window (default: the input; smaller = crops at the input's scales, less work per "
+                        "image, but large people are seldom whole in them)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rel-wh", type=float, default=1.0, help="weight of the relative box-size L1 (0: CenterNet's only)")
