@@ -315,7 +315,8 @@ def demo_coco_256x192() -> ModelSpec:
     )  # fmt: skip
 
 
-DEMO_DETECTOR_SHA256 = ""  # the bundled checkpoint's full sha256 (checked on load)
+# the bundled detector checkpoint's full sha256 (checked on load)
+DEMO_DETECTOR_SHA256 = "3c90138184451797bab287e3f6bc1164521e0087ba290830c7c712f9b7f05119"
 
 
 @register
