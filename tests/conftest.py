@@ -127,6 +127,16 @@ def demo_checkpoint(tmp_path_factory) -> Path:
     return save_mmpose_checkpoint(build_model(spec), path)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _demo_conversion_first(request):
+    """The shared demo conversion is made before the first test when any selected test uses it, in the process
+    state a fresh ``edgepose convert`` has: tests/test_reproducible.py compares it with one made in a fresh
+    process, and an OpenVINO INT8 conversion made after tests/test_app.py's tests had run in this process was
+    seen to differ in its .xml (not yet explained; see the closing note of issue 21)."""
+    if any({"demo_conversion", "demo_artifacts"} & set(item.fixturenames) for item in request.session.items):
+        request.getfixturevalue("demo_conversion")
+
+
 @pytest.fixture(scope="session")
 def demo_conversion(request, tmp_path_factory, demo_checkpoint):
     """``convert()`` of the demo model to every target and precision, with the network cut off.
