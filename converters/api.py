@@ -33,7 +33,7 @@ import numpy as np
 
 from edgepose import __version__
 from edgepose.calibration import CalibrationSet, check_calibration, default_calibration_path, read_calibration
-from edgepose.errors import EdgeposeError, terminate_as_interrupt
+from edgepose.errors import EdgeposeError, raise_if_terminated, terminate_as_interrupt
 from edgepose.files import check_writable, staging_dir
 from edgepose.processing import INPUT_FLOAT, INPUT_UINT8
 from edgepose.runtimes.artifact import FORMAT_VERSION, file_record, sidecar_path
@@ -438,6 +438,7 @@ def _convert(o: ConvertOptions) -> ConversionResult:
                 f"{first.path.name}: parity against PyTorch out of tolerance: {'; '.join(first.failed)}{more}; "
                 "nothing written (--allow-parity-failure keeps the artifacts)"
             )
+        raise_if_terminated()  # a SIGTERM a library swallowed still stops the run before anything is written
         move_into_place(converted, out_dir)
         result.written = True
     finally:

@@ -21,6 +21,17 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+_PENDING: list[int] = []  # signals raised as Terminated inside the block (a library may have swallowed one)
+
+
+def raise_if_terminated() -> None:
+    """Raise :class:`Terminated` again if a signal arrived in a ``terminate_as_interrupt`` block and the exception
+    was swallowed on its way up (a library's broad ``except``, TensorFlow's and onnx2tf's among them): long jobs call
+    this before anything irreversible, such as moving files into place."""
+    if _PENDING:
+        raise Terminated(_PENDING[-1])
+
+
 @contextlib.contextmanager
 def terminate_as_interrupt(signals: tuple[int, ...] = (signal.SIGTERM,)) -> Iterator[None]:
     """Within the block, ``signals`` raise :class:`Terminated` (a KeyboardInterrupt) instead of killing the
@@ -31,13 +42,17 @@ def terminate_as_interrupt(signals: tuple[int, ...] = (signal.SIGTERM,)) -> Iter
         return
 
     def handler(signum, frame):
+        _PENDING.append(signum)
         raise Terminated(signum)
 
     previous = {}
+    _PENDING.clear()
     try:
         for s in signals:
             previous[s] = signal.signal(s, handler)
         yield
+        raise_if_terminated()
     finally:
+        _PENDING.clear()
         for s, h in previous.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
