@@ -134,7 +134,10 @@ def _demo_conversion_first(request):
     process, and an OpenVINO INT8 conversion made after tests/test_app.py's tests had run in this process was
     seen to differ in its .xml (not yet explained; see the closing note of issue 21)."""
     if any({"demo_conversion", "demo_artifacts"} & set(item.fixturenames) for item in request.session.items):
-        request.getfixturevalue("demo_conversion")
+        try:
+            request.getfixturevalue("demo_conversion")
+        except (Exception, pytest.skip.Exception):  # skipped or broken: the tests that use it say so themselves
+            pass
 
 
 @pytest.fixture(scope="session")
