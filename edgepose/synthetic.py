@@ -510,6 +510,18 @@ def _categories() -> list[dict]:
     }]  # fmt: skip
 
 
+def _split_args(split: str, table: dict, what: str, num_images, seed) -> tuple[int, int]:
+    """(images, seed) of a named split in ``table``, or the ones given; one error line for an unknown split."""
+    if split not in table and (num_images is None or seed is None):
+        raise EdgeposeError(f"unknown {what} {split!r}; choose one of {', '.join(table)} or give images and seed")
+    n_def, s_def = table.get(split, (0, 0))
+    num_images = n_def if num_images is None else int(num_images)
+    seed = s_def if seed is None else int(seed)
+    if num_images < 1:
+        raise EdgeposeError(f"--num-images must be at least 1, got {num_images}")
+    return num_images, seed
+
+
 def generate(out_dir: str | Path, split: str = "val", num_images: int | None = None, seed: int | None = None):
     """Write ``out_dir/images/*.jpg`` and ``out_dir/annotations.json``; returns ``(ann_path, images_dir)``.
 
@@ -518,13 +530,7 @@ def generate(out_dir: str | Path, split: str = "val", num_images: int | None = N
     images without their annotations, and a re-run replaces the images of an earlier one instead of mixing
     with them. An ``images/`` folder holding files this function did not make is refused, never replaced.
     """
-    if split not in SPLITS and (num_images is None or seed is None):
-        raise EdgeposeError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)} or give images and seed")
-    n_def, s_def = SPLITS.get(split, (0, 0))
-    num_images = n_def if num_images is None else int(num_images)
-    seed = s_def if seed is None else int(seed)
-    if num_images < 1:
-        raise EdgeposeError(f"--num-images must be at least 1, got {num_images}")
+    num_images, seed = _split_args(split, SPLITS, "split", num_images, seed)
     out_dir = Path(out_dir)
     images_dir = out_dir / "images"
     if images_dir.is_dir() and any(images_dir.iterdir()) and not _is_synthetic(out_dir / "annotations.json"):
@@ -605,15 +611,7 @@ def generate_scenes(
     Defaults come from :data:`SCENE_SPLITS` (train and val from different seeds); the same seed gives
     byte-identical files. Crowd figures (mostly hidden, tiny) carry ``iscrowd: 1``.
     """
-    if split not in SCENE_SPLITS and (num_images is None or seed is None):
-        raise EdgeposeError(
-            f"unknown scene split {split!r}; choose one of {', '.join(SCENE_SPLITS)} or give images and seed"
-        )
-    n_def, s_def = SCENE_SPLITS.get(split, (0, 0))
-    num_images = n_def if num_images is None else int(num_images)
-    seed = s_def if seed is None else int(seed)
-    if num_images < 1:
-        raise EdgeposeError(f"--num-images must be at least 1, got {num_images}")
+    num_images, seed = _split_args(split, SCENE_SPLITS, "scene split", num_images, seed)
     out_dir = Path(out_dir)
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
