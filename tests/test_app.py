@@ -452,3 +452,48 @@ def test_a_weak_track_brings_the_detector_back(video, pose_onnx):
             assert asked == list(range(6))
         else:
             assert {0, 4} <= set(asked) and len(asked) < 6, asked
+
+
+def test_bench_frames_pairs_engines_and_batches_in_one_call(eval_models, detector_onnx, tmp_path, capsys):
+    """``edgepose bench --frames``: each pose artifact pairs with the detector of its engine (ONNX here) or, with
+    none there, the PyTorch detector (said in the row); an OpenVINO IR with batch 1 is reshaped at load so that
+    all persons go in one call (2 with the flip test) while one by one takes 2 per person; the loop runs the
+    detector on every frame with K=1 and on fewer with K=2; JSON and Markdown carry the table."""
+    out, md = tmp_path / "b.json", tmp_path / "b.md"
+    r = edgepose_cli("bench", "--no-accuracy", "--no-reference", "--artifacts", str(eval_models["onnx"]),
+                     str(eval_models["ov_b1"]), "--runs", "2", "--warmup", "0", "--threads", "1", "--quiet",
+                     "--frames", "--detector", str(detector_onnx), "--persons", "1,3", "--det-every", "2",
+                     "--frame-count", "4", "--json", str(out), "--markdown", str(md))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "Frame loop per engine pair" in r.stdout
+    frames = json.loads(out.read_text())["frames"]
+    rows = {row["pose"]: row for row in frames["rows"]}
+    onnx_row, ov_row = rows[eval_models["onnx"].name], rows[eval_models["ov_b1"].name]
+    assert onnx_row["detector"] == detector_onnx.name and onnx_row["detector_engine"] == "onnxruntime"
+    assert onnx_row["note"] == ""
+    assert ov_row["detector_engine"] == "torch" and "PyTorch" in ov_row["note"]
+    assert ov_row["batch"] == "dynamic" and ov_row["batch_reshaped"] is True
+    for row in (onnx_row, ov_row):
+        assert [b["persons"] for b in row["batching"]] == [1, 3]
+        assert [b["calls"] for b in row["batching"]] == [2, 2]
+        assert [b["one_by_one_calls"] for b in row["batching"]] == [2, 6]
+        for b in row["batching"]:
+            assert b["ratio"] == pytest.approx(b["batched_ms"] / b["one_by_one_ms"], abs=2e-3)
+        k1, k2 = row["loop"]
+        assert (k1["det_every"], k2["det_every"]) == (1, 2)
+        assert k1["detections"] == 4 and 2 <= k2["detections"] <= 4
+        assert k1["fps"] > 0 and 0 <= k1["AP"] <= 1 and k1["ms"]["frame"] >= k1["ms"]["engine"]
+        assert row["fps_ratio"] == pytest.approx(k2["fps"] / k1["fps"], abs=2e-3)
+        share = k1["ms"]["detect"] / k1["ms"]["frame"]
+        assert row["fps_ratio_bound"] == pytest.approx(1 / (1 - share / 2), abs=2e-3)
+    assert "### Frame loop on this machine" in md.read_text()
+    # bad --frames options are one line, before any work (in this process: nothing is loaded before the check)
+    from edgepose.cli import main
+
+    base = ["bench", "--no-accuracy", "--no-reference", "--artifacts", str(eval_models["onnx"])]
+    for extra, msg in ((["--frames", "--persons", "0,3"], "--persons"), (["--frames", "--det-every", "1"],
+                       "--det-every 1"), (["--frames", "--detector", str(eval_models["onnx"])], "not a person "
+                       "detector"), (["--detector", str(detector_onnx)], "add --frames")):  # fmt: skip
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1, err

@@ -48,6 +48,9 @@ class BenchConfig:
     ray: str | None = None  # accuracy rows on Ray: a cluster address, "" for the default (see edgepose.scale)
     ray_ship_crops: bool = False  # Ray workers get crops from this machine instead of reading --images
     isolate: bool = True  # each row in a child process: an engine crash fails its row, not the bench
+    # --frames: the frame bench after the rows (edgepose.bench.frames): {"detectors": [...], "persons": [...],
+    # "det_every": K, "frame_count": N, "rounds": R}; None: no frame bench
+    frames: dict | None = None
 
 
 def max_drop_for(precision: str, override: float | None) -> float:

@@ -61,6 +61,20 @@ def register(sub) -> None:
     p.add_argument("--strict-precision", action="store_true", help="also bench each artifact whose engine chose a "
                    "lower float precision than float32 by default (OpenVINO: bf16 on AMX/AVX512-BF16 CPUs) with "
                    "float32 forced, as an extra row (default rows show what the engine does by default)")  # fmt: skip
+    f = p.add_argument_group("the app's frame loop (edgepose bench --frames; see edgepose run)")
+    f.add_argument("--frames", action="store_true", help="after the rows, bench the frame loop per engine pair: "
+                   "detector ms, pose ms for P persons in one call and one by one, tracking, drawing, frame ms, FPS "
+                   "with --det-every 1 and K, keypoint AP and identity switches on a synthetic 3-person video "
+                   "(add --no-accuracy to skip the accuracy rows)")  # fmt: skip
+    f.add_argument("--detector", nargs="+", metavar="DET", default=[], help="--frames: person detector artifacts "
+                   "(demo_person_detector .onnx/.tflite/.xml); each pose artifact runs with the one of its engine "
+                   "(default: the PyTorch demo_person_detector)")  # fmt: skip
+    f.add_argument("--persons", default="1,3,6", metavar="P,P,...", help="--frames: persons per frame for the "
+                   "batched against one-by-one pose timing (default 1,3,6; at most 6)")  # fmt: skip
+    f.add_argument("--det-every", type=positive_int, default=5, metavar="K", help="--frames: the K compared with "
+                   "--det-every 1 (default 5)")  # fmt: skip
+    f.add_argument("--frame-count", type=positive_int, default=40, metavar="N", help="--frames: frames of the "
+                   "synthetic video (default 40)")  # fmt: skip
     p.add_argument("--json", dest="json_out", metavar="OUT", help="write every number and the machine as JSON")
     p.add_argument("--markdown", metavar="OUT", help="write the table and the machine as Markdown")
     p.add_argument("--plot", metavar="OUT.png", help="plot accuracy against latency (needs matplotlib)")
@@ -110,6 +124,7 @@ def run(args) -> int:
     for what, path in outputs:
         check_writable(path, what)
     arts = discover_artifacts(args.artifacts) if args.artifacts else []
+    frames = _frames_options(args)
     check_distinct(outputs, [("--ann", args.ann), ("--bbox-file", args.bbox_file), ("--reference", args.reference),
                              *(x for a in arts for x in artifact_inputs(a, "artifact"))])  # fmt: skip
     if args.sha256 and args.no_reference:
@@ -147,6 +162,7 @@ def run(args) -> int:
         progress=not args.quiet,
         ray=args.ray,
         ray_ship_crops=args.ray_ship_crops,
+        frames=frames,
     )
     try:
         report = run_bench(cfg)
@@ -159,6 +175,8 @@ def run(args) -> int:
     print(console_table(data))
     if args.batch_sizes:
         print(sweep_table(data))
+    if frames is not None:
+        data["frames"] = _frames(data, frames, args)
     remote_failed = False
     if args.remote:
         try:
@@ -183,6 +201,51 @@ def run(args) -> int:
     return 0
 
 
+def _frames_options(args) -> dict | None:
+    """``--frames``' settings, checked before any work (``None`` without ``--frames``)."""
+    from pathlib import Path
+
+    from ..errors import EdgeposeError
+    from ..runtimes.artifact import artifact_inputs
+
+    if not args.frames:
+        if args.detector:
+            raise EdgeposeError("--detector is a --frames option: add --frames")
+        return None
+    try:
+        persons = sorted({int(x) for x in args.persons.split(",") if x.strip()})
+    except ValueError:
+        raise EdgeposeError(f"--persons {args.persons!r}: give counts like 1,3,6") from None
+    if not persons or persons[0] < 1 or persons[-1] > 6:
+        raise EdgeposeError(f"--persons {args.persons!r}: counts from 1 to 6 (the synthetic frame holds 6 persons)")
+    if args.det_every < 2:
+        raise EdgeposeError(f"--det-every {args.det_every}: the frame bench compares K with 1; give K >= 2")
+    from ..bench.frames import check_detector
+
+    for d in args.detector:
+        if not Path(d).is_file():
+            raise EdgeposeError(f"--detector {d}: file not found")
+        artifact_inputs(d, "--detector")  # a missing companion (.bin) fails now, naming it
+        check_detector(Path(d))
+    return {"detectors": list(args.detector), "persons": persons, "det_every": args.det_every,
+            "frame_count": args.frame_count}  # fmt: skip
+
+
+def _frames(data: dict, frames: dict, args) -> dict:
+    from ..bench.frames import FrameBenchConfig, bench_frames, frames_table
+
+    pose = list(dict.fromkeys(r["path"] for r in data["rows"] if r.get("status") == "ok" and not r.get("reference")
+                              and not r.get("runtime_options")))  # fmt: skip
+    cfg = FrameBenchConfig(persons=tuple(frames["persons"]), frames=frames["frame_count"], rounds=min(5, args.runs),
+                           det_every=frames["det_every"], threads=args.threads, flip_test=not args.no_flip,
+                           progress=not args.quiet)  # fmt: skip
+    out = bench_frames(pose, frames["detectors"], cfg)
+    print()
+    print("Frame loop per engine pair (ms are medians; pose: TopDownPipeline, crops + both flip passes + decoding):")
+    print(frames_table(out))
+    return out
+
+
 def _remotes(args, cfg, data: dict) -> bool:
     """Bench on each --remote host; print the device table; True when a host failed."""
     from ..bench.remote import RemoteOptions, bench_remotes, console_devices
@@ -193,6 +256,13 @@ def _remotes(args, cfg, data: dict) -> bool:
     entries = bench_remotes(data, cfg, opts)
     print()
     print(console_devices(data))
+    if cfg.frames is not None:
+        from ..bench.frames import frames_table
+
+        for e in entries:
+            if e.get("frames"):
+                print(f"\nFrame loop on {e['target']} ({e.get('label', '')}):")
+                print(frames_table(e["frames"]))
     return any(e["status"] != "ok" or (e["rows"] and all(r["status"] != "ok" for r in e["rows"])) for e in entries)
 
 
@@ -209,5 +279,12 @@ def _write(args, data: dict) -> None:
             from ..bench.remote import markdown_devices
 
             text += "\n" + markdown_devices(data)
+        if data.get("frames") or any(e.get("frames") for e in data.get("remotes") or []):
+            from ..bench.frames import frames_table
+
+            for where, fr in [("this machine", data.get("frames")),
+                              *((e["target"], e.get("frames")) for e in data.get("remotes") or [])]:  # fmt: skip
+                if fr:
+                    text += f"\n### Frame loop on {where}\n\n{frames_table(fr, markdown=True)}\n"
         atomic_write(args.markdown, text)
         print(f"wrote {args.markdown}", file=sys.stderr)

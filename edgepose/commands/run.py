@@ -71,7 +71,8 @@ def run(args) -> int:
         raise EdgeposeError(f"--out {args.out}: an image file holds one frame, and {source.name} is a "
                             f"{source.kind}; give a video (.mp4) or a folder")  # fmt: skip
     boxes_for = read_boxes(args.boxes) if args.boxes else None
-    spec, pose_rt = open_model(args.model, args.checkpoint, args.artifact, args.threads)
+    spec, pose_rt = open_model(args.model, args.checkpoint, args.artifact, args.threads,
+                               batched=not args.one_by_one)
     if spec.task != "pose":
         raise EdgeposeError(f"--artifact {args.artifact}: a {spec.task} model, not a pose model")
     detector = det_rt = None

@@ -28,10 +28,12 @@ def model_for_checkpoint(model: str | None, checkpoint: str | None):
 
 
 def open_model(model: str | None, checkpoint: str | None, artifact: str | None, threads: int | None = None,
-               sha256: str | None = None):  # fmt: skip
+               sha256: str | None = None, batched: bool = False):  # fmt: skip
     """(spec, runtime) for a checkpoint (PyTorch) or an artifact (its own engine and metadata).
 
-    ``sha256`` (full or prefix) is the expected hash of the checkpoint, or of the artifact file.
+    ``sha256`` (full or prefix) is the expected hash of the checkpoint, or of the artifact file. ``batched``:
+    the caller sends several persons per call (``edgepose run``), so an engine that can give a fixed-batch
+    artifact a dynamic batch at load does (OpenVINO's ``reshape_batch``).
     """
     from ..spec import spec_for_artifact
     from . import load_runtime
@@ -41,7 +43,10 @@ def open_model(model: str | None, checkpoint: str | None, artifact: str | None, 
             from ..checkpoint import check_sha256
 
             check_sha256(artifact, sha256)
-        rt = load_runtime(artifact, threads=threads)
+        from .registry import engine_for
+
+        options = {"reshape_batch": True} if batched and engine_for(artifact) == "openvino" else {}
+        rt = load_runtime(artifact, threads=threads, **options)
         return spec_for_artifact(model, rt.metadata, artifact), rt
     spec = model_for_checkpoint(model, checkpoint)
     return spec, open_checkpoint(spec, checkpoint, threads, sha256)

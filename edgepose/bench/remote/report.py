@@ -60,6 +60,8 @@ def merge_remote(entry: dict[str, Any], remote: dict[str, Any], report: dict[str
         # the remote had no reference of its own; the one from here replaces that note
         remote_notes = [n for n in remote_notes if not n.startswith("no reference accuracy")]
     entry["notes"] += remote_notes
+    if remote.get("frames"):  # --frames: the device's frame loop, as it measured it
+        entry["frames"] = remote["frames"]
     for r in remote.get("rows") or []:
         r["host"], r["machine_label"] = str(target), entry["label"]
         acc = r.get("accuracy")

@@ -78,6 +78,7 @@ class Payload:
     """What travels: each artifact's files, and the evaluation data, as (local file, name in the run folder)."""
 
     artifacts: dict[str, list[tuple[Path, str]]] = field(default_factory=dict)  # artifact name -> files
+    detectors: dict[str, list[tuple[Path, str]]] = field(default_factory=dict)  # --frames: detector name -> files
     data: list[tuple[Path, str]] = field(default_factory=list)
     data_args: list[str] = field(default_factory=list)  # bench options, paths relative to the run folder
     hashes: dict[str, str] = field(default_factory=dict)  # name in the run folder -> sha256
@@ -123,11 +124,17 @@ def build_payload(report: dict[str, Any], cfg: BenchConfig, spec: ModelSpec, tmp
         side = sidecar_path(path)
         files += [side] if side.is_file() else []
         p.artifacts[path.name] = [(f, f"artifacts/{f.name}") for f in files]
+    for d in (cfg.frames or {}).get("detectors") or []:
+        path = Path(d)
+        files = [f for f in artifact_files(path) if f.is_file()]
+        side = sidecar_path(path)
+        files += [side] if side.is_file() else []
+        p.detectors[path.name] = [(f, f"detectors/{f.name}") for f in files]
     if cfg.accuracy and report["config"].get("dataset"):
         data, _ = bench_data(cfg, spec, tmp)
         if data is not None:
             p.data, p.data_args = _data_files(spec, data, report)
-    for files in [*p.artifacts.values(), p.data]:
+    for files in [*p.artifacts.values(), *p.detectors.values(), p.data]:
         for path, name in files:
             p.hashes[name] = sha256_of(path)
     return p
@@ -173,6 +180,7 @@ class RemoteRun:
         self.bench_running = False
         self.base_py = opts.python or "python3"  # the commands run there (paths as the remote's shell sees them)
         self.py = self.base_py
+        self.detectors: list[str] = []  # --frames: the detector artifacts sent
 
     def info(self, msg: str, *args: Any) -> None:
         if self.opts.progress:
@@ -189,6 +197,7 @@ class RemoteRun:
             self.check_edgepose(probe)
             self.entry["environment"] = f"--remote-python {py}" if self.opts.python else f"venv {py}"
             names = self.choose_artifacts(probe)
+            self.detectors = self.choose_detectors(probe)
             self.copy(names, probe)
             remote = self.bench(py, names)
             self.merge(remote)
@@ -336,8 +345,23 @@ class RemoteRun:
             raise RemoteError(f"{self.target}: none of the artifacts can run there (no engine importable)")
         return names
 
+    def choose_detectors(self, probe: dict[str, Any]) -> list[str]:
+        """--frames: the detector artifacts whose engine runs there (a pose artifact without one there pairs
+        with the PyTorch detector, and its frame row says so)."""
+        engines = set(probe.get("engines") or [])
+        names = []
+        for name, files in self.payload.detectors.items():
+            cls = runtime_for(files[0][0])
+            tops = {m.split(".")[0] for m in (cls.modules if cls else ())}
+            if cls is not None and (cls.format == "tflite" or tops & engines):
+                names.append(name)
+            else:
+                self.entry["notes"].append(f"{name}: detector not sent (no engine for it importable there)")
+        return names
+
     def copy(self, names: list[str], probe: dict[str, Any]) -> None:
         files = [f for n in names for f in self.payload.artifacts[n]] + self.payload.data
+        files += [f for n in self.detectors for f in self.payload.detectors[n]]
         size = sum(p.stat().st_size for p, _ in files)
         self.check_free(probe["free_bytes"], size + 16 * 2**20)
         self.info("copying %d files (%.1f MB) to %s", len(files), size / 1e6, self.run_dir)
@@ -369,6 +393,11 @@ class RemoteRun:
         argv += ["--batch-sizes", ",".join(map(str, cfg.batch_sizes))] if cfg.batch_sizes else []
         data = self.payload.data_args
         argv += [f"{rd}/{a}" if a.startswith("data/") else a for a in data] if data else ["--no-accuracy"]
+        if cfg.frames is not None:
+            fr = cfg.frames
+            argv += ["--frames", "--persons", ",".join(map(str, fr["persons"])), "--det-every", str(fr["det_every"]),
+                     "--frame-count", str(fr["frame_count"])]  # fmt: skip
+            argv += ["--detector", *[f"{rd}/detectors/{n}" for n in self.detectors]] if self.detectors else []
         cmd = " ".join(map(shlex.quote, argv))
         q = shlex.quote(rd)  # type: ignore[arg-type]
         # in the background with its pid noted, so that a clean-up (Ctrl-C here) can stop it; its exit status told

@@ -72,6 +72,9 @@ class OpenVinoOptions(RuntimeOptions):
     inference_precision: str = "auto"  # "auto" (the plugin's own choice), "f32", "bf16" or "f16"
     config: dict | None = None  # extra plugin properties
     async_jobs: int = 0  # infer requests for infer_async (0: two calls of the largest size, <= 64)
+    # an IR with a fixed batch is reshaped to a dynamic batch at load (``Model.reshape``), so that a batch of
+    # persons goes in one call; an IR that cannot be reshaped keeps its batch (``info()`` says which and why)
+    reshape_batch: bool = False
 
 
 @register_runtime
@@ -133,6 +136,9 @@ class OpenVinoRuntime(Runtime):
             model = core.read_model(str(self.path))
         except Exception as e:
             raise EdgeposeError(f"{self.path}: OpenVINO cannot read it ({ov_reason(e)})") from None
+        self.batch_reshaped, self.reshape_problem = False, None
+        if self.options.reshape_batch and model.inputs[0].get_partial_shape()[0].is_static:
+            model = self._reshaped(core, model)
         config: dict[str, Any] = dict(self.options.config or {})
         hint = str(self.options.inference_precision).lower()
         if hint not in HINTS:
@@ -156,6 +162,18 @@ class OpenVinoRuntime(Runtime):
         self.layout = self.metadata.get("layout", {}).get("input", "NCHW")
         self.precision = self.metadata.get("precision", "fp32")
         self.input_kind = input_kind(self.metadata, self.path)
+
+    def _reshaped(self, core, model):
+        """The model with its first input's batch made dynamic (``-1``); on failure (a Reshape with the batch
+        written into the graph) the IR as it was, read again, and the reason kept for ``info()``."""
+        dims = [-1] + [d.get_length() for d in list(model.inputs[0].get_partial_shape())[1:]]
+        try:
+            model.reshape({model.inputs[0].any_name: self._ov.PartialShape(dims)})
+        except Exception as e:  # noqa: BLE001 - the engine's own exception types
+            self.reshape_problem = ov_reason(e)
+            return core.read_model(str(self.path))
+        self.batch_reshaped = True
+        return model
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         out = self.request.infer([self._engine_input(batch, self.layout)], share_inputs=True)
@@ -202,6 +220,9 @@ class OpenVinoRuntime(Runtime):
         d = super().info()
         d.update(version=self._ov.get_version(), inference_precision=self.inference_precision,
                  inference_precision_asked=self.options.inference_precision)  # fmt: skip
+        if self.options.reshape_batch:
+            d.update(batch_reshaped=self.batch_reshaped, **({"batch_reshape_problem": self.reshape_problem}
+                                                           if self.reshape_problem else {}))  # fmt: skip
         d.update(self.choice.info())
         return d
 
