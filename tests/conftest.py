@@ -230,3 +230,26 @@ def val_subset(tmp_path_factory):
     name, ann, images = default_data(spec)
     data = subset_dataset(EvalData(name, ann, images), 8, tmp_path_factory.mktemp("val_subset"))
     return spec, load_dataset(name, data.ann, data.images, spec)
+
+
+@pytest.fixture(scope="session")
+def detector_onnx(tmp_path_factory) -> Path:
+    """demo_person_detector's architecture, untrained (the path, not the boxes, is what is tested), its size head
+    set to say "a quarter of the input" everywhere, exported to ONNX with the metadata sidecar convert writes."""
+    pytest.importorskip("onnx")
+    torch = pytest.importorskip("torch")
+    from converters.export import export_onnx
+    from converters.metadata import write_sidecar
+    from edgepose.models import build_model
+    from edgepose.spec import get_spec
+
+    spec = get_spec("demo_person_detector")
+    torch.manual_seed(0)
+    model = build_model(spec).eval()
+    with torch.no_grad():
+        model.bbox_head.wh.weight.zero_()
+        model.bbox_head.wh.bias.fill_(0.25)
+    path = export_onnx(model, spec, tmp_path_factory.mktemp("det") / "det_fp32.onnx")
+    write_sidecar(path, {"model": spec.to_dict(), "precision": "fp32", "batch": 1, "format": "onnx",
+                         "layout": {"input": "NCHW", "output": "NCHW"}})  # fmt: skip
+    return path

@@ -376,28 +376,6 @@ def test_raspberry_pi_example_on_a_video_file(video, pose_onnx, tmp_path):
 
 
 # ------------------------------------------------------------------ a detector artifact, no torch at run time
-@pytest.fixture(scope="module")
-def detector_onnx(tmp_path_factory) -> Path:
-    """demo_person_detector's architecture, untrained (the path, not the boxes, is what is tested), its size head
-    set to say "a quarter of the input" everywhere, exported to ONNX with the metadata sidecar convert writes."""
-    pytest.importorskip("onnx")
-    torch = pytest.importorskip("torch")
-    from converters.export import export_onnx
-    from converters.metadata import write_sidecar
-    from edgepose.models import build_model
-
-    spec = get_spec("demo_person_detector")
-    torch.manual_seed(0)
-    model = build_model(spec).eval()
-    with torch.no_grad():
-        model.bbox_head.wh.weight.zero_()
-        model.bbox_head.wh.bias.fill_(0.25)
-    path = export_onnx(model, spec, tmp_path_factory.mktemp("det") / "det_fp32.onnx")
-    write_sidecar(path, {"model": spec.to_dict(), "precision": "fp32", "batch": 1, "format": "onnx",
-                         "layout": {"input": "NCHW", "output": "NCHW"}})  # fmt: skip
-    return path
-
-
 def test_run_with_a_detector_artifact_imports_no_torch(video, pose_onnx, detector_onnx, tmp_path):
     """``edgepose run --detector X.onnx --artifact Y.onnx``: the device side end to end (the detector runs on every
     K-th frame, its boxes become tracks) without importing torch."""

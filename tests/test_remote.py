@@ -184,6 +184,29 @@ def test_remote_bench_matches_local(sshd, arts, lite_python, demo_checkpoint, tm
     assert "### Per device" in (tmp_path / "bench.md").read_text()
 
 
+def test_remote_frames_bench_ships_the_detector(sshd, arts, detector_onnx, tmp_path):
+    """``bench --frames --remote``: the detector artifact travels beside the pose artifacts (sha256-checked), the
+    device runs the frame bench and its table comes back per host, beside this machine's."""
+    rdir, out = tmp_path / "remote", tmp_path / "bench.json"
+    onnx = arts / f"{MODEL}_fp32.onnx"
+    r = edgepose("bench", "--no-accuracy", "--no-reference", "--artifacts", str(onnx), *FAST, "--quiet",
+                 "--frames", "--detector", str(detector_onnx), "--persons", "1,2", "--det-every", "2",
+                 "--frame-count", "3", "--json", str(out), "--remote", sshd.alias,
+                 *remote_args(sshd, rdir))  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads(out.read_text())
+    [e] = rep["remotes"]
+    assert e["status"] == "ok", e["error"]
+    assert e["sent"]["files"] == e["sent"]["sha256_verified"] == 4  # pose + detector, each with its sidecar
+    for where in (rep["frames"], e["frames"]):
+        [row] = where["rows"]
+        assert row["pose"] == onnx.name and row["detector"] == detector_onnx.name and row["note"] == ""
+        assert [b["persons"] for b in row["batching"]] == [1, 2] and [k["det_every"] for k in row["loop"]] == [1, 2]
+        assert row["loop"][0]["detections"] == 3
+    assert f"Frame loop on {sshd.alias}" in r.stdout
+    assert run_dirs(rdir) == []
+
+
 def _row(entry, name):
     return next(r for r in entry["rows"] if r["name"] == name)
 
