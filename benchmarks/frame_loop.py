@@ -26,7 +26,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 
-from edgepose.app import PoseTracker, VideoSink, open_source, read_boxes, run_loop, score_video  # noqa: E402
+from edgepose.app import read_boxes  # noqa: E402
+from edgepose.bench.frames import FrameBenchConfig, loop, reshape_option  # noqa: E402
+from edgepose.bench.frames import batching as frames_batching  # noqa: E402
 from edgepose.bench.machine import load_average, machine_info  # noqa: E402
 from edgepose.detection import PersonDetector  # noqa: E402
-from edgepose.processing import TopDownPipeline  # noqa: E402
 from edgepose.runtimes import load_runtime  # noqa: E402
-from edgepose.spec import DATASETS, DEFAULT_MODEL, get_spec  # noqa: E402
+from edgepose.spec import DEFAULT_MODEL, get_spec  # noqa: E402
 from edgepose.synthetic import VIDEO_SEED, generate_video, render_video  # noqa: E402
 
 
@@ -65,68 +65,45 @@ def export_detector(ckpt: Path, out: Path) -> dict[str, Path]:
 
 
 def batching(pose: dict[str, Path], threads: int, rounds: int) -> list[dict]:
+    """``edgepose.bench.frames.batching`` for each pose artifact (OpenVINO IRs with a fixed batch reshaped at load)."""
     spec = get_spec(DEFAULT_MODEL)
     frame, people = next(render_video(11, 1, (480, 320), 6))
     boxes = np.asarray([p["bbox"] for p in people], np.float32)
+    cfg = FrameBenchConfig(rounds=rounds, threads=threads, progress=False)
     rows = []
     for name, path in pose.items():
-        rt = load_runtime(path, threads=threads)
-        pipe = TopDownPipeline(spec, input_kind=rt.input_kind)
-        for p in (1, 3, 6):
-            b = boxes[:p]
-            for _ in range(2):  # warm up both shapes
-                pipe(rt, frame, b)
-                pipe(rt, frame, b[:1])
-            together, single = [], []
-            for _ in range(rounds):
-                t0 = time.perf_counter()
-                pipe(rt, frame, b)
-                t1 = time.perf_counter()
-                for i in range(p):
-                    pipe(rt, frame, b[i : i + 1])
-                t2 = time.perf_counter()
-                together.append((t1 - t0) * 1e3)
-                single.append((t2 - t1) * 1e3)
-            bt, st = statistics.median(together), statistics.median(single)
-            rows.append({"artifact": name, "engine": rt.engine, "persons": p, "batched_ms": round(bt, 2),
-                         "one_by_one_ms": round(st, 2), "ratio": round(bt / st, 3)})  # fmt: skip
-            print(f"batching {name} P={p}: {bt:.1f} ms vs {st:.1f} ms -> {bt / st:.2f}", flush=True)
+        rt = load_runtime(path, threads=threads, **reshape_option(path))
+        for r in frames_batching(rt, spec, frame, boxes, cfg):
+            rows.append({"artifact": name, "engine": rt.engine, **r})
+            print(f"batching {name} P={r['persons']}: {r['batched_ms']:.1f} ms vs {r['one_by_one_ms']:.1f} ms -> "
+                  f"{r['ratio']:.2f} ({r['calls']} calls vs {r['one_by_one_calls']})", flush=True)  # fmt: skip
     return rows
 
 
 def frame_loop(pose: dict[str, Path], detectors: dict[str, Path], video: Path, ann: Path, threads: int,
                rounds: int) -> list[dict]:  # fmt: skip
+    """``edgepose.bench.frames.loop`` at det-every 1 and 5, with the detector and with ground-truth boxes."""
     spec = get_spec(DEFAULT_MODEL)
-    gt = json.loads(ann.read_text())
+    cfg = FrameBenchConfig(threads=threads, progress=False)
     rows = []
     for name, path in pose.items():
-        rt = load_runtime(path, threads=threads)
+        rt = load_runtime(path, threads=threads, **reshape_option(path))
         det_rt = load_runtime(detectors[rt.engine], threads=threads)
         detector = PersonDetector(get_spec("demo_person_detector"), score_threshold=0.3)
         for boxes in (False, True):
-            per = {1: [], 5: []}
-            scored = {}
+            per: dict[int, list[dict]] = {1: [], 5: []}
             for _ in range(rounds):
                 for k in (1, 5):
-                    results = []
-                    kw = {"boxes_for": read_boxes(ann)} if boxes else {"detector": detector, "detector_infer": det_rt}
-                    tr = PoseTracker(spec, rt, det_every=k, fps=10.0, **kw)
-                    sink = VideoSink(video.parent / "annotated.mp4", 10.0)  # drawing and encoding timed too
-                    s = run_loop(tr, open_source(str(video)), video=sink, on_frame=results.append, progress=False)
-                    per[k].append(s)
-                    scored[k] = score_video(gt, results, DATASETS["coco"].sigmas)
+                    per[k].append(loop(rt, spec, det_rt, detector, video, ann, k, cfg,
+                                       boxes_for=read_boxes(ann) if boxes else None))  # fmt: skip
             for k in (1, 5):
                 runs = per[k]
-                fps = statistics.median(r.fps for r in runs)
-                ms = {key: round(statistics.median(r.ms[key] for r in runs), 2) for key in runs[0].ms}
-                rows.append({
-                    "artifact": name, "engine": rt.engine, "boxes": "ground truth" if boxes else "detector",
-                    "det_every": k, "fps": round(fps, 2), "detections": runs[0].detections, "ms": ms,
-                    "non_engine_share": round(1 - ms["engine"] / ms["frame"], 3),
-                    "AP": round(scored[k]["AP"], 4), "id_switches": scored[k]["id_switches"],
-                    "misses": scored[k]["misses"], "false_positives": scored[k]["false_positives"],
-                })  # fmt: skip
-                r = rows[-1]
+                ms = {key: round(statistics.median(r["ms"][key] for r in runs), 2) for key in runs[0]["ms"]}
+                how = "ground truth" if boxes else "detector"
+                r = {**runs[-1], "artifact": name, "engine": rt.engine, "boxes": how,
+                     "fps": round(statistics.median(x["fps"] for x in runs), 2), "ms": ms,
+                     "non_engine_share": round(1 - ms["engine"] / ms["frame"], 3)}  # fmt: skip
+                rows.append(r)
                 print(f"loop {name} {r['boxes']} K={k}: {r['fps']} fps, AP {r['AP']}, IDSW {r['id_switches']}, "
                       f"non-engine {r['non_engine_share']:.1%} {ms}", flush=True)  # fmt: skip
     return rows

@@ -35,7 +35,8 @@ import numpy as np
 from ..errors import EdgeposeError
 from ..spec import DATASETS, ModelSpec, get_spec, spec_for_artifact
 
-__all__ = ["FrameBenchConfig", "bench_frames", "check_detector", "frames_table", "pair_detectors", "DETECTOR_MODEL"]
+__all__ = ["FrameBenchConfig", "bench_frames", "batching", "check_detector", "frames_table", "loop", "pair_detectors",
+           "reshape_option", "DETECTOR_MODEL"]
 
 DETECTOR_MODEL = "demo_person_detector"
 
@@ -205,7 +206,7 @@ def bench_frames(
         ann, video = generate_video(Path(tmp) / "video", cfg.frames, VIDEO_SEED, 3)
         for pose_path, det_path, why in pair_detectors(pose_ok, det_paths):
             _say(cfg, f"{pose_path.name} + {det_path.name if det_path else 'PyTorch detector'}")
-            rt = _open(pose_path, cfg.threads, **_reshape_option(pose_path))
+            rt = _open(pose_path, cfg.threads, **reshape_option(pose_path))
             _, spec = _task_of(pose_path)
             if det_path is not None:
                 det_rt = _open(det_path, cfg.threads)
@@ -242,7 +243,7 @@ def bench_frames(
                        f"{cfg.frames} frames, 320x256)"}, "rows": rows}  # fmt: skip
 
 
-def _reshape_option(path: Path) -> dict[str, Any]:
+def reshape_option(path: Path) -> dict[str, Any]:
     """OpenVINO IRs with a fixed batch are reshaped to a dynamic batch at load, so all persons go in one call."""
     from ..runtimes import engine_for
 
