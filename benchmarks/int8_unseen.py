@@ -140,8 +140,9 @@ def main() -> None:
     if "calibrate" not in doc:
         base = ["calibrate", "--images", str(folder), "--num", "16", "--holdout", "4"]
         rc, out, err, s = cli(*base, "--out", str(poor), threads=args.threads)
+        said = [ln for ln in out.splitlines() if "health" in ln][:1]
         first = {"command": command(*base, "--out", str(poor)), "exit": rc, "error": error_lines(err),
-                 "written": poor.is_file(), "health": [ln for ln in out.splitlines() if "health" in ln][:1]}  # fmt: skip
+                 "written": poor.is_file(), "health": said}  # fmt: skip
         if rc:
             rc2, out2, err2, _ = cli(*base, "--allow-poor-calib", "--out", str(poor), threads=args.threads)
             assert rc2 == 0, err2[-2000:]
