@@ -180,3 +180,34 @@ def test_onnx_range_options_calibrate_the_input_as_numpy_says(tmp_path, demo_onn
     p_lo, p_hi = np.percentile(x, [0.001, 99.999])
     got = input_scale("percentile")
     assert got < (hi - lo) / 255 and got == pytest.approx((max(p_hi, 0) - min(p_lo, 0)) / 255, rel=0.02)
+
+
+def test_tflite_layers_are_counted_on_the_tflite_graph(tmp_path):
+    """onnx2tf's op names are not the ONNX graph's, so the cap counts a TFLite layer's MACs on the TFLite graph
+    (``tflite_macs``: before, a TFLite layer counted the mean of all, 1.5 %, whether a 0.04 % depthwise conv or a
+    13 % head conv). A small graph of every counted op made here with TensorFlow; the MACs by hand from its
+    shapes, and the flatbuffer's own count (tests/int8_share.py) agrees."""
+    tf = pytest.importorskip("tensorflow")
+    from edgepose.converters.targets.tflite.graph import tflite_macs
+
+    from tests.int8_share import tflite_share
+
+    rng = np.random.default_rng(0)
+    k1, kd = rng.normal(size=(3, 3, 3, 8)), rng.normal(size=(3, 3, 8, 1))  # HWIO; depthwise HW, C, multiplier
+    kt, fc = rng.normal(size=(4, 4, 5, 8)), rng.normal(size=(32 * 24 * 5, 7))  # transposed: HW, out, in
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 16, 12, 3), tf.float32)])
+    def f(x):
+        a = tf.nn.relu(tf.nn.conv2d(x, tf.constant(k1, tf.float32), 1, "SAME"))
+        b = tf.nn.relu(tf.nn.depthwise_conv2d(a, tf.constant(kd, tf.float32), [1, 1, 1, 1], "SAME"))
+        c = tf.nn.conv2d_transpose(b, tf.constant(kt, tf.float32), [1, 32, 24, 5], 2, "SAME")
+        return tf.matmul(tf.reshape(c, [1, -1]), tf.constant(fc, tf.float32))
+
+    content = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f).convert()
+    macs = tflite_macs(content)
+    by_hand = [16 * 12 * 8 * 3 * 3 * 3, 16 * 12 * 8 * 3 * 3, 16 * 12 * 8 * 5 * 4 * 4, 7 * 32 * 24 * 5]
+    assert sorted(macs.values()) == sorted(by_hand), macs
+    path = tmp_path / "m.tflite"
+    path.write_bytes(content)
+    int8, total, floats = tflite_share(path)
+    assert (int8, total, len(floats)) == (0, sum(by_hand), 4)  # a float model: nothing in INT8
