@@ -3,7 +3,7 @@ INT8 target; each artifact written is checked on the control split, on its INT8 
 counted on the artifact) and on unseen synthetic data (a seed the project does not use).
 
     python benchmarks/int8_unseen.py [--targets onnx,tflite,openvino] [--unseen-images 150] [--threads 1]
-                                     [--fresh]
+                                     [--cases webcam,webcam+distill] [--control-size 100] [--fresh]
 
 The poor kind, **cheap webcam**: every sample photo (COCO, MPII, hands; 20 images) downscaled 6x (area) and
 blown up again (bilinear: blur, blocky edges), a slight green tint (R x0.85, G x1.0, B x0.8, +12 on G), then
@@ -23,8 +23,10 @@ heavy noise, darkened and black; this is none of them. Steps, all through the CL
 
 For every artifact: the control drop and the INT8 share of MACs from its metadata, the share counted on the
 artifact itself (``tests/int8_share.py``), the unseen drop. For every refusal: its one line and that nothing
-was written. Writes ``results/int8_unseen.{json,md}``, each row as soon as it is done; a rerun resumes (rows
-already there are kept) unless ``--fresh``. Work files in ``/tmp/int8-unseen/`` (kept for resuming).
+was written. ``--control-size N`` (not 100) passes ``--control-size N`` to ``convert`` and keys its rows
+``case@controlN`` (the val split has 300 images: 300 is all of it). Writes ``results/int8_unseen.{json,md}``,
+each row as soon as it is done; a rerun resumes (rows already there are kept) unless ``--fresh``. Work files
+in ``/tmp/int8-unseen/`` (kept for resuming).
 """
 
 from __future__ import annotations
@@ -111,6 +113,8 @@ def evaluate(art: str, threads: int, out: Path) -> tuple[float, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default="onnx,tflite,openvino")
+    ap.add_argument("--cases", default="webcam,webcam+distill")
+    ap.add_argument("--control-size", type=int, default=100)
     ap.add_argument("--unseen-images", type=int, default=150)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--fresh", action="store_true")
@@ -128,11 +132,14 @@ def main() -> None:
     doc.setdefault("rows", {})
     doc.update({"model": MODEL, "budget": BUDGET, "pass_unseen": PASS_UNSEEN, "max_float": CAP,
                 "kind": "cheap webcam: 6x down (area) + up (bilinear), tint B x0.8 G x1.0 (+12) R x0.85, JPEG q8; "
-                "all 20 sample photos", "command": "python benchmarks/int8_unseen.py " + " ".join(sys.argv[1:]),
+                "all 20 sample photos",
                 "machine": f"{os.cpu_count()} cores, shared", "control": "first 100 images of the synthetic val "
                 "split (seed 20241)"})  # fmt: skip
-    doc.setdefault("started", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    doc.setdefault("load_start", round(os.getloadavg()[0], 2))
+    if "started" in doc:  # written by the first version of this script: one run, at the top level
+        doc["runs"] = [{k: doc.pop(k, None) for k in ("command", "started", "load_start", "finished", "load_end")}]
+    doc.setdefault("runs", []).append({"command": "python benchmarks/int8_unseen.py " + " ".join(sys.argv[1:]),
+                                       "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                       "load_start": round(os.getloadavg()[0], 2)})  # fmt: skip
 
     # 1. the poor set, as a user makes it
     folder = webcam_folder(WORK / "webcam")
@@ -177,15 +184,19 @@ def main() -> None:
     save(doc)
 
     # 3. each target, the poor set and the remedy
-    for case, calib in (("webcam", poor), ("webcam+distill", remedy)):
+    ctl = [] if args.control_size == 100 else ["--control-size", str(args.control_size)]
+    for case0, calib in (("webcam", poor), ("webcam+distill", remedy)):
+        if case0 not in args.cases.split(","):
+            continue
+        case = case0 + (f"@control{args.control_size}" if ctl else "")
         for t in args.targets.split(","):
             key = f"{case}/{t}"
             if key in doc["rows"]:
                 continue
             row: dict = {}
-            out_dir = WORK / "out" / case.replace("+", "_") / t
-            base = ["convert", "--target", t, "--precision", "int8", "--calib", str(calib), "--max-drop",
-                    str(BUDGET), "--threads", str(args.threads), "--no-reference-accuracy", "--quiet"]  # fmt: skip
+            out_dir = WORK / "out" / case.replace("+", "_").replace("@", "_") / t
+            base = ["convert", "--target", t, "--precision", "int8", "--calib", str(calib), "--max-drop", str(BUDGET),
+                    *ctl, "--threads", str(args.threads), "--no-reference-accuracy", "--quiet"]  # fmt: skip
             for attempt, extra in (("as_user", []), ("allow_poor_calib", ["--allow-poor-calib"])):
                 shutil.rmtree(out_dir, ignore_errors=True)
                 full = [*base, *extra, "--out", str(out_dir)]
@@ -207,8 +218,10 @@ def main() -> None:
                 meta = json.loads((art.parent / (art.name + ".json")).read_text())
                 ctrl = meta.get("accuracy_control", {})
                 share, floats = int8_share(t, art)
-                ap_art, ev_cmd = evaluate(str(art), args.threads, WORK / f"eval_{case}_{t}.json".replace("+", "_"))
-                r.update({"control_drop": meta["parity"]["task"]["drop"],
+                ev = WORK / f"eval_{case}_{t}.json".replace("+", "_").replace("@", "_")
+                ap_art, ev_cmd = evaluate(str(art), args.threads, ev)
+                r.update({"control_drop": meta["parity"]["task"]["drop"], "control_images":
+                          ctrl.get("control", {}).get("num_images"),
                           "plain_drop": ctrl.get("plain", {}).get("drop"),
                           "float_layers": ctrl.get("float_layers"), "ranges": (ctrl.get("ranges") or {}).get("chosen"),
                           "int8_macs_share_metadata": ctrl.get("int8_macs_share"), "int8_macs_share_counted":
@@ -222,14 +235,16 @@ def main() -> None:
                 break
             doc["rows"][key] = row
             save(doc)
-    doc["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    doc["load_end"] = round(os.getloadavg()[0], 2)
+    doc["runs"][-1]["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    doc["runs"][-1]["load_end"] = round(os.getloadavg()[0], 2)
     save(doc)
 
 
 def _cell(r: dict) -> str:
     if "error" in r:
         ok = "one line, nothing written" if r.get("one_line") else "NOT one line / files left"
+        if "calibration set is unrepresentative" in " ".join(r["error"]):  # the line above the table
+            return f"refused by the health check ({ok})"
         return f"refused ({ok}): `{' '.join(r['error'])[len('edgepose: error: ') :]}`"
     return (f"written: control {r['control_drop']:+.4f}, INT8 MACs {r['int8_macs_share_metadata']:.3f} (metadata) / "
             f"{r['int8_macs_share_counted']:.3f} (counted), unseen {r['unseen_drop']:+.4f}: "
@@ -239,8 +254,9 @@ def _cell(r: dict) -> str:
 def markdown(doc: dict) -> str:
     c, u = doc.get("calibrate", {}), doc.get("unseen", {})
     out = [f"# INT8 on a poor set of an unseen kind ({doc['model']})", "",
-           f"Started {doc['started']} (load {doc['load_start']}), {doc.get('finished', 'running')} "
-           f"(load {doc.get('load_end', '-')}); {doc['machine']}; `{doc['command']}`.", "",
+           f"{doc['machine']}; runs (UTC, 1-minute load at start/end): " + "; ".join(
+               f"`{r['command']}` {r['started']} ({r['load_start']}) to {r.get('finished', '(running)')} "
+               f"({r.get('load_end', '-')})" for r in doc["runs"]) + ".", "",
            f"Poor set: {doc['kind']}. Budget `--max-drop {doc['budget']}` on the control split ({doc['control']}), "
            f"float cap {doc['max_float']}; unseen data: {u.get('images')} synthetic images, seed {u.get('seed')}, "
            f"PyTorch FP32 AP {u.get('pytorch_ap', float('nan')):.4f}; pass: control drop <= budget, INT8 MACs >= "
