@@ -265,13 +265,16 @@ def markdown(doc: dict) -> str:
            f"{c.get('health_figure')}, {c.get('health_verdict')}" + (f"; then `{c['then']}`" if c.get("then") else ""),
            "", "| calibration set | target | as a user runs it | with `--allow-poor-calib` |",
            "|---|---|---|---|"]  # fmt: skip
-    for key, row in doc["rows"].items():
+    order = ["onnx", "tflite", "openvino"]
+    keys = sorted(doc["rows"], key=lambda k: (k.split("/")[0], order.index(k.split("/")[1])))
+    for key in keys:
+        row = doc["rows"][key]
         case, t = key.split("/")
         a, b = row.get("as_user"), row.get("allow_poor_calib")
         out.append(f"| {case} | {t} | {_cell(a) if a else '-'} | {_cell(b) if b else '-'} |")
     out += ["", "Commands (`$W` = the work folder):", ""]
-    for row in doc["rows"].values():
-        for r in row.values():
+    for key in keys:
+        for r in doc["rows"][key].values():
             out.append(f"- `{r['command']}`" + (f"; `{r['eval_command']}`" if "eval_command" in r else ""))
     if "synth" in doc:
         out.append(f"- `{doc['synth']['command']}`; `{doc['unseen']['command']}`")
