@@ -152,6 +152,9 @@ def search(c: Converted, ctx: Context, control: ControlSet, budget: float, plain
         graph = target.graph(c.path, builder.float_model, threads)
         float_ops = getattr(builder, "ops", None)  # where a layer's float group is more than itself
         head = list(getattr(builder, "head", []) or [])  # float in every build of this target
+        own_share = getattr(builder, "float_share", None)  # a target that counts MACs on its own graph
+        if own_share is not None and own_share([]) is not None:
+            share = own_share
         names, report = rank(c, graph, control, x, ref, builder.build, threads, ctx.log)
     except EdgeposeError as e:
         if " drop reached on the control split " in str(e):

@@ -97,6 +97,36 @@ def tflite_graph(int8_model: bytes, float_model: bytes, threads: int | None = No
                  tq[out_t]["name"], "LiteRT builtin kernels (no XNNPACK)")  # fmt: skip
 
 
+_TFLITE_COMPUTE = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "BATCH_MATMUL")
+
+
+def tflite_macs(model: bytes) -> dict[str, int]:
+    """Multiply-accumulates per compute op of a TFLite model (batch 1), by output tensor name (the names the
+    builder denylists): the float cap counts a TFLite layer on the TFLite graph itself, since onnx2tf's op names
+    are not the ONNX graph's. CONV_2D: output elements x the filter (O, kh, kw, I/g) per output channel;
+    DEPTHWISE_CONV_2D: output elements x kh x kw; TRANSPOSE_CONV (inputs: output shape, filter (O, kh, kw, I),
+    data): input elements x O x kh x kw; FULLY_CONNECTED / BATCH_MATMUL: output elements x the reduced dimension."""
+    from edgepose.runtimes.engines.litert import interpreter_module
+
+    it = interpreter_module()[0].Interpreter(model_content=model)
+    det = {d["index"]: d for d in it.get_tensor_details()}
+    out: dict[str, int] = {}
+    for op in it._get_ops_details():  # noqa: SLF001 - the interpreter's only op listing
+        kind = op["op_name"]
+        if kind not in _TFLITE_COMPUTE or not len(op["outputs"]):
+            continue
+        y = [int(v) for v in det[int(op["outputs"][0])]["shape"]]
+        if kind == "TRANSPOSE_CONV":
+            w, x = (list(det[int(op["inputs"][k])]["shape"]) for k in (1, 2))
+            macs = int(np.prod(x)) * int(np.prod(w[:3]))
+        else:
+            x, w = (list(det[int(op["inputs"][k])]["shape"]) for k in (0, 1))
+            per = {"CONV_2D": np.prod(w[1:]), "DEPTHWISE_CONV_2D": np.prod(w[1:3]), "BATCH_MATMUL": x[-1]}
+            macs = int(np.prod(y)) * int(per.get(kind, w[-1]))
+        out[det[int(op["outputs"][0])]["name"]] = macs
+    return out
+
+
 _TFLITE_MOVE = ("PAD", "PADV2", "RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "DEPTH_TO_SPACE",
                 "SPACE_TO_DEPTH", "CONCATENATION", "MAX_POOL_2D")  # fmt: skip
 

@@ -14,7 +14,7 @@ from edgepose.errors import EdgeposeError
 
 from ...base import Context, Converted, quiet
 from .convert import import_tf, tflite_from_saved_model
-from .graph import tflite_float_groups
+from .graph import tflite_float_groups, tflite_macs
 
 
 class TfliteMixed:
@@ -24,6 +24,7 @@ class TfliteMixed:
         tf = import_tf()
         self.tf = tf
         self.groups = tflite_float_groups(plain) if plain is not None else {}
+        self.macs = tflite_macs(plain) if plain is not None else {}
         data = np.ascontiguousarray(calib_nchw.transpose(0, 2, 3, 1))
 
         def representative():
@@ -42,6 +43,12 @@ class TfliteMixed:
     def ops(self, layers: list[str]) -> list[str]:
         """What is denylisted for ``layers``: each with its group (:func:`.graph.tflite_float_groups`)."""
         return list(dict.fromkeys(o for la in layers for o in self.groups.get(la, [la])))
+
+    def float_share(self, layers: list[str]) -> float | None:
+        """The share of the model's MACs that ``layers`` (with their groups) take, counted on the TFLite graph
+        (:func:`.graph.tflite_macs`); ``None`` where the plain model was not given (the ONNX count is used)."""
+        total = sum(self.macs.values())
+        return min(1.0, sum(self.macs.get(o, 0) for o in self.ops(layers)) / total) if total else None
 
     def build(self, layers: list[str], dst: Path) -> Path:
         opts = self.tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=self.ops(layers) or None)
