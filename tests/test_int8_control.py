@@ -89,6 +89,21 @@ def test_impossible_budget_fails_cleanly_with_nothing_written(tmp_path, capsys, 
     assert _files(out) == []
 
 
+def test_max_drop_scores_on_300_control_images_by_default():
+    """A budget of thousandths needs more than the plain check's 100 images (benchmarks/results/int8_unseen.md:
+    within 0.003 on the first 100 demo val images, 0.018 lost on unseen data): 300 under --max-drop unless
+    --control-size says otherwise; the CLI leaves the choice to the library."""
+    from edgepose.converters.int8.control import ControlOptions, control_size
+
+    assert control_size(None, None) == control_size(ControlOptions(), None) == 100
+    assert control_size(None, 0.003) == control_size(ControlOptions(), 0.0) == 300
+    assert control_size(ControlOptions(size=40), 0.003) == 40
+    from edgepose.cli import build_parser
+
+    args = build_parser().parse_args(["convert", "--max-drop", "0.003"])
+    assert args.control_size is None
+
+
 def test_max_drop_needs_evaluation_data_for_a_zoo_model(tmp_path, capsys):
     rc = main(["convert", "--model", "coco_256x192", "--target", "onnx", "--precision", "int8", "--max-drop", "0.01",
                "--calib", "calibration_data/default_256x192.npz", "--out", str(tmp_path / "o")])  # fmt: skip
