@@ -363,9 +363,10 @@ def _convert(o: ConvertOptions) -> ConversionResult:
         exports: dict[str, Context] = {}  # one ONNX export per head form, shared by the targets that use it
         for form in dict.fromkeys(f for by_prec in forms.values() for f in by_prec.values()):
             with Timer() as t:
-                exports[form] = _export_form(ctx, torch_model, form, task.plain_node_names)
+                exports[form] = _export_form(ctx, torch_model, form, task)
             result.timings["onnx_export"] = result.timings.get("onnx_export", 0.0) + t.seconds
-            say(f"onnx: exported ({form} head) and checked in {t.seconds:.1f} s (opset {export.OPSET})")
+            how = f"{form} head" if task.rewrites_head else (", ".join(task.export_rewrites) or "as it is")
+            say(f"onnx: exported ({how}) and checked in {t.seconds:.1f} s (opset {export.OPSET})")
 
         import torch
 
@@ -384,7 +385,7 @@ def _convert(o: ConvertOptions) -> ConversionResult:
         converted: list[Converted] = []
         for name, ps in plan.items():
             with Timer() as t:
-                converted += _run_target_by_form(name, exports, forms[name], ps)
+                converted += _run_target_by_form(name, exports, forms[name], ps, list(task.export_rewrites))
             result.timings[name] = t.seconds
             say(f"{name}: {', '.join(ps)} done in {t.seconds:.1f} s")
 
@@ -477,24 +478,28 @@ def _head_forms(plan: dict[str, list[str]], head: str) -> dict[str, dict[str, st
     return {t: {p: TARGETS[t].head_forms.get(p, "deconv") for p in ps} for t, ps in plan.items()}
 
 
-def _export_form(ctx: Context, torch_model: Any, form: str, plain_names: bool = False) -> Context:
-    """The context of one head form: the (rewritten) model and its own ONNX export in the work dir."""
+def _export_form(ctx: Context, torch_model: Any, form: str, task: Task) -> Context:
+    """The context of one head form: the (rewritten) model and its own ONNX export in the work dir (the task's
+    own exact rewrite first, where it has one: the detector's)."""
     model = transforms.rewrite_head(torch_model, form)
+    if task.export_rewrite is not None:
+        model = task.export_rewrite(model)
     path = ctx.onnx_path if form == "deconv" else ctx.workdir / f"export_{form}.onnx"
     export.export_onnx(model, ctx.spec, path, dynamic_batch=ctx.dynamic_batch, input_kind=ctx.input_kind,
-                       plain_names=plain_names)
+                       plain_names=task.plain_node_names)
     return replace(ctx, model=model, onnx_path=path)
 
 
 def _run_target_by_form(
-    name: str, exports: dict[str, Context], forms: dict[str, str], ps: list[str]
+    name: str, exports: dict[str, Context], forms: dict[str, str], ps: list[str], task_rewrites: list[str] | None = None
 ) -> list[Converted]:
     """Run target ``name`` once per head form its precisions need; each artifact's metadata names the rewrite."""
     out: list[Converted] = []
     for form in dict.fromkeys(forms[p] for p in ps):
         for c in _run_target(name, exports[form], [p for p in ps if forms[p] == form]):
             c.details["head"] = form
-            c.details["graph_rewrites"] = [*transforms.REWRITES[form], *c.details.get("graph_rewrites", [])]
+            c.details["graph_rewrites"] = [*transforms.REWRITES[form], *(task_rewrites or []),
+                                           *c.details.get("graph_rewrites", [])]  # fmt: skip
             out.append(c)
     return sorted(out, key=lambda c: ps.index(c.precision))
 

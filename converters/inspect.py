@@ -52,6 +52,8 @@ def _rebuild_float(target: Any, meta: dict, workdir: Path) -> tuple[Path, str]:
     ckpt = (meta.get("source") or {}).get("checkpoint")
     model = load_model(spec, ckpt if ckpt and not ckpt.startswith("package:") else None, progress=False)
     model = rewrite_head(model, _head(meta))  # the graph the INT8 artifact was quantised from
+    if task_for(spec).export_rewrite is not None:  # and its task's own rewrite (the detector's)
+        model = task_for(spec).export_rewrite(model)
     onnx_path = export_onnx(model, spec, workdir / "float.onnx", dynamic_batch=meta.get("batch") is None,
                             plain_names=task_for(spec).plain_node_names)
     what = f"FP32 rebuilt from {Path(ckpt or spec.checkpoint).name}"

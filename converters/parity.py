@@ -188,8 +188,11 @@ MIN_BOXES = 10
 DETECTION_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_rel_err=1e-4, min_kp_within=0.99),
     "fp16": Tolerance(min_snr_db=40.0, min_kp_within=0.95),
-    "int8": Tolerance(min_snr_db=15.0, min_kp_within=0.60),
+    "int8": Tolerance(min_snr_db=15.0, min_kp_within=0.75),
 }
+# Measured (bundled detector, 16 parity frames, 41 confident boxes, 100 calibration frames, this x86 machine):
+# INT8 SNR 29.7-32.1 dB, 92.7-95.1 % of boxes at IoU >= 0.9 (mean IoU 0.968); before the detector's export
+# rewrite (sigmoid before the Concat, converters/transforms.py) TFLite INT8 gave 6.3 dB and 53.7 %.
 
 
 def compare_boxes(reference: np.ndarray, output: np.ndarray, spec: ModelSpec) -> dict[str, Any]:

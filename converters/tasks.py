@@ -3,8 +3,10 @@
 Every step of :func:`edgepose.converters.api.convert` that depends on what the model computes asks the task of
 the spec (:func:`task_for`), never the model's name:
 
-* ``rewrites_head``: whether the head rewrites of :mod:`.transforms` apply (a pose model's deconvolution head;
-  the detector has none: ``--head auto`` keeps it as it is, another form is refused).
+* ``rewrites_head``: whether the head forms of :mod:`.transforms` apply (a pose model's deconvolution head;
+  the detector has none: ``--head auto`` keeps it as it is, another form is refused); ``export_rewrite``: an
+  exact rewrite of the whole model before export (the detector's: the sigmoid before the output Concat, so
+  that INT8 does not give the centre logits and the box sizes one scale).
 * ``default_calibration(spec, make)``: the bundled / cached calibration set (pose: crops of the synthetic train
   split; detection: letterboxed frames of the ``scenes_train`` generator,
   :func:`edgepose.calibration.synthetic_scene_calibration`).
@@ -32,7 +34,7 @@ import numpy as np
 from edgepose.errors import EdgeposeError
 from edgepose.spec import TASKS, ModelSpec
 
-from . import parity
+from . import parity, transforms
 from .int8.control import ControlOptions
 
 
@@ -51,6 +53,10 @@ class Task:
     app_metadata: Callable[[ModelSpec], dict[str, Any] | None]
     every_precision: bool = False
     plain_node_names: bool = False  # export with node names free of the leading "/" (export_onnx's plain_names)
+    # an exact rewrite of the whole model before export (``None``: none), and what it did (the metadata's
+    # ``conversion.graph_rewrites``); the pose head's own forms are ``rewrites_head``'s
+    export_rewrite: Callable[[Any], Any] | None = None
+    export_rewrites: tuple[str, ...] = ()
 
 
 TASK_REGISTRY: dict[str, Task] = {}
@@ -194,6 +200,7 @@ register_task(Task(
     compare=parity.compare_boxes, check=parity.check_boxes, tolerance=parity.box_tolerance_dict,
     control=_detection_control, reference_accuracy=_detection_reference, app_metadata=detection_app_metadata,
     every_precision=True, plain_node_names=True,
+    export_rewrite=transforms.rewrite_detector, export_rewrites=tuple(transforms.DETECTOR_REWRITES),
 ))  # fmt: skip
 
 
