@@ -429,8 +429,6 @@ def check_artifact_model(source: str | object, spec: ModelSpec, meta: dict) -> N
     if made.name != spec.name:
         raise EdgeposeError(f"{source}: artifact is for model {made.name}, not {spec.name} (pass --model "
                             f"{made.name}, or leave --model out)")  # fmt: skip
-    if made.task != spec.task:
-        raise EdgeposeError(f"{source}: artifact is a {made.task} model, model {spec.name} a {spec.task} model")
     if made.num_keypoints != spec.num_keypoints:
         raise EdgeposeError(f"{source}: artifact has {made.num_keypoints} keypoints, model {spec.name} has "
                             f"{spec.num_keypoints}")  # fmt: skip
