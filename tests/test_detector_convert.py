@@ -291,3 +291,25 @@ def test_a_detector_artifact_is_recognised_by_its_metadata():
     assert spec_from_metadata({"model": no_task, "app": {"task": "detection"}}, "det.onnx").task == "detection"
     with pytest.raises(EdgeposeError, match=r"det\.onnx: metadata model 'task'"):
         spec_from_metadata({"model": {**model, "task": "segmentation"}}, "det.onnx")
+
+
+def test_detector_calibration_sets_are_letterboxed_frames(tmp_path):
+    """A detector's calibration set (``edgepose calibrate --model demo_person_detector``) holds whole frames
+    letterboxed as PersonDetector feeds them, not person crops: a 640x480 image fills 320x240 of the 320x256
+    input, with 8 rows of the pad value (the normalisation mean) above and below. About a second."""
+    from edgepose.calibration import from_image_folder, synthetic_scene_calibration
+    from edgepose.spec import get_spec
+
+    spec = get_spec(MODEL)
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        img = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+        cv2.imwrite(str(tmp_path / f"train_{k}.png"), img)
+    cset = from_image_folder(spec, tmp_path, num=2, holdout=1, allow_eval_split=True)  # pytest names it test_...
+    assert cset.crops.shape == (2, 256, 320, 3) and cset.holdout.shape == (1, 256, 320, 3)
+    pad = np.array([round(m) for m in spec.mean], np.uint8)
+    for frame in (*cset.crops, *cset.holdout):
+        assert (frame[:8] == pad).all() and (frame[-8:] == pad).all()
+        assert (frame[8:-8].reshape(-1, 3) != pad).any(1).mean() > 0.9  # the image itself, not the border
+    scenes = synthetic_scene_calibration(spec, num=2, holdout=1)
+    assert scenes.crops.shape == (2, 256, 320, 3) and scenes.meta["source"]["split"] == "scenes_train"
