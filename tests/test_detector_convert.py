@@ -313,3 +313,16 @@ def test_detector_calibration_sets_are_letterboxed_frames(tmp_path):
         assert (frame[8:-8].reshape(-1, 3) != pad).any(1).mean() > 0.9  # the image itself, not the border
     scenes = synthetic_scene_calibration(spec, num=2, holdout=1)
     assert scenes.crops.shape == (2, 256, 320, 3) and scenes.meta["source"]["split"] == "scenes_train"
+
+
+def test_a_head_form_asked_of_the_detector_is_one_line_and_writes_nothing(tmp_path):
+    """The pose head's forms do not apply to the detector (its task says so): one line, before any work."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from edgepose.converters.api import convert
+
+    from edgepose.errors import EdgeposeError
+
+    with pytest.raises(EdgeposeError, match=r"^--head subpixel3x3: model demo_person_detector \(detection\) has no"):
+        convert(MODEL, targets="onnx", precisions="fp32", head="subpixel3x3", out=tmp_path / "det", progress=False)
+    assert not (tmp_path / "det").exists()
