@@ -32,7 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgepose import __version__
-from edgepose.calibration import CalibrationSet, check_calibration, default_calibration_path, read_calibration
+from edgepose.calibration import CalibrationSet, check_calibration, read_calibration
 from edgepose.errors import EdgeposeError, raise_if_terminated, terminate_as_interrupt
 from edgepose.files import check_writable, staging_dir
 from edgepose.processing import INPUT_FLOAT, INPUT_UINT8
@@ -47,7 +47,8 @@ from .int8.check import MAX_FLOAT, apply_task, check_int8
 from .int8.control import ControlOptions, check_control_options, control_for
 from .metadata import embed_metadata, write_sidecar
 from .outputs import move_into_place, planned_outputs
-from .parity import PARITY_SEED, TOLERANCES, check, compare, format_table, synthetic_parity_crops, tolerance_dict
+from .parity import TOLERANCES, format_table
+from .tasks import Task, task_for
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +140,11 @@ def _logger(progress: bool) -> Callable[[str], None]:
     return say
 
 
-def _calibration(spec: ModelSpec, calib: str | Path | None, need_int8: bool) -> CalibrationSet | None:
+def _calibration(spec: ModelSpec, calib: str | Path | None, need_int8: bool, task: Task) -> CalibrationSet | None:
     if calib is not None:
         return read_calibration(calib, spec)
     try:  # without INT8 the set only gives the parity crops: never make one just for that
-        path = default_calibration_path(spec, make=need_int8)
+        path = task.default_calibration(spec, need_int8)
     except EdgeposeError:
         if need_int8:
             raise
@@ -283,6 +284,10 @@ def _convert(o: ConvertOptions) -> ConversionResult:
     else:
         spec = model_for_checkpoint(o.model, str(o.checkpoint) if o.checkpoint else None) if o.checkpoint else get_spec(
             o.model or DEFAULT_MODEL)  # fmt: skip
+    task = task_for(spec)  # every step that depends on what the model computes asks it (converters/tasks.py)
+    if not task.rewrites_head and head not in (transforms.AUTO, "deconv"):
+        raise EdgeposeError(f"--head {head}: model {spec.name} ({spec.task}) has no deconvolution head to rewrite; "
+                            "leave --head out")  # fmt: skip
     out_dir = Path(o.out or Path("artifacts") / spec.name)
     check_writable(out_dir, "--out", folder=True)
     for f in planned_outputs(out_dir, spec.name, plan, "_u8in" if kind == INPUT_UINT8 else ""):
@@ -297,10 +302,13 @@ def _convert(o: ConvertOptions) -> ConversionResult:
     if str(o.calib) == "distill":  # image-free: distilled from the BatchNorm statistics (cached); parity crops only
         cset = distill.cached_distilled_set(spec, o.checkpoint, sha256_of(ckpt_path)) if need_int8 else None
     else:
-        cset = _calibration(spec, o.calib, need_int8)
+        cset = _calibration(spec, o.calib, need_int8, task)
     if need_int8 and cset is not None:  # a degenerate set is refused before any work
         check_calibration(cset, o.num_calib, spec)
-    control_cs = control_for(spec, o.control, cset, need_int8, o.max_drop, notes)
+    need_control = need_int8 or task.every_precision  # a detector's every artifact is scored on the control split
+    if need_control and not need_int8 and o.max_drop is not None:
+        notes.append("--max-drop applies to INT8 artifacts only; none asked for")
+    control_cs = control_for(spec, o.control, cset, need_control, o.max_drop, notes, make=task.control)
     if o.int8_io and "tflite" not in plan:
         notes.append("--int8-io applies to TFLite only; ONNX and OpenVINO keep float input/output")
 
@@ -327,7 +335,7 @@ def _convert(o: ConvertOptions) -> ConversionResult:
     if cset is not None and len(cset.holdout):
         parity_crops, parity_from = cset.holdout[:o.num_parity], f"holdout crops of {cset.path.name}"
     else:
-        parity_crops, parity_from = synthetic_parity_crops(spec, o.num_parity), f"synthetic crops (seed {PARITY_SEED})"
+        parity_crops, parity_from = task.parity_frames(spec, o.num_parity), task.parity_from
         if cset is not None and o.calib:  # the user's own set, without a holdout: say what parity runs on instead
             log.warning("%s holds no holdout crops: the parity check runs on %d %s", o.calib, o.num_parity, parity_from)
     from edgepose.processing import normalize
@@ -351,13 +359,14 @@ def _convert(o: ConvertOptions) -> ConversionResult:
         ctx = Context(spec, torch_model, workdir / "export.onnx", workdir, calib_batch.astype(np.float32),
                       o.dynamic_batch, o.int8_io, spec.name, say, input_kind=kind, calib_crops=calib_crops,
                       keep_work=o.max_drop is not None)  # fmt: skip
-        forms = _head_forms(plan, head)
+        forms = _head_forms(plan, head if task.rewrites_head else "deconv")
         exports: dict[str, Context] = {}  # one ONNX export per head form, shared by the targets that use it
         for form in dict.fromkeys(f for by_prec in forms.values() for f in by_prec.values()):
             with Timer() as t:
-                exports[form] = _export_form(ctx, torch_model, form)
+                exports[form] = _export_form(ctx, torch_model, form, task)
             result.timings["onnx_export"] = result.timings.get("onnx_export", 0.0) + t.seconds
-            say(f"onnx: exported ({form} head) and checked in {t.seconds:.1f} s (opset {export.OPSET})")
+            how = f"{form} head" if task.rewrites_head else (", ".join(task.export_rewrites) or "as it is")
+            say(f"onnx: exported ({how}) and checked in {t.seconds:.1f} s (opset {export.OPSET})")
 
         import torch
 
@@ -366,10 +375,8 @@ def _convert(o: ConvertOptions) -> ConversionResult:
 
         ref_acc = None
         if o.reference_accuracy:
-            from .reference import reference_accuracy as measure_reference
-
             with Timer() as t:
-                ref_acc = measure_reference(spec, torch_model, source["sha256"])
+                ref_acc = task.reference_accuracy(spec, torch_model, source["sha256"])
             if ref_acc:
                 result.timings["reference_accuracy"] = t.seconds
                 say(f"reference: PyTorch {ref_acc['metric']} {ref_acc['value']:.4f} on {ref_acc['dataset']} "
@@ -378,38 +385,45 @@ def _convert(o: ConvertOptions) -> ConversionResult:
         converted: list[Converted] = []
         for name, ps in plan.items():
             with Timer() as t:
-                converted += _run_target_by_form(name, exports, forms[name], ps)
+                converted += _run_target_by_form(name, exports, forms[name], ps, list(task.export_rewrites))
             result.timings[name] = t.seconds
             say(f"{name}: {', '.join(ps)} done in {t.seconds:.1f} s")
 
         for c in converted:
             meta = _base_metadata(spec, c, source, o.dynamic_batch, kind)
+            app = task.app_metadata(spec)
+            if app:  # what an app needs to run it without edgepose (a detector: letterbox, output decoding)
+                meta["app"] = app
             if c.precision == "int8" and calib_info:
                 meta["calibration"] = calib_info
             if ref_acc:
                 meta["reference_accuracy"] = ref_acc
-            task = None
-            if c.precision == "int8" and control_cs is not None:  # task metric; --max-drop: accuracy control
+            scored = None
+            # the task metric on the control split (INT8; a detector's every artifact); --max-drop: accuracy control
+            if control_cs is not None and (c.precision == "int8" or task.every_precision):
                 write_sidecar(c.path, meta)  # the runtime reads layout and quantisation from it
                 with Timer() as t:
-                    task = check_int8(c, exports[c.details["head"]], control_cs, o.max_drop, o.threads,
-                                      o.max_float, calib_health.verdict if calib_health else None)  # fmt: skip
-                result.timings[f"task_{c.target}"] = t.seconds
+                    scored = check_int8(c, exports[c.details["head"]], control_cs,
+                                        o.max_drop if c.precision == "int8" else None, o.threads, o.max_float,
+                                        calib_health.verdict if calib_health else None)  # fmt: skip
+                key = f"task_{c.target}" if c.precision == "int8" else f"task_{c.target}_{c.precision}"
+                result.timings[key] = t.seconds
             if c.extra_files:  # the embedded copy vouches for the companions (it cannot hash its own file)
                 meta["companions"] = {f.suffix: file_record(f) for f in c.extra_files}
             write_sidecar(c.path, meta)  # the runtime reads layout and quantisation from it
             with Timer() as t:
-                figures = _run_parity(c.path, artifact_inputs, reference, o.threads)
-            failed = check(figures, c.precision)
+                figures = _run_parity(c.path, artifact_inputs, reference, o.threads,
+                                      lambda ref, out: task.compare(ref, out, spec))  # fmt: skip
+            failed = task.check(figures, c.precision)
             latency, waived = None, []
-            if task:  # the control drop beside the tensor parity; the latency (a timing) in the sidecar only
-                if o.max_drop is not None:  # the user's budget on real data is the acceptance: tensor figures inform
-                    waived, failed = failed, []
-                failed += apply_task(meta, task)
+            if scored:  # the control drop beside the tensor parity; the latency (a timing) in the sidecar only
+                if o.max_drop is not None and c.precision == "int8":  # the user's budget on real data decides:
+                    waived, failed = failed, []  # tensor figures inform
+                failed += apply_task(meta, scored)
                 latency = (meta.get("accuracy_control") or {}).pop("latency", None)
             inputs = parity_from + (" (fed as uint8 crops)" if kind == INPUT_UINT8 else "")
-            meta["parity"] = {**figures, "inputs": inputs, "tolerance": tolerance_dict(c.precision),
-                              "passed": not failed, "failed": failed, **({"task": task["task"]} if task else {}),
+            meta["parity"] = {**figures, "inputs": inputs, "tolerance": task.tolerance(c.precision),
+                              "passed": not failed, "failed": failed, **({"task": scored["task"]} if scored else {}),
                               **({"outside_tensor_tolerance": waived, "acceptance": "--max-drop on the control "
                                   "split"} if waived else {})}  # fmt: skip
             embed_metadata(c.path, meta)
@@ -464,23 +478,28 @@ def _head_forms(plan: dict[str, list[str]], head: str) -> dict[str, dict[str, st
     return {t: {p: TARGETS[t].head_forms.get(p, "deconv") for p in ps} for t, ps in plan.items()}
 
 
-def _export_form(ctx: Context, torch_model: Any, form: str) -> Context:
-    """The context of one head form: the (rewritten) model and its own ONNX export in the work dir."""
+def _export_form(ctx: Context, torch_model: Any, form: str, task: Task) -> Context:
+    """The context of one head form: the (rewritten) model and its own ONNX export in the work dir (the task's
+    own exact rewrite first, where it has one: the detector's)."""
     model = transforms.rewrite_head(torch_model, form)
+    if task.export_rewrite is not None:
+        model = task.export_rewrite(model)
     path = ctx.onnx_path if form == "deconv" else ctx.workdir / f"export_{form}.onnx"
-    export.export_onnx(model, ctx.spec, path, dynamic_batch=ctx.dynamic_batch, input_kind=ctx.input_kind)
+    export.export_onnx(model, ctx.spec, path, dynamic_batch=ctx.dynamic_batch, input_kind=ctx.input_kind,
+                       plain_names=task.plain_node_names)
     return replace(ctx, model=model, onnx_path=path)
 
 
 def _run_target_by_form(
-    name: str, exports: dict[str, Context], forms: dict[str, str], ps: list[str]
+    name: str, exports: dict[str, Context], forms: dict[str, str], ps: list[str], task_rewrites: list[str] | None = None
 ) -> list[Converted]:
     """Run target ``name`` once per head form its precisions need; each artifact's metadata names the rewrite."""
     out: list[Converted] = []
     for form in dict.fromkeys(forms[p] for p in ps):
         for c in _run_target(name, exports[form], [p for p in ps if forms[p] == form]):
             c.details["head"] = form
-            c.details["graph_rewrites"] = [*transforms.REWRITES[form], *c.details.get("graph_rewrites", [])]
+            c.details["graph_rewrites"] = [*transforms.REWRITES[form], *(task_rewrites or []),
+                                           *c.details.get("graph_rewrites", [])]  # fmt: skip
             out.append(c)
     return sorted(out, key=lambda c: ps.index(c.precision))
 
@@ -498,7 +517,8 @@ def _run_target(name: str, ctx: Context, precisions: list[str]) -> list[Converte
         raise EdgeposeError(f"{name} conversion failed: {type(e).__name__}: {first}") from None
 
 
-def _run_parity(path: Path, inputs: np.ndarray, reference: np.ndarray, threads: int | None) -> dict[str, Any]:
+def _run_parity(path: Path, inputs: np.ndarray, reference: np.ndarray, threads: int | None,
+                compare: Callable[[np.ndarray, np.ndarray], dict[str, Any]]) -> dict[str, Any]:
     """Parity figures of the artifact computing in float32 where its engine can be told to (the figures the
     tolerance checks; OpenVINO's ``inference_precision="f32"``), and, under ``"default"``, the figures of the
     engine's own default precision (bf16 on AMX CPUs for OpenVINO) when that differs: what users get."""

@@ -48,12 +48,14 @@ def uint8_input_module(model: Any, spec: Any, layout: str = "NHWC") -> Any:
 
 def export_onnx(
     model: Any, spec: Any, path: Path, opset: int = OPSET, dynamic_batch: bool = False, input_kind: str | None = None,
-    uint8_layout: str = "NHWC",
+    uint8_layout: str = "NHWC", plain_names: bool = False,
 ) -> Path:
     """Export ``model`` for ``spec`` to ``path`` (FP32), simplify when onnxsim is there, and check it.
 
     ``input_kind`` ``INPUT_UINT8``: behind :func:`uint8_input_module` (``uint8_layout`` "NHWC", or "NCHW" for
-    onnx2tf)."""
+    onnx2tf). ``plain_names``: node names without the exporter's leading ``/`` (the task asks for it: onnx2tf
+    names some TensorFlow variables after the node, and a TF root scope may not start with ``/``; the person
+    detector's depthwise FPN convolutions hit that)."""
     require("torch", "onnx", target="ONNX export")
     import onnx
     import torch
@@ -90,6 +92,9 @@ def export_onnx(
         if ok:
             proto = simplified
     proto.producer_name = "edgepose"
+    if plain_names:
+        for node in proto.graph.node:
+            node.name = node.name.lstrip("/")
     onnx.save(proto, str(path))
     with quiet("onnx.checker"):
         onnx.checker.check_model(str(path), full_check=True)

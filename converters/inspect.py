@@ -26,7 +26,7 @@ from .base import TARGETS, require, target_for
 from .export import export_onnx
 from .int8.ranking import measure
 from .int8.report import LayerReport, write_report
-from .parity import PARITY_SEED, synthetic_parity_crops
+from .tasks import task_for
 from .transforms import rewrite_head
 
 
@@ -52,7 +52,10 @@ def _rebuild_float(target: Any, meta: dict, workdir: Path) -> tuple[Path, str]:
     ckpt = (meta.get("source") or {}).get("checkpoint")
     model = load_model(spec, ckpt if ckpt and not ckpt.startswith("package:") else None, progress=False)
     model = rewrite_head(model, _head(meta))  # the graph the INT8 artifact was quantised from
-    onnx_path = export_onnx(model, spec, workdir / "float.onnx", dynamic_batch=meta.get("batch") is None)
+    if task_for(spec).export_rewrite is not None:  # and its task's own rewrite (the detector's)
+        model = task_for(spec).export_rewrite(model)
+    onnx_path = export_onnx(model, spec, workdir / "float.onnx", dynamic_batch=meta.get("batch") is None,
+                            plain_names=task_for(spec).plain_node_names)
     what = f"FP32 rebuilt from {Path(ckpt or spec.checkpoint).name}"
     if target.float_model is None:  # the graph reader compares with the ONNX file itself
         return onnx_path, what
@@ -61,12 +64,14 @@ def _rebuild_float(target: Any, meta: dict, workdir: Path) -> tuple[Path, str]:
 
 
 def crops_for(spec: Any, n: int, calib: str | Path | None = None) -> tuple[np.ndarray, str]:
-    """``n`` held-out crops (float32 NCHW) and where they come from (see the module doc)."""
-    from edgepose.calibration import default_calibration_path, read_calibration
+    """``n`` held-out crops (float32 NCHW) and where they come from (see the module doc); a detector's are
+    letterboxed scenes (its task's calibration set and parity frames, :mod:`.tasks`)."""
+    from edgepose.calibration import read_calibration
     from edgepose.processing import normalize
 
+    task = task_for(spec)
     try:
-        cset = read_calibration(calib, spec) if calib else read_calibration(default_calibration_path(spec, False), spec)
+        cset = read_calibration(calib, spec) if calib else read_calibration(task.default_calibration(spec, False), spec)
     except EdgeposeError:
         if calib:
             raise
@@ -74,7 +79,7 @@ def crops_for(spec: Any, n: int, calib: str | Path | None = None) -> tuple[np.nd
     if cset is not None and len(cset.holdout):
         return (normalize(cset.holdout[:n], spec.mean, spec.std),
                 f"{min(n, len(cset.holdout))} holdout crops of {cset.path.name}")
-    return normalize(synthetic_parity_crops(spec, n), spec.mean, spec.std), f"{n} synthetic crops (seed {PARITY_SEED})"
+    return normalize(task.parity_frames(spec, n), spec.mean, spec.std), f"{n} {task.parity_from}"
 
 
 def _readable() -> str:

@@ -41,6 +41,8 @@ __all__ = [
     "synthetic_calibration",
     "calibration_dirs",
     "check_calibration",
+    "scene_frames",
+    "synthetic_scene_calibration",
 ]
 
 FORMAT_VERSION = 1
@@ -258,6 +260,41 @@ def synthetic_calibration(spec: ModelSpec, num: int = 128, holdout: int = 32, se
     return cset
 
 
+def scene_frames(spec: ModelSpec, indices: range | list[int], seed: int | None = None) -> np.ndarray:
+    """Letterboxed frames of the synthetic multi-person scenes (the detector's input, uint8 NHWC RGB): scene ``i``
+    is ``render_scene(default_rng([seed, i]))``, the generator of the ``scenes_train`` split (its seed by default),
+    letterboxed into ``spec.input_size`` with the detector's pad value, as :class:`edgepose.detection.PersonDetector`
+    feeds it."""
+    from .detection import letterbox, pad_value
+    from .synthetic import SCENE_SPLITS, render_scene
+
+    seed = SCENE_SPLITS["scenes_train"][1] if seed is None else int(seed)
+    w, h = spec.input_size
+    out = np.empty((len(indices), h, w, 3), np.uint8)
+    for k, i in enumerate(indices):
+        img, _ = render_scene(np.random.default_rng([seed, int(i)]))
+        out[k] = letterbox(img, spec.input_size, pad_value(spec))[0]
+    return out
+
+
+def synthetic_scene_calibration(spec: ModelSpec, num: int = 128, holdout: int = 16) -> CalibrationSet:
+    """A detector's set: the first ``num`` frames of the ``scenes_train`` generator (the split the bundled detector
+    trained on; never ``scenes_val``, which it is scored on), letterboxed; the ``holdout`` parity frames come from
+    the same generator past the split's last image (rendered, never trained on)."""
+    from .synthetic import SCENE_SPLITS, SCENES_VERSION
+
+    count, seed = SCENE_SPLITS["scenes_train"]
+    meta = {"format_version": FORMAT_VERSION, "model": spec.name, "input_size": list(spec.input_size),
+            "layout": "NHWC", "color": "RGB", "num": num, "holdout": holdout, "seed": seed,
+            "source": {"kind": "synthetic", "dataset": "coco", "split": "scenes_train", "version": SCENES_VERSION,
+                       "split_seed": seed, "frames": f"render_scene(default_rng([{seed}, i])), letterboxed"},
+            "images": [f"scenes_train_{i:06d}.jpg" for i in range(num)],
+            "holdout_images": [f"scenes_train+{i:06d}" for i in range(count, count + holdout)],
+            "edgepose_version": __version__}  # fmt: skip
+    return CalibrationSet(scene_frames(spec, range(num), seed), scene_frames(spec, range(count, count + holdout), seed),
+                          meta)
+
+
 # ------------------------------------------------------------------------------------------ making
 def is_eval_split(*paths: str | Path | None) -> str | None:
     """The first path whose file or folder name says val/test (an evaluation split), else ``None``."""
@@ -305,11 +342,16 @@ def _crops(spec: ModelSpec, items: list, label: str) -> np.ndarray:
     for i, (img_path, center, scale) in enumerate(items):
         if cache is None or cache[0] != img_path:
             cache = (img_path, read_image(img_path))
-        if center is None:  # whole image as the box
+        if spec.is_detector:  # a detector takes the whole frame, letterboxed as PersonDetector feeds it
+            from .detection import letterbox, pad_value
+
+            out[i] = letterbox(cache[1], spec.input_size, pad_value(spec))[0]
+        elif center is None:  # whole image as the box
             ih, iw = cache[1].shape[:2]
             c, s = box_to_center_scale(np.array([[0, 0, iw, ih]], np.float32), w / h, spec.box_padding)
             center, scale = c[0], s[0]
-        out[i] = crop(cache[1], center, scale, spec.input_size)
+        if not spec.is_detector:
+            out[i] = crop(cache[1], center, scale, spec.input_size)
         if (i + 1) % 25 == 0 or i + 1 == len(items):
             end = "" if tty and i + 1 < len(items) else "\n"
             print(f"\r{label}: {i + 1}/{len(items)} crops", end=end, file=sys.stderr, flush=True)
@@ -384,6 +426,8 @@ def from_dataset(
         )
     ds = load_dataset(dataset, ann, images, spec, check_images=True)
     items = [(s.image, s.center, s.scale) for s in ds.samples]
+    if spec.is_detector:  # one letterboxed frame per image, not one crop per person
+        items = list({str(it[0]): it for it in items}.values())
     source = {"kind": "dataset", "dataset": dataset, "ann": str(ann), "images": str(images),
               "split": "eval" if bad else "train"}  # fmt: skip
     return make_calibration(spec, items, num, holdout, seed, source)

@@ -382,6 +382,14 @@ def spec_from_metadata(meta: dict, source: str = "artifact metadata") -> ModelSp
             raise bad(key, "a string")
     if not isinstance(kwargs.get("published", {}), dict):
         raise bad("published", "an object")
+    app = meta.get("app") if "model" in meta else None
+    if "task" not in kwargs and isinstance(app, dict) and app.get("task") in TASKS:
+        kwargs["task"] = app["task"]  # a converted detector says what it is in its app block, too
+    if kwargs.setdefault("task", "pose") not in TASKS:
+        raise bad("task", f"one of {', '.join(TASKS)}")
+    thr = kwargs.setdefault("score_threshold", 0.0)
+    if type(thr) not in (int, float) or not 0.0 <= thr <= 1.0:
+        raise bad("score_threshold", "a score between 0 and 1")
     try:
         return ModelSpec(**kwargs)
     except (TypeError, ValueError) as e:
@@ -390,7 +398,7 @@ def spec_from_metadata(meta: dict, source: str = "artifact metadata") -> ModelSp
 
 # The sections of an artifact's metadata that readers walk into, and what each must be when present.
 _META_OBJECTS = ("model", "layout", "input", "output", "tools", "source", "conversion", "parity", "file",
-                 "companions", "calibration", "accuracy_control")  # fmt: skip
+                 "companions", "calibration", "accuracy_control", "app")  # fmt: skip
 _META_LAYOUTS = ("NCHW", "NHWC")
 
 

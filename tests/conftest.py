@@ -12,6 +12,9 @@ import pytest
 from tests import background
 
 CONTROL_IMAGES = 30  # the INT8 task-metric check of the shared conversion: 30 val images keep it short
+# the detector conversion's box-AP check (every artifact): the first 100 scenes_val images, convert's default (on 40,
+# the split's noise alone pushed OpenVINO's plain INT8 to a 0.024 drop and into the layer search: minutes)
+DETECTOR_CONTROL_IMAGES = 100
 CONVERT_DEPS = ("torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "openvino", "nncf")
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +41,7 @@ def pytest_collection_finish(session):
     if session.config.option.collectonly:
         return
     wanted = _jobs_wanted(session.items)
-    for name in ("reconvert", "u8", "distill-a", "distill-b"):
+    for name in ("reconvert", "u8", "distill-a", "distill-b", "detconv"):
         if name in wanted:
             start_job(name)
 
@@ -80,6 +83,12 @@ def start_job(name: str, demo_artifacts: Path | None = None) -> background.Job |
     if name == "u8":  # tests/test_convert_uint8.py: every target taking uint8 crops
         return convert_job(name, Path(background.workdir(name)) / "u8", "--precision", "fp32,int8", "--input", "uint8",
                            "--control-size", "10")  # fmt: skip
+    if name == "detconv":  # tests/test_detector_convert.py: the person detector, every target and precision
+        # --max-drop 0.01: the acceptance budget itself; the layer search runs only where plain INT8 misses it
+        cmd = [sys.executable, "-m", "edgepose", "convert", "--model", "demo_person_detector", "--target", "all",
+               "--precision", "fp32,fp16,int8", "--control-size", str(DETECTOR_CONTROL_IMAGES),
+               "--max-drop", "0.01", "--out", str(Path(background.workdir(name)) / "det")]  # fmt: skip
+        return background.start(name, cmd, cwd=REPO)
     if name.startswith("distill-"):  # tests/test_calibration_health.py: calibrate --distill, twice, the same seed
         out = Path(background.workdir(name)) / "distilled.npz"
         cmd = [sys.executable, "-m", "edgepose", "calibrate", "--distill", "--num", "2", "--seed", "3",

@@ -332,15 +332,17 @@ def control_size(opts: ControlOptions | None, max_drop: float | None) -> int:
 
 
 def control_for(spec: ModelSpec, opts: ControlOptions | None, cset: Any, need_int8: bool, max_drop: float | None,
-                notes: list[str]) -> ControlSet | None:  # fmt: skip
+                notes: list[str], make: Callable[..., Any] | None = None) -> ControlSet | None:  # fmt: skip
     """The control split of a conversion (``None`` without INT8 or without evaluation data: a zoo model with
-    no ``--control-ann``, said in ``notes``; ``--max-drop`` then fails with one line)."""
+    no ``--control-ann``, said in ``notes``; ``--max-drop`` then fails with one line). ``make(spec, opts,
+    calibration image names)``: the task's control split (default :func:`control_set`, a pose model's);
+    ``need_int8``: whether any artifact is scored on it (a detector's every artifact is)."""
     if not need_int8:
         if max_drop is not None:
             notes.append("--max-drop applies to INT8 artifacts only; none asked for")
         return None
     opts = replace(opts or ControlOptions(), size=control_size(opts, max_drop))
-    cs = control_set(spec, opts, cset.meta.get("images", []) if cset is not None else [])
+    cs = (make or control_set)(spec, opts, cset.meta.get("images", []) if cset is not None else [])
     if cs is None:
         if max_drop is not None:
             raise EdgeposeError(f"--max-drop needs evaluation data for {spec.name}: pass --control-ann and "

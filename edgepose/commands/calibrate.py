@@ -21,7 +21,8 @@ def register(sub) -> None:
     )
     p.add_argument("--model", help="zoo model name (sets the input size; default: the demo model)")
     p.add_argument("--checkpoint", help="PyTorch checkpoint for the health check and --distill (default: the model's)")
-    p.add_argument("--images", help="image folder (alone: every image, whole image as the box)")
+    p.add_argument("--images", help="image folder (alone: every image, whole image as the box; a detector: every "
+                   "image letterboxed; a detector without --images: frames of the synthetic scenes_train split)")
     p.add_argument("--distill", action="store_true",
                    help="no images: crops optimised until every BatchNorm layer's input statistics match its running "
                         "statistics (ZeroQ), seeded and reproducible")
@@ -49,7 +50,8 @@ def run(args) -> int:
     spec = get_spec(args.model or DEFAULT_MODEL)
     if args.distill and (args.images or args.dataset or args.ann):
         raise EdgeposeError("--distill makes crops without images: leave out --images, --dataset and --ann")
-    if not args.distill and not args.images:
+    synthetic_scenes = spec.is_detector and not (args.distill or args.images or args.dataset or args.ann)
+    if not args.distill and not args.images and not synthetic_scenes:
         raise EdgeposeError("give --images DIR (with --dataset and --ann for a training split), or --distill")
     if bool(args.dataset) != bool(args.ann):
         raise EdgeposeError("--dataset and --ann go together (or give --images alone for a folder)")
@@ -60,7 +62,7 @@ def run(args) -> int:
     check_writable(args.out, "--out")
     check_distinct([("--out", args.out)], [("--ann", getattr(args, "ann", None))])
     num = args.num or (32 if args.distill else 128)
-    holdout = args.holdout if args.holdout is not None else (0 if args.distill else 32)
+    holdout = args.holdout if args.holdout is not None else (0 if args.distill else 16 if synthetic_scenes else 32)
     have_torch = importlib.util.find_spec("torch") is not None
     if args.distill and not have_torch:
         raise EdgeposeError("--distill needs PyTorch: pip install 'edgepose[convert]'")
@@ -69,7 +71,11 @@ def run(args) -> int:
         from ..models import load_model
 
         model = load_model(spec, args.checkpoint, progress=False)
-    if args.distill:
+    if synthetic_scenes:  # a detector without images: letterboxed frames of the scenes_train generator
+        from ..calibration import synthetic_scene_calibration
+
+        cset = synthetic_scene_calibration(spec, num, holdout)
+    elif args.distill:
         from ..converters.int8.distill import distilled_set
 
         cset = distilled_set(model, spec, num, holdout, args.seed)

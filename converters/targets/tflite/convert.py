@@ -194,8 +194,10 @@ def convert(ctx: Context, precisions: list[str]) -> list[Converted]:
             # uint8 crops: onnx2tf gets the uint8 input in NCHW (no transpose in the graph) and moves it channels
             # last itself, as it does every input: the TFLite input is then uint8 N x H x W x 3
             onnx_path = saved_model.parent / "for_onnx2tf.onnx"
+            from ...tasks import task_for
+
             export_onnx(ctx.model, ctx.spec, onnx_path, dynamic_batch=False, input_kind=ctx.input_kind,
-                        uint8_layout="NCHW")  # fmt: skip
+                        uint8_layout="NCHW", plain_names=task_for(ctx.spec).plain_node_names)  # fmt: skip
         ctx.log("tflite: onnx2tf -> SavedModel (NHWC)")
         onnx_to_saved_model(onnx_path, saved_model, sample_images(ctx.calib, ctx.spec.mean, ctx.spec.std))
     ctx.log(f"tflite: SavedModel ready in {t0.seconds:.1f} s")
