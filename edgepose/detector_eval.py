@@ -1,8 +1,9 @@
 """COCO box AP of a person detector on a COCO-format split (numpy + OpenCV; pycocotools for the score).
 
 ``score_detector`` runs any ``infer`` (normalised NCHW float32 batch -> the one ``[1, 5, H/4, W/4]`` output:
-PyTorch, or later any engine's runtime) through :class:`edgepose.detection.PersonDetector` on every image of
-the annotation file and scores the boxes with ``COCOeval(..., 'bbox')``.
+PyTorch, or any engine's runtime) through :class:`edgepose.detection.PersonDetector` (or, with ``detect``, any
+:class:`edgepose.detectors.Detector`: a user's mmdeploy or YOLO export) on every image of the annotation file
+and scores the boxes with ``COCOeval(..., 'bbox')``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ def detect_split(
     images_dir: str | Path,
     limit: int | None = None,
     score_threshold: float | None = None,
+    detect: Callable[[Callable, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[dict, list[dict], list[int]]:
-    """Detections on the first ``limit`` images (by id) of a COCO file: ``(gt json, COCO results, image ids)``."""
+    """Detections on the first ``limit`` images (by id) of a COCO file: ``(gt json, COCO results, image ids)``.
+
+    ``detect(infer, image)`` (an :class:`edgepose.detectors.Detector`'s ``detect``: a user's layout too) in place
+    of :class:`PersonDetector` over ``spec``."""
     ann_path, images_dir = Path(ann_path), Path(images_dir)
     if not ann_path.is_file():
         raise EdgeposeError(f"{ann_path}: annotation file not found")
@@ -40,7 +45,7 @@ def detect_split(
         images = sorted(doc["images"], key=lambda i: i["id"])[:limit]
     except (ValueError, KeyError, TypeError) as e:
         raise EdgeposeError(f"{ann_path}: not a COCO annotation file ({e})") from None
-    det = PersonDetector(spec, score_threshold=score_threshold)
+    det = PersonDetector(spec, score_threshold=score_threshold) if detect is None else detect
     results: list[dict] = []
     for info in images:
         results += box_results(info["id"], det(infer, read_image(images_dir / info["file_name"])))
@@ -54,10 +59,12 @@ def score_detector(
     images_dir: str | Path,
     limit: int | None = None,
     score_threshold: float | None = None,
+    detect: Callable[[Callable, np.ndarray], np.ndarray] | None = None,
 ) -> dict:
-    """``{'metrics': COCO box stats (AP, AP50, AP75, ...), 'images', 'persons', 'detections', 'seconds'}``."""
+    """``{'metrics': COCO box stats (AP, AP50, AP75, ...), 'images', 'persons', 'detections', 'seconds',
+    'results'}`` (``results``: the detections as a COCO results list)."""
     t0 = time.perf_counter()
-    doc, results, ids = detect_split(infer, spec, ann_path, images_dir, limit, score_threshold)
+    doc, results, ids = detect_split(infer, spec, ann_path, images_dir, limit, score_threshold, detect)
     wanted = set(ids)
     persons = sum(1 for a in doc["annotations"] if a["image_id"] in wanted and not a.get("iscrowd", 0))
     return {
@@ -66,4 +73,5 @@ def score_detector(
         "persons": persons,
         "detections": len(results),
         "seconds": round(time.perf_counter() - t0, 2),
+        "results": results,
     }
