@@ -9,19 +9,21 @@ and scores the boxes with ``COCOeval(..., 'bbox')``.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from .detection import PersonDetector
 from .errors import EdgeposeError
+from .files import atomic_write, json_text
 from .images import read_image
 from .metrics import box_results, coco_box_ap
 from .spec import ModelSpec
 
-__all__ = ["score_detector", "detect_split"]
+__all__ = ["score_detector", "detect_split", "pose_with_detector"]
 
 
 def detect_split(
@@ -75,3 +77,43 @@ def score_detector(
         "seconds": round(time.perf_counter() - t0, 2),
         "results": results,
     }
+
+
+def pose_with_detector(
+    spec: ModelSpec,
+    pose_infer: Callable[[np.ndarray], np.ndarray],
+    detector: Any,
+    ann_path: str | Path,
+    images_dir: str | Path,
+    options: Any = None,
+    det_bbox_thr: float = 0.0,
+    skip_bad_images: bool = False,
+) -> dict:
+    """Box AP of ``detector`` (an :class:`edgepose.detectors.Detector`) on a COCO file, and the pose model's
+    keypoint AP with ground-truth boxes beside its AP with the detector's boxes.
+
+    The detected boxes are scored as mmpose scores detection results (``bbox_file`` in its COCO dataset):
+    every box with score >= ``det_bbox_thr`` (mmpose's COCO test setting: 0.0) is cropped, the instance score is
+    the box score times the mean of the keypoint scores above 0.2, then OKS NMS (0.9) per image
+    (:func:`edgepose.metrics.coco_results`, :func:`edgepose.datasets.coco.score_coco`). The detections go
+    through the same reader as ``edgepose eval --bbox-file`` (written to a temporary COCO results file).
+    ``{'box': score_detector's dict without results, 'gt_boxes': EvalResult, 'detected_boxes': EvalResult}``.
+    """
+    from .datasets import load_dataset
+    from .evaluate import evaluate_dataset
+
+    ann_path, images_dir = Path(ann_path), Path(images_dir)
+    ds_gt = load_dataset("coco", ann_path, images_dir, spec, skip_bad_images=skip_bad_images)  # checked first
+    box = score_detector(detector.infer, spec, ann_path, images_dir, detect=detector.detect)
+    results = box.pop("results")
+    if not results:
+        raise EdgeposeError(f"{ann_path}: the detector found no person on any of its {box['images']} images")
+    gt = evaluate_dataset(spec, pose_infer, ds_gt, options)
+    with tempfile.TemporaryDirectory(prefix="edgepose-dets-") as tmp:
+        bbox_file = Path(tmp) / "detections.json"
+        atomic_write(bbox_file, json_text(results, str(bbox_file)))
+        ds_det = load_dataset("coco", ann_path, images_dir, spec, bbox_file, det_bbox_thr,
+                              skip_bad_images=skip_bad_images)  # fmt: skip
+        det = evaluate_dataset(spec, pose_infer, ds_det, options, det_bbox_thr=det_bbox_thr)
+    det.info["bbox_file"] = "(the detector's boxes)"
+    return {"box": box, "gt_boxes": gt, "detected_boxes": det}

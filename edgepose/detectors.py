@@ -96,7 +96,10 @@ class DetectorOptions:
     std: tuple[float, float, float] | None = None
     bgr: bool | None = None
     person_class: int = 0
-    score_threshold: float | None = None  # None: the spec's (edgepose), 0.3 (mmdeploy, yolo)
+    score_threshold: float | None = None  # None: the spec's (edgepose), 0.3 (mmdeploy, yolo; see evaluation)
+    # scoring box AP: a user layout's default threshold is 0.001 (mmdet's RTMDet test_cfg score_thr=0.001,
+    # ultralytics' val conf=0.001), not the 0.3 of an app; edgepose's detector keeps its spec's
+    evaluation: bool = False
     iou_threshold: float = 0.6
     top_k: int = 100
 
@@ -280,7 +283,9 @@ def open_user_detector(rt, options: DetectorOptions, path) -> Detector:
     base = PRESETS[layout]()
     preset = replace(base, mean=options.mean or base.mean, std=options.std or base.std,
                      bgr=base.bgr if options.bgr is None else options.bgr)  # fmt: skip
-    thr = base.score_threshold if options.score_threshold is None else options.score_threshold
+    thr = options.score_threshold
+    if thr is None:
+        thr = 0.001 if options.evaluation and layout != "edgepose" else base.score_threshold
     det = UserDetector(str(path), layout, size, nhwc, dtype, preset, options.person_class, thr,
                        options.iou_threshold, options.top_k)  # fmt: skip
     info = {"file": str(path), "layout": layout, "engine": rt.engine, "input": {"size": list(size),
