@@ -205,3 +205,53 @@ def test_predict_with_a_user_detector_crops_its_boxes(models, tmp_path):
     got = np.array([p["bbox"] for p in doc["persons"]])
     np.testing.assert_allclose(got, np.c_[want[:, :2], want[:, 2:4] - want[:, :2]], atol=2e-3)
     assert out.is_file()
+
+
+@pytest.fixture(scope="module")
+def scenes4(tmp_path_factory):
+    from edgepose import synthetic
+
+    return synthetic.generate_scenes(tmp_path_factory.mktemp("scenes"), "scenes_val", num_images=4)
+
+
+def test_eval_detector_scores_like_pycocotools_and_the_bbox_file_path(scenes4, tmp_path):
+    """``eval --detector`` (the bundled demo detector, 4 scenes): its box AP is pycocotools' COCOeval on the
+    detector's boxes; its keypoint AP with detected boxes is what ``eval --bbox-file`` gives on those boxes
+    written as a COCO results file, and its AP with GT boxes is plain ``eval``'s."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from edgepose.cli import main
+    from edgepose.images import read_image
+    from edgepose.metrics import box_results
+
+    ann, images = scenes4
+    pth = "edgepose/assets/demo_person_detector.pth"
+    common = ["--ann", str(ann), "--images", str(images), "--no-flip", "--threads", "1", "--no-progress"]
+    assert main(["eval", "--detector", pth, *common, "--out", str(tmp_path / "box.json")]) == 0
+    thr = ["--det-bbox-thr", "0.3"]  # fewer crops to pose (the test's cost), the same path
+    assert main(["eval", "--model", "demo_coco_256x192", "--detector", pth, *common, *thr,
+                 "--out", str(tmp_path / "both.json")]) == 0  # fmt: skip
+    box, both = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("box", "both"))
+    # the detector's boxes, made here, scored by pycocotools itself
+    det = open_detector(pth, threads=1)
+    gt = json.loads(ann.read_text())
+    results = []
+    for im in gt["images"]:
+        results += box_results(im["id"], det(read_image(images / im["file_name"])))
+    coco = COCO(str(ann))
+    ev = COCOeval(coco, coco.loadRes(results), "bbox")
+    ev.evaluate(), ev.accumulate(), ev.summarize()
+    assert box["box"]["metrics"]["AP"] == pytest.approx(ev.stats[0], abs=1e-12) and ev.stats[0] > 0.1
+    assert both["box"]["metrics"]["AP"] == box["box"]["metrics"]["AP"]
+    (tmp_path / "dets.json").write_text(json.dumps(results))
+    assert main(["eval", "--model", "demo_coco_256x192", *common, "--bbox-file", str(tmp_path / "dets.json"), *thr,
+                 "--out", str(tmp_path / "file.json")]) == 0  # fmt: skip
+    assert main(["eval", "--model", "demo_coco_256x192", *common, "--out", str(tmp_path / "gt.json")]) == 0
+    by_file, by_gt = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("file", "gt"))
+    kp = both["keypoints"]
+    assert kp["detected_boxes"]["metrics"] == by_file["metrics"]
+    assert kp["gt_boxes"]["metrics"] == by_gt["metrics"]
+    assert kp["AP_difference"] == pytest.approx(by_gt["metrics"]["AP"] - by_file["metrics"]["AP"])
+    assert kp["detected_boxes"]["num_samples"] == sum(r["score"] >= 0.3 for r in results) > 0
+    assert kp["det_bbox_thr"] == 0.3
