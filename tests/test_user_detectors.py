@@ -10,8 +10,6 @@ right and bottom edges, ultralytics centres).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -167,25 +165,27 @@ def test_guess_layout_refuses_what_it_cannot_tell():
             guess_layout(outs, "f.onnx")
 
 
-def test_wrong_layout_flag_and_bad_file_fail_in_one_line(models, tmp_path):
+def test_wrong_layout_flag_and_bad_file_fail_in_one_line(models, tmp_path, capsys):
+    import cv2
+
+    from edgepose.cli import main
+
     with pytest.raises(EdgeposeError, match=r"rtmdet\.onnx: the yolo layout has 1 output\(s\); this file has 2"):
         open_detector(str(models["mmdeploy"]), options=DetectorOptions(layout="yolo"))(_image())
     bad = tmp_path / "junk.onnx"
     bad.write_bytes(b"not a model")
     img = tmp_path / "img.png"
-    import cv2
-
     cv2.imwrite(str(img), _image())
     for args, message in (
-        (["--detector", str(bad)], "junk.onnx"),
+        (["--detector", str(bad)], "junk.onnx: not a readable ONNX model"),
         (["--detector", str(models["mmdeploy"]), "--detector-layout", "yolo"], "rtmdet.onnx: the yolo layout"),
+        (["--detector", str(models["yolo"]), "--detector-input", "32x32"], "but the model's input is 64x48"),
     ):
-        cmd = [sys.executable, "-m", "edgepose", "predict", str(img), "--out", str(tmp_path / "o.png"), *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 2, proc.stderr
-        lines = proc.stderr.strip().splitlines()  # INFO progress lines may come first; the error is one line
+        capsys.readouterr()
+        assert main(["predict", str(img), "--out", str(tmp_path / "o.png"), *args]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()  # INFO progress lines may come first
         errors = [ln for ln in lines if ln.startswith("edgepose: error:")]
-        assert errors == lines[-1:] and message in errors[0] and "Traceback" not in proc.stderr, proc.stderr
+        assert errors == lines[-1:] and message in errors[0] and "Traceback" not in lines, lines
         assert not (tmp_path / "o.png").exists()
 
 
@@ -193,13 +193,13 @@ def test_predict_with_a_user_detector_crops_its_boxes(models, tmp_path):
     """``edgepose predict IMAGE --detector DET``: one person per detected box, the boxes written as xywh."""
     import cv2
 
+    from edgepose.cli import main
+
     img = tmp_path / "img.png"
     cv2.imwrite(str(img), _image()[..., ::-1])
     out = tmp_path / "o.png"
-    proc = subprocess.run([sys.executable, "-m", "edgepose", "predict", str(img), "--detector", str(models["yolo"]),
-                           "--out", str(out), "--json", str(tmp_path / "o.json"), "--no-flip", "--threads", "1"],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    assert main(["predict", str(img), "--detector", str(models["yolo"]), "--out", str(out), "--json",
+                 str(tmp_path / "o.json"), "--no-flip", "--threads", "1"]) == 0  # fmt: skip
     doc = json.loads((tmp_path / "o.json").read_text())
     want = _expected_yolo()
     got = np.array([p["bbox"] for p in doc["persons"]])
@@ -255,3 +255,20 @@ def test_eval_detector_scores_like_pycocotools_and_the_bbox_file_path(scenes4, t
     assert kp["AP_difference"] == pytest.approx(by_gt["metrics"]["AP"] - by_file["metrics"]["AP"])
     assert kp["detected_boxes"]["num_samples"] == sum(r["score"] >= 0.3 for r in results) > 0
     assert kp["det_bbox_thr"] == 0.3
+
+
+def test_run_tracks_the_boxes_of_a_user_detector(models, tmp_path):
+    """``edgepose run IMAGE --detector DET.xml`` (OpenVINO, layout auto): each person's box is a detected box."""
+    import cv2
+
+    from edgepose.cli import main
+
+    img = tmp_path / "img.png"
+    cv2.imwrite(str(img), _image()[..., ::-1])
+    jsonl = tmp_path / "run.jsonl"
+    assert main(["run", str(img), "--detector", str(_openvino(models["yolo"])), "--jsonl", str(jsonl), "--no-flip",
+                 "--threads", "1", "--quiet"]) == 0  # fmt: skip
+    (frame,) = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    want = _expected_yolo()
+    got = np.array([p["bbox"] for p in frame["persons"]])
+    np.testing.assert_allclose(got, np.c_[want[:, :2], want[:, 2:4] - want[:, :2]], atol=0.006)  # 2 decimals
