@@ -272,3 +272,33 @@ def test_run_tracks_the_boxes_of_a_user_detector(models, tmp_path):
     want = _expected_yolo()
     got = np.array([p["bbox"] for p in frame["persons"]])
     np.testing.assert_allclose(got, np.c_[want[:, :2], want[:, 2:4] - want[:, :2]], atol=0.006)  # 2 decimals
+
+
+def test_plain_onnx_of_the_demo_detector_decodes_like_person_detector(tmp_path):
+    """The bundled CenterNetDetector exported with torch.onnx (no edgepose metadata): layout auto -> edgepose,
+    and its boxes on two synthetic scenes are PersonDetector's over PyTorch (to ONNX Runtime's float error)."""
+    from edgepose import synthetic
+    from edgepose.detection import PersonDetector
+    from edgepose.models import load_model
+    from edgepose.spec import get_spec
+
+    spec = get_spec("demo_person_detector")
+    model = load_model(spec, None, progress=False).eval()
+    w, h = spec.input_size
+    path = tmp_path / "det.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 3, h, w),), str(path), input_names=["input"], output_names=["out"],
+                      opset_version=13, dynamo=False)  # fmt: skip
+    det = open_detector(str(path), threads=1)
+    assert det.info["layout"] == "edgepose" and det.info["input"]["size"] == [w, h]
+    ref = PersonDetector(spec)
+    for i in range(2):
+        img, _ = synthetic.render_scene(np.random.default_rng([31337, i]))
+
+        def infer(x):
+            with torch.no_grad():
+                return model(torch.from_numpy(x)).numpy()
+
+        want = ref(infer, img)
+        got = det(img)
+        assert len(want) >= 2 and got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=2e-3)
