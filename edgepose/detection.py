@@ -64,15 +64,19 @@ def pad_value(spec: ModelSpec) -> tuple[int, int, int]:
     return tuple(int(round(m)) for m in spec.mean)
 
 
-def letterbox(image: np.ndarray, input_size: tuple[int, int], pad=(124, 116, 104)) -> tuple[np.ndarray, Letterbox]:
-    """Resize ``image`` (HWC uint8) keeping its aspect ratio into ``input_size`` (W, H), centred, padded."""
+def letterbox(
+    image: np.ndarray, input_size: tuple[int, int], pad=(124, 116, 104), center: bool = True
+) -> tuple[np.ndarray, Letterbox]:
+    """Resize ``image`` (HWC uint8) keeping its aspect ratio into ``input_size`` (W, H), padded with ``pad``:
+    centred (edgepose, ultralytics' ``LetterBox``), or at the top-left corner with ``center=False`` (mmdet's
+    ``Resize(keep_ratio=True)`` + ``Pad(size=...)``, which pads the right and bottom edges)."""
     if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
         raise EdgeposeError(f"letterbox: expected an HxWx3 image, got shape {tuple(image.shape)}")
     h, w = image.shape[:2]
     in_w, in_h = input_size
     s = min(in_w / w, in_h / h)
     nw, nh = max(1, min(in_w, round(w * s))), max(1, min(in_h, round(h * s)))
-    dx, dy = (in_w - nw) // 2, (in_h - nh) // 2
+    dx, dy = ((in_w - nw) // 2, (in_h - nh) // 2) if center else (0, 0)
     out = np.empty((in_h, in_w, 3), np.uint8)
     out[:] = np.asarray(pad, np.uint8)
     out[dy : dy + nh, dx : dx + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)

@@ -197,6 +197,39 @@ fun main(args: Array<String>) {
 """
 
 
+KOTLIN_DET_MAIN = """
+import org.edgepose.example.*
+import java.io.File
+
+// DetMainKt IN OUT: line 0 "mode imgW imgH inputW inputH centered bgr thr iou topK nchw numClasses", line 1 the
+// floats (an RGB frame's bytes for mode input), line 2 mmdeploy's labels; writes one box (or the input) a line
+fun main(args: Array<String>) {
+    val lines = File(args[0]).readLines()
+    val h = lines[0].trim().split(" ")
+    val (iw, ih, w, hh) = h.subList(1, 5).map { it.toInt() }
+    val model = DetectorModel(w, hh, bgr = h[6] == "1", centered = h[5] == "1", scoreThreshold = h[7].toFloat(),
+        iouThreshold = h[8].toFloat(), topK = h[9].toInt(),
+        mean = if (h[0] == "input") floatArrayOf(10f, 20f, 30f) else floatArrayOf(123.675f, 116.28f, 103.53f),
+        std = if (h[0] == "input") floatArrayOf(2f, 4f, 8f) else floatArrayOf(58.395f, 57.12f, 57.375f),
+        pad = intArrayOf(114, 114, 114))
+    val lb = DetectionDecoder.fit(iw, ih, model)
+    val nums = lines[1].trim().split(" ")
+    val boxes = when (h[0]) {
+        "input" -> listOf(DetectionDecoder.input(nums.map { it.toInt().toByte() }.toByteArray(), iw, ih, lb, model))
+        "centernet" ->
+            DetectionDecoder.decodeCenterNet(nums.map { it.toFloat() }.toFloatArray(), lb, model, h[10] == "1")
+        "yolo" -> DetectionDecoder.decodeYolo(nums.map { it.toFloat() }.toFloatArray(), h[11].toInt(), lb, model)
+        else -> DetectionDecoder.decodeMmdeploy(nums.map { it.toFloat() }.toFloatArray(),
+            lines[2].trim().split(" ").map { it.toLong() }.toLongArray(), lb, model)
+    }
+    File(args[1]).printWriter().use { out ->
+        out.println("${lb.sx} ${lb.sy} ${lb.dx} ${lb.dy}")
+        for (b in boxes) out.println(b.joinToString(" "))
+    }
+}
+"""
+
+
 @pytest.fixture(scope="module")
 def kotlin_decoder(tmp_path_factory) -> Path:
     """PoseDecoder.kt compiled for the JVM with a small main (skips without kotlinc: `apt-get install kotlin`)."""
@@ -204,8 +237,10 @@ def kotlin_decoder(tmp_path_factory) -> Path:
         pytest.skip("kotlinc/java not installed (Debian: apt-get install kotlin): Kotlin decoder not checked")
     d = tmp_path_factory.mktemp("kotlin")
     (d / "Main.kt").write_text(KOTLIN_MAIN)
-    proc = subprocess.run(["kotlinc", str(ANDROID / "PoseDecoder.kt"), str(d / "Main.kt"), "-include-runtime",
-                           "-d", str(d / "check.jar")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    (d / "DetMain.kt").write_text(KOTLIN_DET_MAIN)  # compiled in the same kotlinc run (it costs ~30 s a run)
+    proc = subprocess.run(["kotlinc", str(ANDROID / "PoseDecoder.kt"), str(ANDROID / "DetectionDecoder.kt"),
+                           str(d / "Main.kt"), str(d / "DetMain.kt"), "-include-runtime", "-d", str(d / "check.jar")],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     return d / "check.jar"
 
@@ -238,8 +273,8 @@ def test_kotlin_decoder_follows_edgepose_processing(kotlin_decoder, tmp_path, se
         f"{iw} {ih}\n" + " ".join(map(str, img.ravel())) + "\n" + " ".join(map(str, box)) + "\n"
         + floats(nhwc(hm)) + "\n" + floats(nhwc(fl)) + "\n"
     )  # fmt: skip
-    subprocess.run(["java", "-jar", str(kotlin_decoder), str(tmp_path / "in.txt"), str(tmp_path / "out.txt")],
-                   check=True, timeout=120)  # fmt: skip
+    subprocess.run(["java", "-cp", str(kotlin_decoder), "MainKt", str(tmp_path / "in.txt"),
+                    str(tmp_path / "out.txt")], check=True, timeout=120)  # fmt: skip
     cs, crop, mirrored, crop_bytes, merged, kps = [
         np.array(line.split(), dtype=np.float64).astype(np.float32)
         for line in (tmp_path / "out.txt").read_text().splitlines()
@@ -262,3 +297,78 @@ def test_kotlin_decoder_follows_edgepose_processing(kotlin_decoder, tmp_path, se
     ref_kps = keypoints_from_heatmaps(ref_merged, c, s)[0]
     np.testing.assert_allclose(kps.reshape(17, 3), ref_kps, atol=1e-4)
     assert ref_kps[0, 2] <= 0  # the no-positive joint went through the (-1, -1) branch on both sides
+
+
+def _kotlin_det(jar: Path, tmp_path: Path, header: list, values, labels=None) -> tuple[np.ndarray, np.ndarray]:
+    """Run DetMainKt: (sx, sy, dx, dy), and its rows (boxes, or the input) as float arrays."""
+    body = " ".join(repr(float(v)) if isinstance(v, (float, np.floating)) else str(int(v)) for v in values)
+    text = " ".join(map(str, header)) + "\n" + body + "\n" + ("" if labels is None else " ".join(map(str, labels)))
+    (tmp_path / "det_in.txt").write_text(text + "\n")
+    subprocess.run(["java", "-cp", str(jar), "DetMainKt", str(tmp_path / "det_in.txt"), str(tmp_path / "det_out.txt")],
+                   check=True, timeout=120)  # fmt: skip
+    rows = (tmp_path / "det_out.txt").read_text().splitlines()
+    geo = np.array(rows[0].split(), np.float64)
+    out = [np.array(r.split(), np.float32) for r in rows[1:]]
+    return geo, (np.stack(out) if out else np.zeros((0, 5), np.float32))
+
+
+def test_kotlin_detection_decoder_follows_edgepose_detection(kotlin_decoder, tmp_path):
+    """DetectionDecoder.kt on the demo detector's real outputs (PyTorch, 3 synthetic scenes, NCHW and NHWC), on
+    random YOLO and mmdeploy outputs, and its letterbox: the boxes equal edgepose.detection's to float32."""
+    torch = pytest.importorskip("torch")
+    from edgepose import synthetic
+    from edgepose.detection import PersonDetector, decode_mmdeploy, decode_yolo, letterbox
+    from edgepose.models import load_model
+    from edgepose.spec import get_spec
+
+    spec = get_spec("demo_person_detector")
+    det = PersonDetector(spec, score_threshold=0.05)
+    model = load_model(spec, None, progress=False)
+    w, h = spec.input_size
+    for i, nchw in ((0, True), (1, False), (2, True)):
+        img, _ = synthetic.render_scene(np.random.default_rng([31337, i]))
+        img = np.ascontiguousarray(img[: 200 + 40 * i, : 300 - 30 * i])  # other aspect ratios: other letterboxes
+        x, lb = det.preprocess(img)
+        with torch.no_grad():
+            out = model(torch.from_numpy(x)).numpy()
+        want = det.decode(out, lb)
+        assert len(want) >= 2
+        flat = out[0].ravel() if nchw else out[0].transpose(1, 2, 0).ravel()
+        header = ["centernet", img.shape[1], img.shape[0], w, h, 1, 0, 0.05, 0.6, 100, int(nchw), 0]
+        geo, got = _kotlin_det(kotlin_decoder, tmp_path, header, flat)
+        assert tuple(geo) == (lb.sx, lb.sy, lb.dx, lb.dy)
+        np.testing.assert_array_equal(got, want)
+    rng = np.random.default_rng(7)
+    # YOLO: 3 classes, 400 candidates, many overlapping; a 1280x720 frame centred in 640x640
+    n = 400
+    cxy = rng.uniform(0, 640, (2, n))
+    wh = rng.uniform(5, 200, (2, n))
+    yolo = np.concatenate([cxy, wh, rng.uniform(0, 1, (3, n))]).astype(np.float32)[None]
+    lb = letterbox(np.zeros((720, 1280, 3), np.uint8), (640, 640), 114)[1]
+    want = decode_yolo(yolo, 0, 0.3, 0.6)
+    want[:, :4] = lb.to_image(want[:, :4])
+    want = want[(want[:, 2] > want[:, 0]) & (want[:, 3] > want[:, 1])]
+    geo, got = _kotlin_det(kotlin_decoder, tmp_path, ["yolo", 1280, 720, 640, 640, 1, 0, 0.3, 0.6, 100, 0, 3],
+                           yolo[0].ravel())  # fmt: skip
+    assert len(want) > 10
+    np.testing.assert_array_equal(got, want)
+    # mmdeploy: 100 rows, labels 0..2, top-left letterbox of a 500x900 frame in 640x640
+    dets = np.concatenate([np.sort(rng.uniform(0, 640, (100, 2, 2)), 1).transpose(0, 2, 1).reshape(100, 4),
+                           rng.uniform(0, 1, (100, 1))], 1).astype(np.float32)[None]  # fmt: skip
+    labels = rng.integers(0, 3, (1, 100))
+    lb = letterbox(np.zeros((900, 500, 3), np.uint8), (640, 640), 114, center=False)[1]
+    want = decode_mmdeploy(dets, labels, 0, 0.3)
+    want[:, :4] = lb.to_image(want[:, :4])
+    want = want[(want[:, 2] > want[:, 0]) & (want[:, 3] > want[:, 1])]
+    geo, got = _kotlin_det(kotlin_decoder, tmp_path, ["mmdeploy", 500, 900, 640, 640, 0, 0, 0.3, 0.6, 100, 0, 0],
+                           dets[0].ravel(), labels[0])  # fmt: skip
+    assert geo[2] == geo[3] == 0 and len(want) > 5
+    np.testing.assert_array_equal(got, want[np.argsort(-want[:, 4], kind="stable")])
+    # the letterboxed input (BGR, mean/std 10,20,30 / 2,4,8): OpenCV's INTER_LINEAR to a grey level
+    img = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    geo, got = _kotlin_det(kotlin_decoder, tmp_path, ["input", 53, 37, 40, 24, 1, 1, 0, 0, 0, 0, 0], img.ravel())
+    boxed, lb = letterbox(np.ascontiguousarray(img[..., ::-1]), (40, 24), (114, 114, 114))
+    levels = got.reshape(24, 40, 3) * np.float32([2, 4, 8]) + np.float32([10, 20, 30])
+    diff = np.abs(levels - boxed)
+    # OpenCV resizes uint8 in 11-bit fixed point: ~90 % of the levels equal, the rest one level off
+    assert tuple(geo) == (lb.sx, lb.sy, lb.dx, lb.dy) and diff.max() <= 1.01 and (diff < 0.01).mean() > 0.85

@@ -12,7 +12,7 @@ import os
 
 __all__ = ["positive_int", "non_negative_int", "finite_float", "non_negative_float", "fraction", "int_range",
            "threads", "max_threads", "positive_float", "key_value", "non_empty", "THREADS_HELP",
-           "MAX_THREADS_ENV"]  # fmt: skip
+           "MAX_THREADS_ENV", "size_wh", "three_floats", "detector_args", "detector_options"]  # fmt: skip
 
 MAX_THREADS_ENV = "EDGEPOSE_MAX_THREADS"
 THREADS_HELP = (f"inference threads, from 1 to the CPUs of this machine (default: every usable CPU; set "
@@ -133,3 +133,47 @@ def sha256_arg(parser: argparse.ArgumentParser, what: str = "--checkpoint") -> N
     """The ``--sha256`` option of every command that takes a checkpoint."""
     parser.add_argument("--sha256", metavar="HEX", help=f"expected sha256 of {what} (the full hash or a prefix of at "
                         "least 4 hex digits); the file is refused when it differs")  # fmt: skip
+
+
+def size_wh(text: str) -> tuple[int, int]:
+    """``WxH`` (``--detector-input 640x640``): two whole numbers of at least 1."""
+    w, x, h = str(text).lower().partition("x")
+    if not x:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WxH (e.g. 640x640)")
+    return positive_int(w), positive_int(h)
+
+
+def three_floats(text: str) -> tuple[float, float, float]:
+    """``A,B,C`` (``--detector-mean``): three finite numbers."""
+    parts = str(text).split(",")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r} is not three numbers A,B,C")
+    return tuple(finite_float(p) for p in parts)  # type: ignore[return-value]
+
+
+def detector_args(parser: argparse.ArgumentParser) -> None:
+    """The ``--detector-*`` options of every command that takes ``--detector`` (edgepose.detectors)."""
+    g = parser.add_argument_group("detectors users bring (a --detector file without edgepose's metadata; "
+                                  "docs/android.md 'Person detector')")  # fmt: skip
+    g.add_argument("--detector-layout", default="auto", choices=["auto", "edgepose", "mmdeploy", "yolo"],
+                   help="output layout: mmdeploy (dets [1,N,5] + labels [1,N]), yolo ([1,4+C,N], NMS here), "
+                   "edgepose ([1,5,H/4,W/4]); auto (default) reads it from the outputs")  # fmt: skip
+    g.add_argument("--detector-input", type=size_wh, metavar="WxH",
+                   help="input size (default: the file's; needed when it is dynamic)")  # fmt: skip
+    g.add_argument("--detector-mean", type=three_floats, metavar="A,B,C", help="per-channel mean in the model's "
+                   "channel order (default: yolo 0,0,0; mmdeploy 103.53,116.28,123.675 (BGR, RTMDet))")  # fmt: skip
+    g.add_argument("--detector-std", type=three_floats, metavar="A,B,C", help="per-channel std (default: yolo "
+                   "255,255,255; mmdeploy 57.375,57.12,58.395)")  # fmt: skip
+    g.add_argument("--detector-bgr", action=argparse.BooleanOptionalAction, default=None, help="feed BGR "
+                   "(default: mmdeploy yes, yolo and edgepose no)")  # fmt: skip
+    g.add_argument("--person-class", type=non_negative_int, default=0, help="the person class index (default 0, "
+                   "COCO's)")  # fmt: skip
+
+
+def detector_options(args, score_threshold: float | None = None):
+    """``DetectorOptions`` from the parsed ``--detector-*`` options."""
+    from ..detectors import DetectorOptions
+
+    return DetectorOptions(layout=args.detector_layout, input_size=args.detector_input, mean=args.detector_mean,
+                           std=args.detector_std, bgr=args.detector_bgr, person_class=args.person_class,
+                           score_threshold=score_threshold)  # fmt: skip

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from ..spec import DATASETS
-from ._args import finite_float, non_negative_int, positive_int, sha256_arg, threads
+from ._args import (
+    detector_args,
+    detector_options,
+    finite_float,
+    fraction,
+    non_negative_int,
+    positive_int,
+    sha256_arg,
+    threads,
+)
 
 
 def register(sub) -> None:
@@ -16,7 +25,16 @@ def register(sub) -> None:
     p.add_argument("--dataset", choices=list(DATASETS), help="evaluation set format (default: the model's)")
     p.add_argument("--ann", help="annotation file (COCO json, mmpose MPII json, hand json)")
     p.add_argument("--images", help="image folder")
+    p.add_argument("--data", choices=["val", "train", "scenes_val", "scenes_train"], help="a synthetic split "
+                   "instead of --ann/--images (scenes_*: multi-person scenes with boxes and keypoints)")  # fmt: skip
     p.add_argument("--bbox-file", help="COCO person detection results to crop from instead of ground-truth boxes")
+    p.add_argument("--detector", help="score a person detector (demo_person_detector's .pth or artifact, or a "
+                   "user's mmdeploy/YOLO export): its COCO box AP, and with a pose model (--model, --checkpoint, "
+                   "--artifact) the keypoint AP with its boxes beside the AP with ground-truth boxes (default data: "
+                   "the synthetic scenes_val split)")  # fmt: skip
+    p.add_argument("--det-score-thr", type=fraction, help="the detector's decode threshold (default: the demo "
+                   "detector's own 0.05; 0.001 for user layouts, as mmdet's and ultralytics' val)")  # fmt: skip
+    detector_args(p)
     p.add_argument("--det-bbox-thr", type=finite_float, default=0.0,
                    help="keep detections with score >= this (default 0)")  # fmt: skip
     p.add_argument("--no-flip", action="store_true", help="disable the flip test")
@@ -68,6 +86,8 @@ def run(args) -> int:
     from ..runtimes.open import model_for_checkpoint, open_model
     from ..spec import get_spec
 
+    if args.detector:
+        return run_detector(args)
     check_writable(args.out, "--out")
     check_writable(args.predictions, "--predictions")
     check_distinct([("--out", args.out), ("--predictions", args.predictions)],
@@ -79,6 +99,9 @@ def run(args) -> int:
         spec = get_spec(args.model)
     else:  # an artifact names its own model; a checkpoint may be a zoo file; otherwise the demo model
         spec = None if args.artifact else model_for_checkpoint(None, args.checkpoint)
+
+    if args.data:
+        args.ann, args.images = _split_files(args)
 
     def load(spec):
         dataset, ann, images = resolve_data(spec, args.dataset, args.ann, args.images)
@@ -139,3 +162,94 @@ def _run_on_ray(args, ds, load, eval_opts):
                       progress=not args.no_progress)  # fmt: skip
     result = evaluate_on_ray(spec, model, ds, opts, eval_opts)
     return result, result.info["executor"].get("runtime", {}), spec
+
+
+def _split_files(args, default: str | None = None):
+    """(ann, images) of ``--data`` (a synthetic split, made on first use), else of --ann/--images."""
+    from .. import synthetic
+    from ..errors import EdgeposeError
+
+    split = args.data or (default if args.ann is None and args.images is None else None)
+    if split is None:
+        if (args.ann is None) != (args.images is None):
+            raise EdgeposeError("--ann and --images go together")
+        return args.ann, args.images
+    if args.ann or args.images:
+        raise EdgeposeError(f"--data {split} names the data: drop --ann/--images")
+    ann, images = synthetic.ensure_scenes(split) if split.startswith("scenes") else synthetic.ensure_split(split)
+    return str(ann), str(images)
+
+
+def run_detector(args) -> int:
+    """``edgepose eval --detector DET``: box AP; with a pose model, keypoint AP with GT and with detected boxes."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from ..datasets import resolve_data
+    from ..detector_eval import pose_with_detector, score_detector
+    from ..detectors import open_detector
+    from ..errors import EdgeposeError
+    from ..evaluate import EvalOptions
+    from ..files import check_distinct, check_writable
+    from ..predict import write_json
+    from ..runtimes.artifact import artifact_inputs
+    from ..runtimes.open import open_model
+
+    for flag, bad in (("--ray", args.ray is not None), ("--bbox-file", args.bbox_file),
+                      ("--predictions", args.predictions)):  # fmt: skip
+        if bad:
+            raise EdgeposeError(f"--detector: {flag} does not go with it (the detector gives the boxes)")
+    check_writable(args.out, "--out")
+    det_inputs = [("--detector", args.detector)] if args.detector.endswith(".pth") else \
+        artifact_inputs(args.detector, "--detector")  # fmt: skip
+    check_distinct([("--out", args.out)], [("--ann", args.ann), ("--checkpoint", args.checkpoint),
+                                           *artifact_inputs(args.artifact), *det_inputs])  # fmt: skip
+    ann, images = _split_files(args, default="scenes_val")
+    with_pose = bool(args.model or args.checkpoint or args.artifact)
+    opts = replace(detector_options(args, args.det_score_thr), evaluation=True)
+    if with_pose:  # the data checked against the pose model before any model loads
+        from ..runtimes.open import model_for_checkpoint
+        from ..spec import get_spec
+
+        spec0 = get_spec(args.model) if args.model else (None if args.artifact else
+                                                         model_for_checkpoint(None, args.checkpoint))  # fmt: skip
+        if spec0 is not None:
+            resolve_data(spec0, "coco", ann, images)
+    if not Path(ann).is_file():
+        raise EdgeposeError(f"{ann}: annotation file not found")
+    detector = open_detector(args.detector, args.threads, opts)
+    doc: dict = {"detector": detector.info, "data": {"ann": str(ann), "images": str(images)}}
+    if not with_pose:
+        box = score_detector(detector.infer, None, ann, images, detect=detector.detect)
+        box.pop("results")
+        doc["box"] = box
+        write_json(args.out, doc)
+        print(f"{args.detector} on {ann}: {box['images']} images, {box['persons']} persons, "
+              f"{box['detections']} detections")  # fmt: skip
+        print(format_table({f"box {k}": v for k, v in box["metrics"].items() if k in ("AP", "AP50", "AP75", "AR")}))
+        print(f"-> {args.out}")
+        return 0
+    spec, rt = open_model(args.model, args.checkpoint, args.artifact, args.threads, sha256=args.sha256)
+    if spec.task != "pose" or spec.dataset != "coco":
+        raise EdgeposeError(f"--detector: the pose model must be a COCO keypoint model; {spec.name} is a "
+                            f"{spec.dataset} {spec.task} model")  # fmt: skip
+    eopts = EvalOptions(flip_test=not args.no_flip, batch_size=args.batch_size, progress=not args.no_progress,
+                        mode="serial" if args.serial else "pipelined", workers=args.workers)  # fmt: skip
+    res = pose_with_detector(spec, rt, detector, ann, images, eopts, args.det_bbox_thr, args.skip_bad_images)
+    gt, det = res["gt_boxes"], res["detected_boxes"]
+    ap_gt, ap_det = gt.metrics.get("AP"), det.metrics.get("AP")
+    doc.update(model=spec.name, runtime=rt.info() if hasattr(rt, "info") else {}, box=res["box"],
+               keypoints={"gt_boxes": gt.to_json(), "detected_boxes": det.to_json(),
+                          "AP_difference": None if ap_gt is None or ap_det is None else ap_gt - ap_det,
+                          "det_bbox_thr": args.det_bbox_thr})  # fmt: skip
+    write_json(args.out, doc)
+    print(f"{spec.name} with {args.detector} on {ann}: {gt.info['num_images']} images; {gt.info['num_samples']} "
+          f"ground-truth boxes, {det.info['num_samples']} detected boxes (score >= {args.det_bbox_thr:g}); flip test "
+          f"{'on' if gt.info['flip_test'] else 'off'}")  # fmt: skip
+    rows = {f"box {k}": res["box"]["metrics"].get(k) for k in ("AP", "AP50", "AR")}
+    rows.update({f"keypoint {k} (GT boxes)": gt.metrics.get(k) for k in ("AP", "AP50")})
+    rows.update({f"keypoint {k} (detected boxes)": det.metrics.get(k) for k in ("AP", "AP50")})
+    print(format_table(rows))
+    print(f"-> {args.out}")
+    return 0
+

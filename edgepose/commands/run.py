@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from ._args import THREADS_HELP, fraction, non_empty, positive_float, positive_int, threads
+from ._args import (
+    THREADS_HELP,
+    detector_args,
+    detector_options,
+    fraction,
+    non_empty,
+    positive_float,
+    positive_int,
+    threads,
+)
 
 
 def register(sub) -> None:
@@ -14,7 +23,8 @@ def register(sub) -> None:
     pose.add_argument("--checkpoint", help="pose PyTorch checkpoint (default: the model's own)")
     det = p.add_mutually_exclusive_group()
     det.add_argument("--detector", help="person detector: an artifact of demo_person_detector (.onnx, .tflite, "
-                     ".xml) or its PyTorch checkpoint (.pth); default: the bundled PyTorch demo_person_detector")
+                     ".xml), its PyTorch checkpoint (.pth), or a user's export without edgepose metadata (mmdeploy "
+                     "or YOLO layout, see --detector-layout); default: the bundled PyTorch demo_person_detector")
     det.add_argument("--boxes", help="COCO annotations giving each frame's person boxes instead of a detector "
                      "(edgepose synth --video's annotations.json; images carry frame_index)")
     p.add_argument("--out", type=non_empty, help="annotated output: a video (.mp4), a folder of PNG frames, or an "
@@ -37,6 +47,7 @@ def register(sub) -> None:
                    "call for all persons of a frame")
     p.add_argument("--threads", type=threads, help=THREADS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    detector_args(p)
     p.set_defaults(handler=run)
 
 
@@ -45,13 +56,10 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..app import ImageSink, JsonlSink, PoseTracker, VideoSink, open_source, read_boxes, run_loop
-    from ..detection import PersonDetector
     from ..errors import EdgeposeError
     from ..files import check_distinct, check_writable
-    from ..runtimes import load_runtime
     from ..runtimes.artifact import artifact_inputs
-    from ..runtimes.open import open_checkpoint, open_model
-    from ..spec import get_spec, spec_for_artifact
+    from ..runtimes.open import open_model
 
     suffix = Path(args.out).suffix.lower() if args.out else ""
     video_out = suffix in (".mp4", ".avi", ".mov", ".mkv")
@@ -77,17 +85,10 @@ def run(args) -> int:
         raise EdgeposeError(f"--artifact {args.artifact}: a {spec.task} model, not a pose model")
     detector = det_rt = None
     if boxes_for is None:
-        det_spec = get_spec("demo_person_detector")
-        if args.detector is None:
-            det_rt = open_checkpoint(det_spec, threads=args.threads)
-        elif args.detector.endswith(".pth"):
-            det_rt = open_checkpoint(det_spec, args.detector, threads=args.threads)
-        else:
-            det_rt = load_runtime(args.detector, threads=args.threads)
-            det_spec = spec_for_artifact(None, det_rt.metadata, args.detector)
-        if det_spec.task != "detection":
-            raise EdgeposeError(f"--detector {args.detector}: a {det_spec.task} model, not a person detector")
-        detector = PersonDetector(det_spec, score_threshold=args.det_thr)
+        from ..detectors import open_detector
+
+        opened = open_detector(args.detector, args.threads, detector_options(args, args.det_thr))
+        detector, det_rt = opened.detect, opened.infer
     fps = args.fps or source.fps
     tracker = PoseTracker(spec, pose_rt, detector, det_rt, boxes_for=boxes_for, det_every=args.det_every,
                           smooth=args.smooth, kpt_thr=args.kpt_thr, min_track_score=args.track_thr,

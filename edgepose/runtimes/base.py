@@ -166,6 +166,17 @@ class Runtime:
 
         return batch if self.input_kind == INPUT_UINT8 else to_layout(batch, layout)
 
+    # ---- a model file without edgepose's metadata (a detector users bring): the engine's own tensors
+    def raw_input(self) -> tuple[str, tuple[int | None, ...], str]:
+        """The model's first input as the engine declares it: (name, shape with ``None`` for a dynamic
+        dimension, numpy dtype name); no layout or normalisation assumed."""
+        raise EdgeposeError(f"{self.path}: the {self.engine} runtime opens only edgepose's own models")
+
+    def run_raw(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """``x`` fed as it is (the model's own layout and dtype); every output, in the model's order, as
+        (name, array); quantised outputs dequantised. No layout change, no batching: the file's own face."""
+        raise EdgeposeError(f"{self.path}: the {self.engine} runtime opens only edgepose's own models")
+
     def info(self) -> dict[str, Any]:
         """What ran: engine, its version, device and precision actually used, threads, input kind."""
         return {

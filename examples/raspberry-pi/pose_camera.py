@@ -19,7 +19,7 @@ import argparse
 import sys
 
 from edgepose.app import ImageSink, JsonlSink, PoseTracker, Source, VideoSink, open_source, read_boxes, run_loop
-from edgepose.detection import PersonDetector
+from edgepose.detectors import DetectorOptions, open_detector
 from edgepose.errors import EdgeposeError
 from edgepose.runtimes import load_runtime
 from edgepose.spec import spec_for_artifact
@@ -52,7 +52,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pose", required=True, help="pose artifact (.tflite; .onnx/.xml where those engines exist)")
     det = ap.add_mutually_exclusive_group(required=True)
-    det.add_argument("--detector", help="person detector artifact (demo_person_detector, converted)")
+    det.add_argument("--detector", help="person detector: demo_person_detector converted, or a user's mmdeploy "
+                     "or YOLO export (.tflite, .onnx, .xml)")  # fmt: skip
+    ap.add_argument("--detector-layout", default="auto", choices=["auto", "edgepose", "mmdeploy", "yolo"])
     det.add_argument("--boxes", help="per-frame boxes from COCO annotations instead (edgepose synth --video)")
     ap.add_argument("--camera", default="pi", help="'pi' (Picamera2), a camera index, or a video file")
     ap.add_argument("--size", default="640x480", help="Pi camera frame size WxH")
@@ -75,10 +77,11 @@ def main(argv=None) -> int:
             tracker = PoseTracker(spec, pose_rt, boxes_for=read_boxes(args.boxes), det_every=args.det_every,
                                   smooth=args.smooth, fps=source.fps)  # fmt: skip
         else:
-            det_rt = load_runtime(args.detector, threads=args.threads)
-            detector = PersonDetector(spec_for_artifact(None, det_rt.metadata, args.detector), score_threshold=0.3)
-            tracker = PoseTracker(spec, pose_rt, detector, det_rt, det_every=args.det_every, smooth=args.smooth,
-                                  fps=source.fps)  # fmt: skip
+            # edgepose's detector artifact, or a user's mmdeploy / YOLO export (layout read from its outputs)
+            opened = open_detector(args.detector, args.threads, DetectorOptions(layout=args.detector_layout,
+                                                                                score_threshold=0.3))  # fmt: skip
+            tracker = PoseTracker(spec, pose_rt, opened.detect, opened.infer, det_every=args.det_every,
+                                  smooth=args.smooth, fps=source.fps)  # fmt: skip
         video = VideoSink(args.out, source.fps) if args.out and args.out.endswith(".mp4") else None
         images = ImageSink(args.out) if args.out and video is None else None
         jsonl = JsonlSink(args.jsonl) if args.jsonl else None

@@ -120,6 +120,30 @@ class LiteRtRuntime(Runtime):
             y = dequantize(y, q[0], q[1])
         return from_layout(np.asarray(y, dtype=np.float32), self.layout_out)
 
+    def raw_input(self) -> tuple[str, tuple[int | None, ...], str]:
+        signature = self.input.get("shape_signature", self.input["shape"])
+        shape = tuple(None if int(d) < 0 else int(s) for d, s in zip(signature, self.input["shape"]))
+        return str(self.input["name"]), shape, np.dtype(self.input["dtype"]).name
+
+    def run_raw(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        q = _quant(self.input)
+        if np.dtype(self.input["dtype"]) != x.dtype:
+            if q is None or x.dtype != np.float32:
+                raise EdgeposeError(f"{self.path}: takes {np.dtype(self.input['dtype']).name} "
+                                    f"{list(self.input['shape'])}, got {x.dtype} {list(x.shape)}")  # fmt: skip
+            x = quantize(x, q[0], q[1], np.dtype(self.input["dtype"]).name)
+        if tuple(x.shape) != tuple(self.input["shape"]):
+            raise EdgeposeError(f"{self.path}: takes an input of shape {list(self.input['shape'])}, "
+                                f"got {list(x.shape)}")  # fmt: skip
+        self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(x))
+        self.interpreter.invoke()
+        outs = []
+        for d in self.interpreter.get_output_details():
+            y = self.interpreter.get_tensor(d["index"])
+            q = _quant(d)
+            outs.append((str(d["name"]), dequantize(y, *q) if q is not None and y.dtype != np.float32 else y.copy()))
+        return outs
+
     def info(self) -> dict[str, Any]:
         d = super().info()
         d.update(version=self.version, package=self.package, xnnpack=self.options.xnnpack)

@@ -13,6 +13,9 @@ from ..base import Runtime, RuntimeOptions, register_runtime
 from ..devices import DeviceChoice
 from ..io import from_layout
 
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
+              "tensor(int8)": "int8", "tensor(double)": "float64"}  # fmt: skip
+
 
 @dataclass
 class OnnxRuntimeOptions(RuntimeOptions):
@@ -130,6 +133,20 @@ class OnnxRuntime(Runtime):
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         out = self.session.run([self.output_name], {self.input_name: self._engine_input(batch, self.layout)})[0]
         return from_layout(out, self.metadata.get("layout", {}).get("output", "NCHW"))
+
+    def raw_input(self) -> tuple[str, tuple[int | None, ...], str]:
+        inp = self.session.get_inputs()[0]
+        shape = tuple(d if isinstance(d, int) and d > 0 else None for d in inp.shape)
+        return inp.name, shape, _ORT_TYPES.get(inp.type, inp.type)
+
+    def run_raw(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        names = [o.name for o in self.session.get_outputs()]
+        try:
+            outs = self.session.run(names, {self.input_name: x})
+        except Exception as e:  # onnxruntime's own error types
+            raise EdgeposeError(f"{self.path}: ONNX Runtime cannot run it on a {x.dtype} {list(x.shape)} input "
+                                f"({str(e).splitlines()[0][:200]})") from None  # fmt: skip
+        return list(zip(names, (np.asarray(o) for o in outs)))
 
     def _check_providers(self, asked: list[Any]) -> None:
         """ORT drops a provider it cannot load with only a warning: the session's own list decides the device."""

@@ -67,6 +67,14 @@ def _weights_needed(path) -> int:
     return end
 
 
+def _port_name(port, default: str) -> str:
+    """A port's tensor name (OpenVINO raises on a port without one)."""
+    try:
+        return port.get_any_name()
+    except RuntimeError:
+        return default
+
+
 @dataclass
 class OpenVinoOptions(RuntimeOptions):
     inference_precision: str = "auto"  # "auto" (the plugin's own choice), "f32", "bf16" or "f16"
@@ -178,6 +186,19 @@ class OpenVinoRuntime(Runtime):
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         out = self.request.infer([self._engine_input(batch, self.layout)], share_inputs=True)
         return from_layout(np.array(out[0], copy=True), self.metadata.get("layout", {}).get("output", "NCHW"))
+
+    def raw_input(self) -> tuple[str, tuple[int | None, ...], str]:
+        port = self.compiled.inputs[0]
+        shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+        return _port_name(port, "input"), shape, np.dtype(port.get_element_type().to_dtype()).name
+
+    def run_raw(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        try:
+            res = self.request.infer([x])
+        except Exception as e:
+            raise EdgeposeError(f"{self.path}: OpenVINO cannot run it on a {x.dtype} {list(x.shape)} input "
+                                f"({ov_reason(e)})") from None  # fmt: skip
+        return [(_port_name(o, f"output{i}"), np.array(res[o], copy=True)) for i, o in enumerate(self.compiled.outputs)]
 
     def infer_async(self, batch: np.ndarray) -> Future:
         """Start inference of ``batch`` (what ``__call__`` takes) on the compiled model's ``AsyncInferQueue``;
