@@ -23,11 +23,11 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import DETECTOR_CONTROL_IMAGES, REPO, start_job
+from tests.conftest import DETECTOR_CONTROL_IMAGES, DETECTOR_PRECISIONS, REPO, start_job
 
 MODEL = "demo_person_detector"
 TARGETS = {"onnx": ".onnx", "tflite": ".tflite", "openvino": ".xml"}
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = DETECTOR_PRECISIONS
 
 
 @pytest.fixture(scope="module")
@@ -326,3 +326,38 @@ def test_a_head_form_asked_of_the_detector_is_one_line_and_writes_nothing(tmp_pa
     with pytest.raises(EdgeposeError, match=r"^--head subpixel3x3: model demo_person_detector \(detection\) has no"):
         convert(MODEL, targets="onnx", precisions="fp32", head="subpixel3x3", out=tmp_path / "det", progress=False)
     assert not (tmp_path / "det").exists()
+
+
+@pytest.mark.background("detconv")
+def test_bench_gives_detector_rows(det_dir, tmp_path, capsys):
+    """``edgepose bench`` on detector artifacts: one row per artifact beside the PyTorch original; box AP on the
+    first scenes_val images equals ``score_detector`` run here on the same engine, the drop is value minus the
+    reference's, judged by the precision's budget; the bench-only flags of a pose model are refused in one line."""
+    from edgepose.cli import main
+    from edgepose.detector_eval import score_detector
+    from edgepose.runtimes import load_runtime
+    from edgepose.spec import get_spec
+    from edgepose.synthetic import ensure_scenes
+
+    arts = [det_dir / f"{MODEL}_int8.onnx", det_dir / f"{MODEL}_fp32.xml"]
+    out = tmp_path / "det_bench.json"
+    rc = main(["bench", "--artifacts", *map(str, arts), "--runs", "2", "--warmup", "0", "--limit", "4", "--threads",
+               "1", "--quiet", "--json", str(out)])  # fmt: skip
+    assert rc == 0
+    data = json.loads(out.read_text())
+    ref, *rows = data["rows"]
+    assert ref["reference"] and [r["name"] for r in rows] == [a.name for a in arts]
+    ann, images = ensure_scenes("scenes_val")
+    onnx_ap = score_detector(load_runtime(arts[0], threads=1), get_spec(MODEL), ann, images, limit=4)["metrics"]["AP"]
+    assert rows[0]["accuracy"]["value"] == pytest.approx(onnx_ap, abs=1e-12)
+    for r in rows:
+        acc = r["accuracy"]
+        assert r["status"] == "ok" and r["size_bytes"] == sum(f.stat().st_size for f in det_dir.glob(
+            Path(r["name"]).stem + ".*") if f.suffix in (".onnx", ".xml", ".bin"))  # fmt: skip
+        assert acc["delta"] == pytest.approx(acc["value"] - ref["accuracy"]["value"], abs=1e-12)
+        assert acc["max_drop"] == {"fp32": 0.01, "int8": 0.03}[r["precision"]]
+        assert acc["pass"] == (-acc["delta"] <= acc["max_drop"] + 1e-12)
+        assert 0 < r["model"]["p50_ms"] and r["model"]["n"] == 2
+    assert "box AP" in capsys.readouterr().out
+    assert main(["bench", "--artifacts", str(arts[0]), "--frames"]) == 2
+    assert "not offered for a detector" in capsys.readouterr().err

@@ -44,9 +44,14 @@ class BenchInterrupted(KeyboardInterrupt):
         self.report, self.signum = report, signum
 
 
+def bench_spec(cfg: BenchConfig) -> ModelSpec:
+    """The model a bench is about: ``--model``, else the one the first artifact names, else the demo model."""
+    return get_spec(cfg.model or _model_of(cfg.artifacts) or DEFAULT_MODEL)
+
+
 def run_bench(cfg: BenchConfig) -> BenchReport:
     """Bench every artifact (and the PyTorch original) for one model; see the module docstring."""
-    spec = get_spec(cfg.model or _model_of(cfg.artifacts) or DEFAULT_MODEL)
+    spec = bench_spec(cfg)
     if cfg.runs < 1 or cfg.warmup < 0 or cfg.batch < 1:
         raise EdgeposeError("--runs and --batch must be at least 1 and --warmup at least 0")
     cfg.device = normalize_device(cfg.device)

@@ -164,6 +164,11 @@ def run(args) -> int:
         ray_ship_crops=args.ray_ship_crops,
         frames=frames,
     )
+    from ..bench.run import bench_spec
+
+    spec = bench_spec(cfg)
+    if spec.task == "detection":
+        return _detector(args, cfg, spec)
     try:
         report = run_bench(cfg)
     except BenchInterrupted as e:  # Ctrl-C or SIGTERM after a row finished: those rows are written, as --remote does
@@ -199,6 +204,32 @@ def run(args) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     return 0
+
+
+def _detector(args, cfg, spec) -> int:
+    """A person detector's rows (edgepose.bench.detector); the det + pose pair per engine is --frames'."""
+    import json
+
+    from ..bench.detector import bench_detector, detector_table
+    from ..errors import EdgeposeError
+    from ..files import atomic_write
+
+    for flag, given in (("--frames", args.frames), ("--remote", args.remote), ("--ray", args.ray is not None),
+                        ("--batch-sizes", args.batch_sizes), ("--strict-precision", args.strict_precision)):
+        if given:
+            raise EdgeposeError(f"{flag} is not offered for a detector ({spec.name}): bench its rows alone, or "
+                                "the det + pose pair with the pose artifacts and --frames --detector")  # fmt: skip
+    data = bench_detector(cfg, spec)
+    print(f"{spec.name} on {data['machine'].get('cpu', '?')}, {cfg.threads} thread(s); box AP on "
+          f"{data['config']['data']}")  # fmt: skip
+    print(detector_table(data))
+    if args.json_out:
+        atomic_write(args.json_out, json.dumps(data, indent=1) + "\n")
+        print(f"wrote {args.json_out}", file=sys.stderr)
+    if args.markdown:
+        atomic_write(args.markdown, f"# {spec.name}: detector bench\n\n{detector_table(data, markdown=True)}\n")
+        print(f"wrote {args.markdown}", file=sys.stderr)
+    return 1 if all(r["status"] != "ok" for r in data["rows"] if not r["reference"]) else 0
 
 
 def _frames_options(args) -> dict | None:
