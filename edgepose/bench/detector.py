@@ -22,7 +22,7 @@ from .machine import load_average, machine_info, usable_cpus
 from .report import ran_note
 from .timing import summarize, time_calls
 
-__all__ = ["bench_detector", "detector_table"]
+__all__ = ["bench_detector", "detector_markdown", "detector_table"]
 
 
 def _row(cfg: BenchConfig, spec: ModelSpec, path: Path | None, ann: Path, images: Path, frame) -> dict[str, Any]:
@@ -130,3 +130,14 @@ def detector_table(data: dict[str, Any], markdown: bool = False) -> str:
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
     return "\n".join(lines + ["  ".join(c.ljust(w) for c, w in zip(cells_, widths)) for cells_ in cells])
+
+
+def detector_markdown(data: dict[str, Any]) -> str:
+    """The table with the machine, the load before and after, and the settings it was measured with."""
+    m, c = data["machine"], data["config"]
+    limit = f" (first {c['limit']} images)" if c.get("limit") else ""
+    head = (f"{m.get('cpu', '?')} ({m.get('arch', '?')}), {c['threads']} thread(s), {m.get('date', '')}; 1-minute "
+            f"load {m.get('load_average_start')} (start) / {m.get('load_average_end')} (end); model alone and whole "
+            f"detection over {c['runs']} calls after {c['warmup']} warm-up on {c['frame']}; box AP on "
+            f"{c['data']}{limit}.")  # fmt: skip
+    return f"# {data['model']}: detector bench\n\n{head}\n\n{detector_table(data, markdown=True)}\n"

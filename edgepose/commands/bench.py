@@ -210,7 +210,7 @@ def _detector(args, cfg, spec) -> int:
     """A person detector's rows (edgepose.bench.detector); the det + pose pair per engine is --frames'."""
     import json
 
-    from ..bench.detector import bench_detector, detector_table
+    from ..bench.detector import bench_detector, detector_markdown, detector_table
     from ..errors import EdgeposeError
     from ..files import atomic_write
 
@@ -227,7 +227,7 @@ def _detector(args, cfg, spec) -> int:
         atomic_write(args.json_out, json.dumps(data, indent=1) + "\n")
         print(f"wrote {args.json_out}", file=sys.stderr)
     if args.markdown:
-        atomic_write(args.markdown, f"# {spec.name}: detector bench\n\n{detector_table(data, markdown=True)}\n")
+        atomic_write(args.markdown, detector_markdown(data))
         print(f"wrote {args.markdown}", file=sys.stderr)
     return 1 if all(r["status"] != "ok" for r in data["rows"] if not r["reference"]) else 0
 
