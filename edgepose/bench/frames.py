@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import EdgeposeError
 from ..spec import DATASETS, ModelSpec, get_spec, spec_for_artifact
+from .report import ran_note
 
 __all__ = ["FrameBenchConfig", "bench_frames", "batching", "check_detector", "frames_table", "loop", "pair_detectors",
            "reshape_option", "DETECTOR_MODEL"]
@@ -256,7 +257,7 @@ def frames_table(data: dict[str, Any], markdown: bool = False) -> str:
     if not rows:
         return "frame bench: no rows"
     k = data["config"]["det_every"]
-    head = ["pose artifact", "engine", "batch", "detector", "det ms"]
+    head = ["pose artifact", "engine, precision (ran)", "batch", "detector", "det ms"]
     for p in data["config"]["persons"]:
         head += [f"pose P={p} one call", f"P={p} one by one", f"ratio P={p}"]
     head += ["FPS K=1", f"FPS K={k}", "FPS ratio (bound)", "frame ms K=1", "track ms", "draw ms",
@@ -264,7 +265,9 @@ def frames_table(data: dict[str, Any], markdown: bool = False) -> str:
     lines = []
     for r in rows:
         k1, kk = r["loop"]
-        cells = [r["pose"], f"{r['engine']} {r.get('precision_used') or ''}".strip(),
+        note = ran_note({"precision": r.get("precision"), "precision_used": r.get("precision_used")})
+        what = f"{r['engine']} {r.get('precision') or ''}".strip() + (f" ({note})" if note else "")
+        cells = [r["pose"], what,
                  f"{r['batch']}{' (reshaped)' if r.get('batch_reshaped') else ''}",
                  f"{r['detector']}{' *' if r.get('note') else ''}", f"{r['detector_ms']:.1f}"]  # fmt: skip
         for b in r["batching"]:
