@@ -77,20 +77,16 @@ def decode_hm(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return quarter_offset(heatmaps, coords), maxvals[..., 0]
 
 
-def compare(reference: np.ndarray, output: np.ndarray) -> dict[str, Any]:
-    """The parity figures of ``output`` against ``reference`` heatmaps (both N, K, H, W)."""
+def _tensor_figures(reference: np.ndarray, output: np.ndarray, what: str) -> dict[str, Any]:
+    """The tensor figures every task's parity starts from: errors, relative max error, SNR (capped at 200 dB)."""
     ref = np.asarray(reference, dtype=np.float64)
     out = np.asarray(output, dtype=np.float64)
     if ref.shape != out.shape:
-        raise ValueError(f"heatmap shapes differ: reference {ref.shape}, artifact {out.shape}")
+        raise ValueError(f"{what} shapes differ: reference {ref.shape}, artifact {out.shape}")
     err = out - ref
     ref_max = float(np.abs(ref).max())
     noise = float((err**2).sum())
     snr = 200.0 if noise == 0 else min(200.0, 10 * math.log10(max(float((ref**2).sum()), 1e-300) / noise))
-    kp_ref, val_ref = decode_hm(reference.astype(np.float32))
-    kp_out, _ = decode_hm(output.astype(np.float32))
-    dist = np.linalg.norm(kp_out - kp_ref, axis=-1)
-    conf = val_ref >= CONFIDENT
     return {
         "n": int(ref.shape[0]),
         "max_abs_err": float(np.abs(err).max()),
@@ -98,6 +94,28 @@ def compare(reference: np.ndarray, output: np.ndarray) -> dict[str, Any]:
         "ref_max_abs": ref_max,
         "rel_max_err": float(np.abs(err).max() / ref_max) if ref_max > 0 else float(np.abs(err).max()),
         "snr_db": round(snr, 3),
+    }
+
+
+def _tensor_failures(parity: dict[str, Any], tol: Tolerance) -> list[str]:
+    """The tensor criteria of ``tol`` that ``parity`` misses."""
+    failed = []
+    if tol.max_rel_err is not None and not parity["rel_max_err"] <= tol.max_rel_err:
+        failed.append(f"relative max error {parity['rel_max_err']:.2e} > {tol.max_rel_err:g}")
+    if tol.min_snr_db is not None and not parity["snr_db"] >= tol.min_snr_db:
+        failed.append(f"SNR {parity['snr_db']:.1f} dB < {tol.min_snr_db:g} dB")
+    return failed
+
+
+def compare(reference: np.ndarray, output: np.ndarray) -> dict[str, Any]:
+    """The parity figures of ``output`` against ``reference`` heatmaps (both N, K, H, W)."""
+    figures = _tensor_figures(reference, output, "heatmap")
+    kp_ref, val_ref = decode_hm(reference.astype(np.float32))
+    kp_out, _ = decode_hm(output.astype(np.float32))
+    dist = np.linalg.norm(kp_out - kp_ref, axis=-1)
+    conf = val_ref >= CONFIDENT
+    return {
+        **figures,
         "kp_count": int(conf.sum()),
         "kp_mean_px": float(dist[conf].mean()) if conf.any() else None,
         "kp_within": float((dist[conf] <= KP_PX).mean()) if conf.any() else None,
@@ -109,11 +127,7 @@ def compare(reference: np.ndarray, output: np.ndarray) -> dict[str, Any]:
 def check(parity: dict[str, Any], precision: str) -> list[str]:
     """The criteria of ``precision`` that ``parity`` misses (empty: it passes)."""
     tol = TOLERANCES[precision]
-    failed = []
-    if tol.max_rel_err is not None and not parity["rel_max_err"] <= tol.max_rel_err:
-        failed.append(f"relative max error {parity['rel_max_err']:.2e} > {tol.max_rel_err:g}")
-    if tol.min_snr_db is not None and not parity["snr_db"] >= tol.min_snr_db:
-        failed.append(f"SNR {parity['snr_db']:.1f} dB < {tol.min_snr_db:g} dB")
+    failed = _tensor_failures(parity, tol)
     if tol.min_kp_within is not None and parity["kp_count"] >= MIN_KEYPOINTS:
         if not parity["kp_within"] >= tol.min_kp_within:
             failed.append(f"{parity['kp_within']:.1%} of keypoints within 0.5 px < {tol.min_kp_within:.0%}")
@@ -199,18 +213,13 @@ def compare_boxes(reference: np.ndarray, output: np.ndarray, spec: ModelSpec) ->
     """The parity figures of a detector's ``output`` against ``reference`` (both N, 5, H/4, W/4)."""
     from edgepose.detection import box_iou, decode_centernet, nms
 
-    ref = np.asarray(reference, dtype=np.float64)
-    out = np.asarray(output, dtype=np.float64)
-    if ref.shape != out.shape:
-        raise ValueError(f"output shapes differ: reference {ref.shape}, artifact {out.shape}")
-    err = out - ref
-    ref_max = float(np.abs(ref).max())
-    noise = float((err**2).sum())
-    snr = 200.0 if noise == 0 else min(200.0, 10 * math.log10(max(float((ref**2).sum()), 1e-300) / noise))
+    figures = _tensor_figures(reference, output, "output")
+    ref = np.asarray(reference, dtype=np.float32)
+    out = np.asarray(output, dtype=np.float32)
     ious: list[float] = []
     score_err: list[float] = []
     n_out = 0
-    for r, o in zip(ref.astype(np.float32), out.astype(np.float32)):
+    for r, o in zip(ref, out):
         rb = nms(decode_centernet(r[None], spec.input_size, spec.score_threshold))
         ob = nms(decode_centernet(o[None], spec.input_size, spec.score_threshold))
         n_out += int((ob[:, 4] >= BOX_CONFIDENT).sum())
@@ -226,12 +235,7 @@ def compare_boxes(reference: np.ndarray, output: np.ndarray, spec: ModelSpec) ->
         score_err += [float(v) for v in np.abs(rb[:, 4] - ob[best, 4])]
     iou = np.asarray(ious)
     return {
-        "n": int(ref.shape[0]),
-        "max_abs_err": float(np.abs(err).max()),
-        "mean_abs_err": float(np.abs(err).mean()),
-        "ref_max_abs": ref_max,
-        "rel_max_err": float(np.abs(err).max() / ref_max) if ref_max > 0 else float(np.abs(err).max()),
-        "snr_db": round(snr, 3),
+        **figures,
         "box_count": int(len(iou)),
         "box_count_artifact": n_out,
         "box_within": float((iou >= BOX_IOU).mean()) if len(iou) else None,
@@ -243,11 +247,7 @@ def compare_boxes(reference: np.ndarray, output: np.ndarray, spec: ModelSpec) ->
 def check_boxes(parity: dict[str, Any], precision: str) -> list[str]:
     """The criteria of ``precision`` a detector's ``parity`` misses (empty: it passes)."""
     tol = DETECTION_TOLERANCES[precision]
-    failed = []
-    if tol.max_rel_err is not None and not parity["rel_max_err"] <= tol.max_rel_err:
-        failed.append(f"relative max error {parity['rel_max_err']:.2e} > {tol.max_rel_err:g}")
-    if tol.min_snr_db is not None and not parity["snr_db"] >= tol.min_snr_db:
-        failed.append(f"SNR {parity['snr_db']:.1f} dB < {tol.min_snr_db:g} dB")
+    failed = _tensor_failures(parity, tol)
     if tol.min_kp_within is not None and parity["box_count"] >= MIN_BOXES:
         if not parity["box_within"] >= tol.min_kp_within:
             failed.append(f"{parity['box_within']:.1%} of boxes at IoU >= {BOX_IOU:g} < {tol.min_kp_within:.0%}")
