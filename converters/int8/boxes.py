@@ -26,14 +26,14 @@ import numpy as np
 from edgepose.errors import EdgeposeError
 from edgepose.spec import ModelSpec
 
-from .control import CONFIRM_TOP, RANK_CROPS, ControlOptions, torch_infer
+from .control import CONFIRM_TOP, RANK_CROPS, ControlOptions, CropInputs, torch_infer
 
 METRIC = "box_AP"  # COCO box AP (IoU .50:.95), the detector's headline
 BOX_BUDGET = 0.01  # every detector artifact's box AP within 0.01 of PyTorch's (FP32, FP16 and INT8 alike)
 
 
 @dataclass
-class BoxControlSet:
+class BoxControlSet(CropInputs):
     spec: ModelSpec
     gt: dict  # the COCO document, restricted to the control images
     info: dict[str, Any]
@@ -51,19 +51,6 @@ class BoxControlSet:
     reference_detections: list[np.ndarray] | None = None
     reference_infer: Callable[[np.ndarray], np.ndarray] | None = None
     _inputs: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def inputs(self) -> np.ndarray:
-        if self._inputs is None:
-            from edgepose.processing import normalize
-
-            self._inputs = normalize(self.crops, self.spec.mean, self.spec.std)
-        return self._inputs
-
-    def inputs_for(self, infer: Any, rows: Any = slice(None)) -> np.ndarray:
-        from edgepose.processing import INPUT_UINT8, input_kind_of
-
-        return np.ascontiguousarray(self.crops[rows] if input_kind_of(infer) == INPUT_UINT8 else self.inputs[rows])
 
     def predict(self, infer: Callable[[np.ndarray], np.ndarray]) -> list[np.ndarray]:
         """Boxes ``(n, 5)`` in image pixels per control image, decoded as the app decodes them."""

@@ -60,8 +60,34 @@ class ControlOptions:
     methods: dict[str, str] = field(default_factory=dict)
 
 
+class CropInputs:
+    """What a control set feeds an engine, from its uint8 ``crops`` (pose crops or a detector's letterboxed
+    frames) and its ``spec``: the normalised inputs once, or the crops themselves for ``--input uint8``.
+    A dataclass using it declares ``_inputs: np.ndarray | None = field(default=None, repr=False)``."""
+
+    spec: ModelSpec
+    crops: np.ndarray
+    _inputs: np.ndarray | None
+
+    @property
+    def inputs(self) -> np.ndarray:
+        """(N, 3, H, W) float32: the crops normalised with the model's mean/std (what PyTorch takes)."""
+        if self._inputs is None:
+            from edgepose.processing import normalize
+
+            self._inputs = normalize(self.crops, self.spec.mean, self.spec.std)
+        return self._inputs
+
+    def inputs_for(self, infer: Any, rows: Any = slice(None)) -> np.ndarray:
+        """The crops ``rows`` as ``infer`` takes them: uint8 NHWC (an artifact made with ``--input uint8``)
+        or normalised float NCHW."""
+        from edgepose.processing import INPUT_UINT8, input_kind_of
+
+        return np.ascontiguousarray(self.crops[rows] if input_kind_of(infer) == INPUT_UINT8 else self.inputs[rows])
+
+
 @dataclass
-class ControlSet:
+class ControlSet(CropInputs):
     spec: ModelSpec
     ds: Any  # edgepose.datasets.Dataset restricted to the control images
     metric: str
@@ -79,22 +105,6 @@ class ControlSet:
     reference_infer: Callable[[np.ndarray], np.ndarray] | None = None
     _subsets: dict = field(default_factory=dict, repr=False)
     _inputs: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def inputs(self) -> np.ndarray:
-        """(N, 3, H, W) float32: the crops normalised with the model's mean/std (what PyTorch takes)."""
-        if self._inputs is None:
-            from edgepose.processing import normalize
-
-            self._inputs = normalize(self.crops, self.spec.mean, self.spec.std)
-        return self._inputs
-
-    def inputs_for(self, infer: Any, rows: Any = slice(None)) -> np.ndarray:
-        """The crops ``rows`` as ``infer`` takes them: uint8 NHWC (an artifact made with ``--input uint8``)
-        or normalised float NCHW."""
-        from edgepose.processing import INPUT_UINT8, input_kind_of
-
-        return np.ascontiguousarray(self.crops[rows] if input_kind_of(infer) == INPUT_UINT8 else self.inputs[rows])
 
     # ------------------------------------------------------------------ scoring
     def predict(self, infer: Callable[[np.ndarray], np.ndarray], rows: np.ndarray | None = None) -> np.ndarray:
@@ -362,6 +372,6 @@ def torch_infer(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     return infer
 
 
-__all__ = ["ControlOptions", "ControlSet", "control_set", "control_for", "control_size", "check_control_options",
-           "torch_infer", "HEADLINE", "DEFAULT_TASK_BUDGET", "DEFAULT_CONTROL_IMAGES", "MAX_DROP_CONTROL_IMAGES",
-           "subset_dataset", "instance_oks", "images_in_order"]  # fmt: skip
+__all__ = ["ControlOptions", "ControlSet", "CropInputs", "control_set", "control_for", "control_size",
+           "check_control_options", "torch_infer", "HEADLINE", "DEFAULT_TASK_BUDGET", "DEFAULT_CONTROL_IMAGES",
+           "MAX_DROP_CONTROL_IMAGES", "subset_dataset", "instance_oks", "images_in_order"]  # fmt: skip
