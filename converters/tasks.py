@@ -133,35 +133,28 @@ def _detection_control(spec: ModelSpec, opts: ControlOptions | None, calib_image
 def _detection_reference(spec: ModelSpec, torch_model: Any, sha: str) -> dict[str, Any] | None:
     """Box AP of the PyTorch detector on the whole ``scenes_val`` split (:func:`edgepose.detector_eval.score_detector`),
     cached by checkpoint and annotation file."""
-    import hashlib
-    import json
-
     from edgepose.detector_eval import score_detector
-    from edgepose.files import atomic_write, cache_dir, json_text, sha256_of
+    from edgepose.files import sha256_of
     from edgepose.synthetic import ensure_scenes
 
     from .int8.boxes import METRIC
     from .int8.control import torch_infer
+    from .reference import cached_record
 
     ann, images = ensure_scenes("scenes_val")
     ann_sha = sha256_of(ann)
-    key = hashlib.sha256(f"det1|{spec.name}|{sha}|{ann_sha}|{spec.score_threshold}".encode()).hexdigest()[:24]
-    cached = cache_dir("reference", f"{key}.json")
-    if cached.is_file():
-        try:
-            return json.loads(cached.read_text())
-        except ValueError:
-            pass
-    import torch
 
-    res = score_detector(torch_infer(torch_model), spec, ann, images)
-    record = {"metric": METRIC, "value": res["metrics"].get("AP"), "metrics": res["metrics"], "dataset": "coco",
-              "split": "scenes_val", "ann": ann.name, "ann_sha256": ann_sha, "bbox_file_sha256": None,
-              "flip_test": False, "num_images": res["images"], "num_samples": res["persons"],
-              "score_threshold": spec.score_threshold, "checkpoint_sha256": sha,
-              "engine": f"torch {torch.__version__} (CPU, FP32)"}  # fmt: skip
-    atomic_write(cached, json_text(record, str(cached), indent=2) + "\n")
-    return record
+    def measure() -> dict[str, Any]:
+        import torch
+
+        res = score_detector(torch_infer(torch_model), spec, ann, images)
+        return {"metric": METRIC, "value": res["metrics"].get("AP"), "metrics": res["metrics"], "dataset": "coco",
+                "split": "scenes_val", "ann": ann.name, "ann_sha256": ann_sha, "bbox_file_sha256": None,
+                "flip_test": False, "num_images": res["images"], "num_samples": res["persons"],
+                "score_threshold": spec.score_threshold, "checkpoint_sha256": sha,
+                "engine": f"torch {torch.__version__} (CPU, FP32)"}  # fmt: skip
+
+    return cached_record(f"det1|{spec.name}|{sha}|{ann_sha}|{spec.score_threshold}", measure)
 
 
 def detection_app_metadata(spec: ModelSpec) -> dict[str, Any]:
