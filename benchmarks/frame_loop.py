@@ -35,11 +35,12 @@ sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 
 from edgepose.app import read_boxes  # noqa: E402
-from edgepose.bench.frames import FrameBenchConfig, loop, reshape_option  # noqa: E402
+from edgepose.bench.frames import FrameBenchConfig, loop  # noqa: E402
 from edgepose.bench.frames import batching as frames_batching  # noqa: E402
 from edgepose.bench.machine import load_average, machine_info  # noqa: E402
 from edgepose.detection import PersonDetector  # noqa: E402
 from edgepose.runtimes import load_runtime  # noqa: E402
+from edgepose.runtimes.open import batched_options  # noqa: E402
 from edgepose.spec import DEFAULT_MODEL, get_spec  # noqa: E402
 from edgepose.synthetic import VIDEO_SEED, generate_video, render_video  # noqa: E402
 
@@ -72,7 +73,7 @@ def batching(pose: dict[str, Path], threads: int, rounds: int) -> list[dict]:
     cfg = FrameBenchConfig(rounds=rounds, threads=threads, progress=False)
     rows = []
     for name, path in pose.items():
-        rt = load_runtime(path, threads=threads, **reshape_option(path))
+        rt = load_runtime(path, threads=threads, **batched_options(path))
         for r in frames_batching(rt, spec, frame, boxes, cfg):
             rows.append({"artifact": name, "engine": rt.engine, **r})
             print(f"batching {name} P={r['persons']}: {r['batched_ms']:.1f} ms vs {r['one_by_one_ms']:.1f} ms -> "
@@ -87,7 +88,7 @@ def frame_loop(pose: dict[str, Path], detectors: dict[str, Path], video: Path, a
     cfg = FrameBenchConfig(threads=threads, progress=False)
     rows = []
     for name, path in pose.items():
-        rt = load_runtime(path, threads=threads, **reshape_option(path))
+        rt = load_runtime(path, threads=threads, **batched_options(path))
         det_rt = load_runtime(detectors[rt.engine], threads=threads)
         detector = PersonDetector(get_spec("demo_person_detector"), score_threshold=0.3)
         for boxes in (False, True):

@@ -19,7 +19,7 @@ from ..spec import ModelSpec, spec_for_artifact
 from .config import BenchConfig, max_drop_for
 from .data import artifact_size, discover_artifacts, guess_precision, one_line
 from .machine import load_average, machine_info, usable_cpus
-from .report import ran_note
+from .report import grid, ran_note
 from .timing import summarize, time_calls
 
 __all__ = ["bench_detector", "detector_markdown", "detector_table"]
@@ -124,12 +124,7 @@ def detector_table(data: dict[str, Any], markdown: bool = False) -> str:
                       f"{r['load_s']:.2f}", f"{r['model']['p50_ms']:.2f}", f"{r['model']['p90_ms']:.2f}",
                       f"{r['detect']['p50_ms']:.2f}", f"{m['AP']:.4f}" if m else "-",
                       f"{m['AP50']:.4f}" if m else "-", delta, budget])  # fmt: skip
-    if markdown:
-        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        return "\n".join(out + ["| " + " | ".join(c) + " |" for c in cells])
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
-    return "\n".join(lines + ["  ".join(c.ljust(w) for c, w in zip(cells_, widths)) for cells_ in cells])
+    return "\n".join(grid(head, cells, markdown))
 
 
 def detector_markdown(data: dict[str, Any]) -> str:

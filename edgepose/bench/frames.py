@@ -34,10 +34,10 @@ import numpy as np
 
 from ..errors import EdgeposeError
 from ..spec import DATASETS, ModelSpec, get_spec, spec_for_artifact
-from .report import ran_note
+from .report import grid, ran_note
 
 __all__ = ["FrameBenchConfig", "bench_frames", "batching", "check_detector", "frames_table", "loop", "pair_detectors",
-           "reshape_option", "DETECTOR_MODEL"]
+           "DETECTOR_MODEL"]
 
 DETECTOR_MODEL = "demo_person_detector"
 
@@ -88,15 +88,16 @@ def pair_detectors(pose: Sequence[Path], detectors: Sequence[Path]) -> list[tupl
     precision, else of the same engine, else ``None`` (the PyTorch detector), with the reason in words."""
     from ..runtimes import engine_for
 
+    precision = {p: _precision(p) for p in [*pose, *detectors]}  # each metadata file read once
     out = []
     for p in pose:
-        engine, prec = engine_for(p), _precision(p)
+        engine, prec = engine_for(p), precision[p]
         same = [d for d in detectors if engine_for(d) == engine]
-        best = next((d for d in same if _precision(d) == prec), same[0] if same else None)
+        best = next((d for d in same if precision[d] == prec), same[0] if same else None)
         if best is None:
             why = f"no {engine} detector artifact given: the detector runs in PyTorch"
-        elif _precision(best) != prec:
-            why = f"no {prec} {engine} detector: the {_precision(best)} one runs"
+        elif precision[best] != prec:
+            why = f"no {prec} {engine} detector: the {precision[best]} one runs"
         else:
             why = ""
         out.append((p, best, why))
@@ -180,7 +181,7 @@ def bench_frames(
 ) -> dict[str, Any]:
     """Rows of the frame bench (see the module docstring) for every pose artifact in ``pose``."""
     from ..detection import PersonDetector
-    from ..runtimes.open import open_checkpoint
+    from ..runtimes.open import batched_options, open_checkpoint
     from ..synthetic import VIDEO_SEED, generate_video, render_video
 
     cfg = cfg or FrameBenchConfig()
@@ -188,11 +189,7 @@ def bench_frames(
     det_paths = [Path(d) for d in detectors]
     for d in det_paths:
         check_detector(d)
-    pose_ok = []
-    for p in pose_paths:
-        task, _ = _task_of(p)
-        if task == "pose":
-            pose_ok.append(p)
+    pose_ok = [p for p in pose_paths if _task_of(p)[0] == "pose"]
     if not pose_ok:
         raise EdgeposeError("--frames: no pose artifact among the artifacts")
     if cfg.det_every < 2:
@@ -207,8 +204,8 @@ def bench_frames(
         ann, video = generate_video(Path(tmp) / "video", cfg.frames, VIDEO_SEED, 3)
         for pose_path, det_path, why in pair_detectors(pose_ok, det_paths):
             _say(cfg, f"{pose_path.name} + {det_path.name if det_path else 'PyTorch detector'}")
-            rt = _open(pose_path, cfg.threads, **reshape_option(pose_path))
-            _, spec = _task_of(pose_path)
+            rt = _open(pose_path, cfg.threads, **batched_options(pose_path))
+            spec = spec_for_artifact(None, rt.metadata, pose_path)
             if det_path is not None:
                 det_rt = _open(det_path, cfg.threads)
                 det_spec = spec_for_artifact(None, det_rt.metadata, det_path)
@@ -227,7 +224,6 @@ def bench_frames(
                 "detector_engine": det_rt.engine, "note": why,
             }  # fmt: skip
             row["detector_ms"] = _detector_ms(det_rt, detector, frame, cfg.rounds)
-            row["pose"] = pose_path.name
             row["batching"] = batching(rt, spec, frame, boxes, cfg)
             row["loop"] = [loop(rt, spec, det_rt, detector, video, ann, k, cfg) for k in (1, cfg.det_every)]
             k1, kk = row["loop"]
@@ -242,13 +238,6 @@ def bench_frames(
                        "det_every": cfg.det_every, "det_thr": cfg.det_thr, "threads": cfg.threads,
                        "flip_test": cfg.flip_test, "video": f"edgepose synth --video (seed {VIDEO_SEED}, 3 persons, "
                        f"{cfg.frames} frames, 320x256)"}, "rows": rows}  # fmt: skip
-
-
-def reshape_option(path: Path) -> dict[str, Any]:
-    """OpenVINO IRs with a fixed batch are reshaped to a dynamic batch at load, so all persons go in one call."""
-    from ..runtimes import engine_for
-
-    return {"reshape_batch": True} if engine_for(path) == "openvino" else {}
 
 
 def frames_table(data: dict[str, Any], markdown: bool = False) -> str:
@@ -282,11 +271,4 @@ def frames_table(data: dict[str, Any], markdown: bool = False) -> str:
     notes.append(f"FPS ratio bound: the detector's share of a det-every-1 frame removed on {k - 1} of {k} frames "
                  "(the most skipping the detector can give); non-engine share: reading, crops, decoding and "
                  "tracking, drawing excluded")  # fmt: skip
-    if markdown:
-        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        out += ["| " + " | ".join(c) + " |" for c in lines]
-        return "\n".join(out + [""] + notes)
-    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(head)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
-    out += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)) for cells in lines]
-    return "\n".join(out + notes)
+    return "\n".join(grid(head, lines, markdown) + ([""] if markdown else []) + notes)

@@ -46,6 +46,14 @@ class BenchReport:
                 "config": self.config, "notes": self.notes, "rows": [r.to_dict() for r in self.rows]}  # fmt: skip
 
 
+def grid(head: list[str], cells: list[list[str]], markdown: bool = False) -> list[str]:
+    """The lines of a table: Markdown, or columns aligned with two spaces (the frame and detector tables)."""
+    if markdown:
+        return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(c) + " |" for c in cells]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
+    return ["  ".join(x.ljust(w) for x, w in zip(row, widths)) for row in [head, *cells]]
+
+
 def cell(v: Any, fmt: str = ".2f", none: str = "-") -> str:
     """A figure in a table cell: ``none`` for a missing or NaN one (also the device table of ``remote.report``)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-__all__ = ["open_model", "open_checkpoint", "model_for_checkpoint"]
+__all__ = ["open_model", "open_checkpoint", "model_for_checkpoint", "batched_options"]
 log = logging.getLogger(__name__)
 
 
@@ -43,13 +43,18 @@ def open_model(model: str | None, checkpoint: str | None, artifact: str | None, 
             from ..checkpoint import check_sha256
 
             check_sha256(artifact, sha256)
-        from .registry import engine_for
-
-        options = {"reshape_batch": True} if batched and engine_for(artifact) == "openvino" else {}
-        rt = load_runtime(artifact, threads=threads, **options)
+        rt = load_runtime(artifact, threads=threads, **(batched_options(artifact) if batched else {}))
         return spec_for_artifact(model, rt.metadata, artifact), rt
     spec = model_for_checkpoint(model, checkpoint)
     return spec, open_checkpoint(spec, checkpoint, threads, sha256)
+
+
+def batched_options(path) -> dict:
+    """Runtime options for a caller that sends several persons per call: an OpenVINO IR with a fixed batch is
+    reshaped to a dynamic one at load (``reshape_batch``); other engines need none (or cannot)."""
+    from .registry import engine_for
+
+    return {"reshape_batch": True} if engine_for(path) == "openvino" else {}
 
 
 def open_checkpoint(spec, checkpoint: str | None = None, threads: int | None = None, sha256: str | None = None):

@@ -117,19 +117,10 @@ def build_payload(report: dict[str, Any], cfg: BenchConfig, spec: ModelSpec, tmp
     """The artifacts of the local rows and the evaluation data exactly as the local bench used it."""
     p = Payload()
     for row in report["rows"]:
-        if row.get("reference"):
-            continue
-        path = Path(row["path"])
-        files = [f for f in artifact_files(path) if f.is_file()]
-        side = sidecar_path(path)
-        files += [side] if side.is_file() else []
-        p.artifacts[path.name] = [(f, f"artifacts/{f.name}") for f in files]
+        if not row.get("reference"):
+            p.artifacts[Path(row["path"]).name] = _travelling(Path(row["path"]), "artifacts")
     for d in (cfg.frames or {}).get("detectors") or []:
-        path = Path(d)
-        files = [f for f in artifact_files(path) if f.is_file()]
-        side = sidecar_path(path)
-        files += [side] if side.is_file() else []
-        p.detectors[path.name] = [(f, f"detectors/{f.name}") for f in files]
+        p.detectors[Path(d).name] = _travelling(Path(d), "detectors")
     if cfg.accuracy and report["config"].get("dataset"):
         data, _ = bench_data(cfg, spec, tmp)
         if data is not None:
@@ -138,6 +129,24 @@ def build_payload(report: dict[str, Any], cfg: BenchConfig, spec: ModelSpec, tmp
         for path, name in files:
             p.hashes[name] = sha256_of(path)
     return p
+
+
+def _travelling(path: Path, folder: str) -> list[tuple[Path, str]]:
+    """An artifact's files (companions such as an IR's .bin, and its metadata sidecar) and their names there."""
+    files = [f for f in artifact_files(path) if f.is_file()]
+    side = sidecar_path(path)
+    files += [side] if side.is_file() else []
+    return [(f, f"{folder}/{f.name}") for f in files]
+
+
+def _no_engine_there(first_file: Path, engines: set[str]) -> str | None:
+    """Why an artifact cannot run on the remote (its engine's modules, none importable there), or ``None``:
+    ``.tflite`` always runs (ai-edge-litert comes with edgepose[lite]); an unknown kind is sent as it is."""
+    cls = runtime_for(first_file)
+    tops = {m.split(".")[0] for m in (cls.modules if cls else ())}
+    if cls is None or cls.format == "tflite" or tops & engines:
+        return None
+    return f"no {' / '.join(sorted(tops))} importable on the remote"
 
 
 def _data_files(spec: ModelSpec, data: EvalData, report: dict[str, Any]) -> tuple[list[tuple[Path, str]], list[str]]:
@@ -333,12 +342,10 @@ class RemoteRun:
         engines = set(probe.get("engines") or [])
         names = []
         for name, files in self.payload.artifacts.items():
-            cls = runtime_for(files[0][0])
-            tops = {m.split(".")[0] for m in (cls.modules if cls else ())}
-            if cls is None or cls.format == "tflite" or tops & engines:
+            why = _no_engine_there(files[0][0], engines)
+            if why is None:
                 names.append(name)
             else:
-                why = f"no {' / '.join(sorted(tops))} importable on the remote"
                 self.entry["skipped"].append({"artifact": name, "why": why})
                 self.entry["notes"].append(f"{name}: not sent ({why})")
         if not names:
@@ -351,12 +358,11 @@ class RemoteRun:
         engines = set(probe.get("engines") or [])
         names = []
         for name, files in self.payload.detectors.items():
-            cls = runtime_for(files[0][0])
-            tops = {m.split(".")[0] for m in (cls.modules if cls else ())}
-            if cls is not None and (cls.format == "tflite" or tops & engines):
+            why = _no_engine_there(files[0][0], engines)
+            if why is None:
                 names.append(name)
             else:
-                self.entry["notes"].append(f"{name}: detector not sent (no engine for it importable there)")
+                self.entry["notes"].append(f"{name}: detector not sent ({why})")
         return names
 
     def copy(self, names: list[str], probe: dict[str, Any]) -> None:
