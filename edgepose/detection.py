@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from .errors import EdgeposeError
+from .processing import normalize_pixels
 from .spec import ModelSpec
 
 __all__ = [
@@ -217,8 +218,7 @@ class PersonDetector:
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """RGB HWC uint8 -> ``[1, 3, H, W]`` float32 normalised, and the letterbox to undo."""
         boxed, lb = letterbox(image, self.spec.input_size, pad_value(self.spec))
-        x = (boxed.astype(np.float32) - self._mean) / self._std
-        return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), lb
+        return normalize_pixels(boxed, self._mean, self._std), lb
 
     def decode(self, output: np.ndarray, lb: Letterbox) -> np.ndarray:
         dets = decode_centernet(output, self.spec.input_size, self.score_threshold, self.top_k)

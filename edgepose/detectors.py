@@ -53,6 +53,7 @@ import numpy as np
 
 from .detection import PersonDetector, decode_centernet, decode_mmdeploy, decode_yolo, letterbox, nms, pad_value
 from .errors import EdgeposeError
+from .processing import normalize_pixels
 from .spec import get_spec, spec_for_artifact
 
 __all__ = ["LAYOUTS", "PRESETS", "DetectorOptions", "Detector", "UserDetector", "guess_layout", "open_detector"]
@@ -155,11 +156,10 @@ class UserDetector:
         pad = self.preset.pad if isinstance(self.preset.pad, tuple) else (self.preset.pad,) * 3
         boxed, lb = letterbox(src, self.input_size, pad, center=self.preset.center)
         if np.dtype(self.dtype) == np.uint8:
-            x = boxed
-        else:
-            x = ((boxed.astype(np.float32) - self._mean) / self._std).astype(self.dtype)
-        x = x[None] if self.nhwc else x.transpose(2, 0, 1)[None]
-        return np.ascontiguousarray(x), lb
+            x = boxed[None] if self.nhwc else boxed.transpose(2, 0, 1)[None]
+            return np.ascontiguousarray(x), lb
+        x = normalize_pixels(boxed, self._mean, self._std, nhwc=self.nhwc)
+        return (x if np.dtype(self.dtype) == np.float32 else x.astype(self.dtype)), lb
 
     def decode(self, outputs: list[tuple[str, np.ndarray]], lb) -> np.ndarray:
         """The file's outputs -> ``(N, 5)`` boxes in image pixels, best first."""

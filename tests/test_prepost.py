@@ -85,6 +85,25 @@ def test_crop_and_normalize_into_buffers_are_the_same_values():
     assert x is fbuf and np.allclose(x, ref.transpose(0, 3, 1, 2), atol=1e-6)
 
 
+@pytest.mark.parametrize("mean,std", [((124.0, 116.0, 104.0), (58.4, 57.1, 57.4)), ((0.0, 0.0, 0.0), (255.0, 255.0, 255.0)),
+                                       ((103.53, 116.28, 123.675), (1.0, 2.0, 0.5))])
+def test_detector_normalisation_is_bit_identical_to_the_float32_formula(mean, std):
+    """normalize_pixels (a table per channel) gives the very bits of ``(image - mean) / std`` in float32, NCHW and
+    NHWC, on frames of odd sizes; float input takes the formula itself."""
+    from edgepose.processing import normalize_pixels
+
+    rng = np.random.default_rng([7, int(std[2] * 10)])
+    m, s = np.float32(mean), np.float32(std)
+    for shape in [(256, 320, 3), (7, 5, 3), (1, 1, 3)]:
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        ref = (img.astype(np.float32) - m) / s
+        nchw, nhwc = normalize_pixels(img, mean, std), normalize_pixels(img, mean, std, nhwc=True)
+        assert nchw.dtype == nhwc.dtype == np.float32 and nchw.flags.c_contiguous
+        assert np.array_equal(nchw.view(np.uint32), ref.transpose(2, 0, 1)[None].view(np.uint32))
+        assert np.array_equal(nhwc.view(np.uint32), ref[None].view(np.uint32))
+        assert np.array_equal(normalize_pixels(img.astype(np.float32), mean, std), nchw)
+
+
 # ---------------------------------------------------------------------------------- stand-in models
 def float_model(spec=SPEC):
     """A deterministic stand-in for a float model: each heatmap a fixed mix of the downsampled input planes
