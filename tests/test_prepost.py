@@ -85,8 +85,11 @@ def test_crop_and_normalize_into_buffers_are_the_same_values():
     assert x is fbuf and np.allclose(x, ref.transpose(0, 3, 1, 2), atol=1e-6)
 
 
-@pytest.mark.parametrize("mean,std", [((124.0, 116.0, 104.0), (58.4, 57.1, 57.4)), ((0.0, 0.0, 0.0), (255.0, 255.0, 255.0)),
-                                       ((103.53, 116.28, 123.675), (1.0, 2.0, 0.5))])
+@pytest.mark.parametrize("mean,std", [
+    ((124.0, 116.0, 104.0), (58.4, 57.1, 57.4)),
+    ((0.0, 0.0, 0.0), (255.0, 255.0, 255.0)),
+    ((103.53, 116.28, 123.675), (1.0, 2.0, 0.5)),
+])
 def test_detector_normalisation_is_bit_identical_to_the_float32_formula(mean, std):
     """normalize_pixels (a table per channel) gives the very bits of ``(image - mean) / std`` in float32, NCHW and
     NHWC, on frames of odd sizes; float input takes the formula itself."""
