@@ -78,9 +78,13 @@ def letterbox(
     s = min(in_w / w, in_h / h)
     nw, nh = max(1, min(in_w, round(w * s))), max(1, min(in_h, round(h * s)))
     dx, dy = ((in_w - nw) // 2, (in_h - nh) // 2) if center else (0, 0)
-    out = np.empty((in_h, in_w, 3), np.uint8)
-    out[:] = np.asarray(pad, np.uint8)
-    out[dy : dy + nh, dx : dx + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    # a frame already of the fitted size is used as it is (cv2.resize to its own size is a copy of it)
+    fitted = image if (nw, nh) == (w, h) else cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    if (nw, nh) == (in_w, in_h):  # a copy, never the caller's own array
+        out = np.array(fitted, np.uint8, copy=True, order="C") if fitted is image else fitted
+    else:  # one allocation: the fitted image with the pad as its border
+        out = cv2.copyMakeBorder(np.ascontiguousarray(fitted, np.uint8), dy, in_h - nh - dy, dx, in_w - nw - dx,
+                                 cv2.BORDER_CONSTANT, value=tuple(int(v) for v in pad))  # fmt: skip
     return out, Letterbox(nw / w, nh / h, dx, dy, (w, h))
 
 

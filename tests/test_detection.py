@@ -124,6 +124,27 @@ def test_letterbox_round_trip_finds_a_painted_box():
         letterbox(np.zeros((10, 10), np.uint8), SPEC.input_size)
 
 
+@pytest.mark.parametrize("center", [True, False])
+def test_letterbox_is_resize_then_paste_on_the_pad(center):
+    """Every frame shape (the input's own, larger, smaller, 1x1, extreme aspect, a mirrored view) gives the pixels
+    of the definition: cv2.resize to the fitted size pasted on a canvas of the pad colour; and never the caller's
+    own array."""
+    rng = np.random.default_rng(12)
+    for shape in [(IN_H, IN_W, 3), (480, 640, 3), (IN_H // 2, IN_W // 2, 3), (1, 1, 3), (3, 901, 3), (257, 321, 3)]:
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        for frame in (img, img[:, ::-1]):
+            h, w = frame.shape[:2]
+            s = min(IN_W / w, IN_H / h)
+            nw, nh = max(1, min(IN_W, round(w * s))), max(1, min(IN_H, round(h * s)))
+            dx, dy = ((IN_W - nw) // 2, (IN_H - nh) // 2) if center else (0, 0)
+            want = np.empty((IN_H, IN_W, 3), np.uint8)
+            want[:] = (9, 99, 199)
+            want[dy : dy + nh, dx : dx + nw] = cv2.resize(np.ascontiguousarray(frame), (nw, nh))
+            got, lb = letterbox(frame, SPEC.input_size, (9, 99, 199), center=center)
+            assert np.array_equal(got, want) and (lb.dx, lb.dy) == (dx, dy), (shape, center)
+            assert not np.shares_memory(got, frame)
+
+
 def test_mmdeploy_layout():
     dets = np.array([[[10, 10, 50, 90, 0.4], [0, 0, 5, 5, 0.99], [60, 10, 90, 80, 0.8], [1, 1, 2, 2, 0.1]]], np.float32)
     labels = np.array([[0, 2, 0, 0]])
