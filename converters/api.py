@@ -308,7 +308,8 @@ def _convert(o: ConvertOptions) -> ConversionResult:
     need_control = need_int8 or task.every_precision  # a detector's every artifact is scored on the control split
     if need_control and not need_int8 and o.max_drop is not None:
         notes.append("--max-drop applies to INT8 artifacts only; none asked for")
-    control_cs = control_for(spec, o.control, cset, need_control, o.max_drop, notes, make=task.control)
+    control_cs = control_for(spec, o.control, cset, need_control, o.max_drop, notes, make=task.control,
+                             default_size=task.control_images)
     if o.int8_io and "tflite" not in plan:
         notes.append("--int8-io applies to TFLite only; ONNX and OpenVINO keep float input/output")
 

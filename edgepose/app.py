@@ -180,7 +180,7 @@ class PoseTracker:
         self,
         spec: ModelSpec,
         pose_infer: Infer,
-        detector: PersonDetector | None = None,
+        detector: PersonDetector | Callable | None = None,
         detector_infer: Infer | None = None,
         boxes_for: BoxesFor | None = None,
         det_every: int = 1,
@@ -217,12 +217,26 @@ class PoseTracker:
         self._redetect = True
 
     # -- detection and matching
-    def _detect(self, frame: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def prepare(self, frame: np.ndarray) -> object | None:
+        """The detector's input for ``frame`` (letterboxed, normalised) and its letterbox, or ``None`` with given
+        boxes: pure work on the frame alone, which :func:`run_loop` does on its frame reader thread, beside the
+        engines, and hands to :meth:`step` (a frame the detector then skips wasted it off the loop's path)."""
+        if self.boxes_for is not None or not hasattr(self.detector, "preprocess"):
+            return None  # given boxes, or a detector that is one callable (it preprocesses inside)
+        return self.detector.preprocess(frame)
+
+    def _detect(self, frame: np.ndarray, index: int, prepared: object | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(x1, y1, x2, y2 boxes, scores) of this frame's persons."""
         if self.boxes_for is not None:
             b = np.asarray(self.boxes_for(index), np.float64).reshape(-1, 4)
             return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], 1), np.ones(len(b))
-        dets = self.detector(self.det_infer, frame)[: self.max_persons]
+        if prepared is None:
+            prepared = self.prepare(frame)
+        if prepared is None:
+            dets = self.detector(self.det_infer, frame)[: self.max_persons]
+        else:  # PersonDetector or a user layout's Detector: the input made beforehand, the engine, the decode
+            x, lb = prepared
+            dets = self.detector.decode(self.det_infer(x), lb)[: self.max_persons]
         return dets[:, :4].astype(np.float64), dets[:, 4].astype(np.float64)
 
     def _match(self, boxes: np.ndarray, scores: np.ndarray) -> None:
@@ -291,14 +305,15 @@ class PoseTracker:
         return np.concatenate([c - half, c + half])
 
     # -- one frame
-    def step(self, frame: np.ndarray, index: int | None = None) -> FrameResult:
-        """Track persons in one RGB frame (``index``: the frame number, default the count so far)."""
+    def step(self, frame: np.ndarray, index: int | None = None, prepared: object | None = None) -> FrameResult:
+        """Track persons in one RGB frame (``index``: the frame number, default the count so far; ``prepared``:
+        :meth:`prepare`'s result for this frame, made beforehand, else made here when the detector runs)."""
         index = self.frames if index is None else index
         t0 = time.perf_counter()
         eng0 = self.pose.seconds + (self.det_infer.seconds if self.det_infer else 0.0)
         detect = self._redetect or index % self.det_every == 0 or not self.tracks
         if detect:
-            boxes, scores = self._detect(frame, index)
+            boxes, scores = self._detect(frame, index, prepared)
             self._match(boxes, scores)
             self.detections += 1
         t1 = time.perf_counter()
@@ -432,8 +447,11 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def _prefetched(frames: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
-    """``frames`` decoded on a reader thread, ``depth`` ahead (decoding overlaps the engines)."""
+def _prefetched(
+    frames: Iterator[np.ndarray], depth: int = 2, prepare: Callable[[np.ndarray], object] | None = None
+) -> Iterator:
+    """``frames`` decoded on a reader thread, ``depth`` ahead (decoding overlaps the engines); with ``prepare``,
+    ``(frame, prepare(frame))`` pairs, ``prepare`` run on the reader thread too."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
@@ -441,9 +459,10 @@ def _prefetched(frames: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.nda
     def read() -> None:
         try:
             for f in frames:
+                item = f if prepare is None else (f, prepare(f))
                 while not stop.is_set():
                     try:
-                        q.put(f, timeout=0.1)
+                        q.put(item, timeout=0.1)
                         break
                     except queue.Full:
                         continue
@@ -580,12 +599,12 @@ def run_loop(
     last_print = 0.0
     try:
         with terminate_as_interrupt():
-            frames = _prefetched(source.frames())
+            frames = _prefetched(source.frames(), prepare=tracker.prepare)
             try:
-                for frame in frames:
+                for frame, prepared in frames:
                     if max_frames is not None and n >= max_frames:
                         break
-                    res = tracker.step(frame, n)
+                    res = tracker.step(frame, n, prepared)
                     td = time.perf_counter()
                     if video is not None or images is not None:
                         drawn = tracker.draw(frame, res, score_thr)

@@ -104,16 +104,16 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def nms(dets: np.ndarray, iou_threshold: float = 0.6) -> np.ndarray:
     """Greedy class-agnostic NMS on ``(N, 5)`` x1, y1, x2, y2, score: the kept rows, best first."""
     dets = np.asarray(dets, np.float32).reshape(-1, 5)
-    order = np.argsort(-dets[:, 4], kind="stable")
-    dets = dets[order]
-    keep = []
+    dets = dets[np.argsort(-dets[:, 4], kind="stable")]
+    if len(dets) < 2:
+        return dets
+    over = box_iou(dets, dets) > iou_threshold  # every pair once (one numpy pass), then the greedy walk
+    keep = np.zeros(len(dets), bool)
     suppressed = np.zeros(len(dets), bool)
     for i in range(len(dets)):
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        if i + 1 < len(dets):
-            suppressed[i + 1 :] |= box_iou(dets[i : i + 1], dets[i + 1 :])[0] > iou_threshold
+        if not suppressed[i]:
+            keep[i] = True
+            suppressed |= over[i]  # only the later rows are read from here on
     return dets[keep]
 
 

@@ -316,7 +316,7 @@ def demo_coco_256x192() -> ModelSpec:
 
 
 # the bundled detector checkpoint's full sha256 (checked on load)
-DEMO_DETECTOR_SHA256 = "3c90138184451797bab287e3f6bc1164521e0087ba290830c7c712f9b7f05119"
+DEMO_DETECTOR_SHA256 = "b62d2aeff4a1cf00bf5cbeeb4540734a83e650de05a942882d9ae965de1c2b34"
 
 
 @register

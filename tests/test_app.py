@@ -399,6 +399,45 @@ def test_run_with_a_detector_artifact_imports_no_torch(video, pose_onnx, detecto
     assert r.returncode == 2 and "not a pose model" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_detector_input_made_on_the_reader_thread_changes_nothing(video, pose_onnx, detector_onnx):
+    """run_loop letterboxes and normalises each frame for the detector on its frame reader thread (beside the
+    engines): once per frame, off the main thread, and the tracks are those of stepping the same frames with the
+    detector's input made in step (identical boxes, keypoints and ids)."""
+    import threading
+
+    from edgepose.detection import PersonDetector
+    from edgepose.runtimes import load_runtime
+
+    _, path = video
+    spec = get_spec(DEFAULT_MODEL)
+    pose_rt, det_rt = _onnx_runtime(pose_onnx), load_runtime(detector_onnx, threads=1)
+    det_spec = get_spec("demo_person_detector")
+
+    def tracker(detector):
+        return PoseTracker(spec, pose_rt, detector=detector, detector_infer=det_rt, det_every=3, max_persons=2,
+                           flip_test=False)  # fmt: skip
+
+    made_on = []
+
+    class Watched(PersonDetector):
+        def preprocess(self, image):
+            made_on.append(threading.current_thread() is threading.main_thread())
+            return super().preprocess(image)
+
+    looped = []
+    run_loop(tracker(Watched(det_spec, score_threshold=0.0)), open_source(str(path)), max_frames=7,
+             on_frame=looped.append, progress=False)  # fmt: skip
+    assert len(made_on) >= 7 and not any(made_on)  # every frame read (up to two ahead), none on the main thread
+    direct = tracker(PersonDetector(det_spec, score_threshold=0.0))
+    stepped = [direct.step(f, i) for i, f in zip(range(7), open_source(str(path)).frames())]
+    assert [r.detected for r in looped] == [r.detected for r in stepped] and looped[0].detected
+    assert sum(len(r.persons) for r in looped) >= 7
+    for a, b in zip(looped, stepped):
+        assert [p.track_id for p in a.persons] == [p.track_id for p in b.persons]
+        for pa, pb in zip(a.persons, b.persons):
+            assert np.array_equal(pa.box, pb.box) and np.array_equal(pa.keypoints, pb.keypoints)
+
+
 def test_run_on_one_image_writes_one_image(video, pose_onnx, tmp_path):
     ann, path = video
     frame = _read_all(path)[0]

@@ -98,6 +98,9 @@ def test_max_drop_scores_on_300_control_images_by_default():
     assert control_size(None, None) == control_size(ControlOptions(), None) == 100
     assert control_size(None, 0.003) == control_size(ControlOptions(), 0.0) == 300
     assert control_size(ControlOptions(size=40), 0.003) == 40
+    # a task's own default (a detector: all 300 scenes_val frames) under the plain check and --max-drop alike
+    assert control_size(None, None, 300) == control_size(ControlOptions(), 0.01, 300) == 300
+    assert control_size(None, 0.01, 120) == 300 and control_size(ControlOptions(size=50), None, 300) == 50
     from edgepose.cli import build_parser
 
     args = build_parser().parse_args(["convert", "--max-drop", "0.003"])

@@ -361,7 +361,7 @@ def report(args) -> None:
         "final_val": evals[-1]["val"],
         "best_val": best["val"],
         "best_at": {"iteration": best["it"], "minutes": best["min"]},
-        "shipped_checkpoint": "edgepose/assets/demo_person_detector.pth (best.pth, fp16)",
+        "shipped_checkpoint": f"edgepose/assets/demo_person_detector.pth ({args.shipped}, fp16)",
         "val_metric": "COCO box AP (pycocotools COCOeval bbox) through edgepose.detection.PersonDetector "
                       "(letterbox, 3x3 peaks, top 100, score >= %g, NMS IoU 0.6); evals during training on the "
                       "first %s val images, the last on all" % (SPEC.score_threshold, args.eval_images_logged),
@@ -411,6 +411,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--report", action="store_true", help="only write the results json + png from the log")
     p.add_argument("--eval-images-logged", default="100", help="report: the --eval-images the run used")
     p.add_argument("--notes", help="report: free-text notes")
+    p.add_argument("--shipped", default="best.pth", help="report: which checkpoint of the run is bundled")
     p.add_argument("--train-command", default="python tools/train_detector.py --out runs/det --minutes 35")
     args = p.parse_args(argv)
     report(args) if args.report else train(args)

@@ -333,25 +333,29 @@ def check_control_options(spec: ModelSpec, opts: ControlOptions | None, need_int
                             "--control-images (a split the calibration images are not from)")  # fmt: skip
 
 
-def control_size(opts: ControlOptions | None, max_drop: float | None) -> int:
-    """The control images a conversion scores on: ``--control-size`` when given, else 100, or 300 under
-    ``--max-drop`` (:data:`MAX_DROP_CONTROL_IMAGES`)."""
+def control_size(opts: ControlOptions | None, max_drop: float | None, task_default: int | None = None) -> int:
+    """The control images a conversion scores on: ``--control-size`` when given, else the task's own default
+    (``task_default``: a detector's 300), else 100, or 300 under ``--max-drop`` (:data:`MAX_DROP_CONTROL_IMAGES`)."""
     if opts is not None and opts.size is not None:
         return opts.size
+    if task_default is not None:
+        return max(task_default, MAX_DROP_CONTROL_IMAGES) if max_drop is not None else task_default
     return MAX_DROP_CONTROL_IMAGES if max_drop is not None else DEFAULT_CONTROL_IMAGES
 
 
 def control_for(spec: ModelSpec, opts: ControlOptions | None, cset: Any, need_int8: bool, max_drop: float | None,
-                notes: list[str], make: Callable[..., Any] | None = None) -> ControlSet | None:  # fmt: skip
+                notes: list[str], make: Callable[..., Any] | None = None,
+                default_size: int | None = None) -> ControlSet | None:  # fmt: skip
     """The control split of a conversion (``None`` without INT8 or without evaluation data: a zoo model with
     no ``--control-ann``, said in ``notes``; ``--max-drop`` then fails with one line). ``make(spec, opts,
     calibration image names)``: the task's control split (default :func:`control_set`, a pose model's);
-    ``need_int8``: whether any artifact is scored on it (a detector's every artifact is)."""
+    ``need_int8``: whether any artifact is scored on it (a detector's every artifact is); ``default_size``: the
+    task's control images when ``--control-size`` is not given (:func:`control_size`)."""
     if not need_int8:
         if max_drop is not None:
             notes.append("--max-drop applies to INT8 artifacts only; none asked for")
         return None
-    opts = replace(opts or ControlOptions(), size=control_size(opts, max_drop))
+    opts = replace(opts or ControlOptions(), size=control_size(opts, max_drop, default_size))
     cs = (make or control_set)(spec, opts, cset.meta.get("images", []) if cset is not None else [])
     if cs is None:
         if max_drop is not None:

@@ -47,7 +47,7 @@ def register(sub) -> None:
     g.add_argument("--control-dataset", help="its format: coco, mpii, onehand10k, panoptic, rhd (default: the model's)")
     g.add_argument("--control-size", type=positive_int,
                    help="control images, first in file order (default 100; 300 under --max-drop, where a budget "
-                        "of thousandths needs them: see the README's INT8 section)")
+                        "of thousandths needs them: see the README's INT8 section; a detector: all 300 scenes_val)")
     g.add_argument("--openvino-control", default="search", choices=("search", "nncf"),
                    help="OpenVINO's accuracy control: search (default: edgepose's layer search, as for ONNX and "
                         "TFLite; candidates NNCF-quantised with those layers ignored) or nncf "
