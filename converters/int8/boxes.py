@@ -23,13 +23,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgepose.detection import BOX_AP_BUDGET
 from edgepose.errors import EdgeposeError
 from edgepose.spec import ModelSpec
 
 from .control import CONFIRM_TOP, RANK_CROPS, ControlOptions, CropInputs, torch_infer
 
 METRIC = "box_AP"  # COCO box AP (IoU .50:.95), the detector's headline
-BOX_BUDGET = 0.01  # every detector artifact's box AP within 0.01 of PyTorch's (FP32, FP16 and INT8 alike)
+BOX_BUDGET = BOX_AP_BUDGET  # every detector artifact's box AP within 0.01 of PyTorch's (FP32, FP16 and INT8 alike)
 
 
 @dataclass
