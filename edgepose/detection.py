@@ -72,7 +72,8 @@ def pad_value(spec: ModelSpec) -> tuple[int, int, int]:
 def letterbox(
     image: np.ndarray, input_size: tuple[int, int], pad=(124, 116, 104), center: bool = True
 ) -> tuple[np.ndarray, Letterbox]:
-    """Resize ``image`` (HWC uint8) keeping its aspect ratio into ``input_size`` (W, H), padded with ``pad``:
+    """Resize ``image`` (HWC uint8) keeping its aspect ratio into ``input_size`` (W, H), padded with ``pad`` (an
+    RGB triple or one value for all three):
     centred (edgepose, ultralytics' ``LetterBox``), or at the top-left corner with ``center=False`` (mmdet's
     ``Resize(keep_ratio=True)`` + ``Pad(size=...)``, which pads the right and bottom edges)."""
     if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
@@ -87,8 +88,9 @@ def letterbox(
     if (nw, nh) == (in_w, in_h):  # a copy, never the caller's own array
         out = np.array(fitted, np.uint8, copy=True, order="C") if fitted is image else fitted
     else:  # one allocation: the fitted image with the pad as its border
+        colour = tuple(int(v) for v in np.broadcast_to(np.asarray(pad, np.uint8), (3,)))  # (r, g, b) or one value
         out = cv2.copyMakeBorder(np.ascontiguousarray(fitted, np.uint8), dy, in_h - nh - dy, dx, in_w - nw - dx,
-                                 cv2.BORDER_CONSTANT, value=tuple(int(v) for v in pad))  # fmt: skip
+                                 cv2.BORDER_CONSTANT, value=colour)  # fmt: skip
     return out, Letterbox(nw / w, nh / h, dx, dy, (w, h))
 
 

@@ -143,6 +143,9 @@ def test_letterbox_is_resize_then_paste_on_the_pad(center):
             got, lb = letterbox(frame, SPEC.input_size, (9, 99, 199), center=center)
             assert np.array_equal(got, want) and (lb.dx, lb.dy) == (dx, dy), (shape, center)
             assert not np.shares_memory(got, frame)
+            want[:] = 114  # one value for the three channels (YOLO's pad)
+            want[dy : dy + nh, dx : dx + nw] = cv2.resize(np.ascontiguousarray(frame), (nw, nh))
+            assert np.array_equal(letterbox(frame, SPEC.input_size, 114, center=center)[0], want)
 
 
 def test_mmdeploy_layout():

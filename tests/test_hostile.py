@@ -764,7 +764,7 @@ def test_an_interrupted_bench_writes_the_rows_that_finished(env, tmp_path, sig):
     js, md, tmp = tmp_path / "b.json", tmp_path / "b.md", _mkdir(tmp_path / "tmp")
     arts = [env["onnx"], env["xml"], env["tflite"]]
     proc = subprocess.Popen([sys.executable, "-m", "edgepose", "bench", "--no-reference", "--no-accuracy", "--runs",
-                             "300", "--warmup", "0", "--threads", "1", "--json", str(js), "--markdown", str(md),
+                             "100", "--warmup", "0", "--threads", "1", "--json", str(js), "--markdown", str(md),
                              "--artifacts", *arts], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TMPDIR": str(tmp)})  # fmt: skip
     said: list[str] = []
@@ -786,7 +786,7 @@ def test_an_interrupted_bench_writes_the_rows_that_finished(env, tmp_path, sig):
     doc = _strict_json(js)
     rows = doc["rows"]
     assert 1 <= len(rows) < len(arts) and rows[0]["path"] == arts[0] and rows[0]["status"] == "ok", rows
-    assert rows[0]["model"]["n"] == 300 and all(r["status"] == "ok" for r in rows)  # no half-measured row
+    assert rows[0]["model"]["n"] == 100 and all(r["status"] == "ok" for r in rows)  # no half-measured row
     assert any("interrupted" in n and f"after {len(rows)} row(s)" in n for n in doc["notes"]), doc["notes"]
     text = md.read_text()
     assert Path(arts[0]).name in text and Path(arts[-1]).name not in text
