@@ -302,3 +302,28 @@ def test_plain_onnx_of_the_demo_detector_decodes_like_person_detector(tmp_path):
         got = det(img)
         assert len(want) >= 2 and got.shape == want.shape
         np.testing.assert_allclose(got, want, atol=2e-3)
+
+
+@pytest.mark.parametrize("argv,flags", [
+    (["eval", "--detector-layout", "yolo"], "--detector-layout"),
+    (["eval", "--person-class", "2", "--det-score-thr", "0.2"], "--person-class, --det-score-thr"),
+    (["eval", "--det-bbox-thr", "0.5", "--no-detector-bgr"], "--[no-]detector-bgr"),  # bbox thr: --bbox-file's
+    (["predict", "IMG", "--detector-mean", "1,2,3"], "--detector-mean"),
+    (["predict", "IMG", "--bbox", "1,1,5,5", "--det-thr", "0.5"], "--det-thr"),
+    (["run", "IMG", "--boxes", "ANN", "--detector-input", "64x64"], "--detector-input"),
+])  # fmt: skip
+def test_detector_flags_without_a_detector_are_one_line_not_ignored(tmp_path, capsys, argv, flags):
+    """A --detector-* option (or a detector threshold) where no detector runs is refused in one line naming it,
+    exit 2, nothing written, before any model loads; the same options' defaults pass unnoticed."""
+    from edgepose.cli import main
+
+    img = tmp_path / "f.png"
+    img.write_bytes(b"not read: the options are checked first")
+    ann = tmp_path / "a.json"
+    ann.write_text('{"images": [], "annotations": []}')
+    out = tmp_path / ("o.json" if argv[0] == "eval" else "o.png")
+    argv = [{"IMG": str(img), "ANN": str(ann)}.get(a, a) for a in argv] + ["--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"edgepose: error: {flags}: only with a detector"), err
+    assert not out.exists() and "Traceback" not in err[0]

@@ -170,6 +170,21 @@ def detector_args(parser: argparse.ArgumentParser) -> None:
                    "COCO's)")  # fmt: skip
 
 
+DETECTOR_FLAGS = (("--detector-layout", "detector_layout", "auto"), ("--detector-input", "detector_input", None),
+                  ("--detector-mean", "detector_mean", None), ("--detector-std", "detector_std", None),
+                  ("--[no-]detector-bgr", "detector_bgr", None), ("--person-class", "person_class", 0))
+
+
+def refuse_detector_flags(args, why: str, extra: tuple = ()) -> None:
+    """One line when ``--detector-*`` options (and ``extra``: (flag, attribute, default) of a command's own
+    detector thresholds) were given a value while no detector runs (``why``), instead of ignoring them."""
+    from ..errors import EdgeposeError
+
+    used = [flag for flag, attr, default in (*DETECTOR_FLAGS, *extra) if getattr(args, attr, default) != default]
+    if used:
+        raise EdgeposeError(f"{', '.join(used)}: only with a detector, and {why}")
+
+
 def detector_options(args, score_threshold: float | None = None):
     """``DetectorOptions`` from the parsed ``--detector-*`` options."""
     from ..detectors import DetectorOptions

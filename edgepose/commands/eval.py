@@ -10,6 +10,7 @@ from ._args import (
     fraction,
     non_negative_int,
     positive_int,
+    refuse_detector_flags,
     sha256_arg,
     threads,
 )
@@ -88,6 +89,8 @@ def run(args) -> int:
 
     if args.detector:
         return run_detector(args)
+    refuse_detector_flags(args, "no --detector is given (keypoint AP on ground-truth or --bbox-file boxes)",
+                          (("--det-score-thr", "det_score_thr", None),))  # --det-bbox-thr: --bbox-file's too
     check_writable(args.out, "--out")
     check_writable(args.predictions, "--predictions")
     check_distinct([("--out", args.out), ("--predictions", args.predictions)],

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from ._args import THREADS_HELP, detector_args, detector_options, finite_float, fraction, sha256_arg, threads
+from ._args import (
+    THREADS_HELP,
+    detector_args,
+    detector_options,
+    finite_float,
+    fraction,
+    refuse_detector_flags,
+    sha256_arg,
+    threads,
+)
 
 
 def register(sub) -> None:
@@ -46,6 +55,9 @@ def run(args) -> int:
     check_distinct([("--out", args.out), ("--json", args.json_out)],
                    [("image", args.image), ("--checkpoint", args.checkpoint), *artifact_inputs(args.artifact),
                     *det_inputs])  # fmt: skip
+    if not args.detector:
+        refuse_detector_flags(args, "no --detector is given (the boxes are --bbox or the whole image)",
+                              (("--det-thr", "det_thr", 0.3),))  # fmt: skip
     boxes = [parse_bbox(b) for b in args.bbox]
     image = read_image(args.image)  # read once, and fail on a bad image before loading any model
     from ..runtimes.open import open_model

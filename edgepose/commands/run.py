@@ -10,6 +10,7 @@ from ._args import (
     non_empty,
     positive_float,
     positive_int,
+    refuse_detector_flags,
     threads,
 )
 
@@ -74,6 +75,8 @@ def run(args) -> int:
         inputs.append(("--detector", args.detector))
     check_distinct([("--out", args.out), ("--jsonl", args.jsonl)], [(k, v) for k, v in inputs if v and
                                                                      not str(v).isdigit()])  # fmt: skip
+    if args.boxes:
+        refuse_detector_flags(args, "--boxes gives the boxes", (("--det-thr", "det_thr", 0.3),))
     source = open_source(args.source)  # a bad source fails before any model loads
     if image_out and source.total != 1:
         raise EdgeposeError(f"--out {args.out}: an image file holds one frame, and {source.name} is a "
