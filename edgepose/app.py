@@ -20,7 +20,8 @@ numpy + OpenCV and the engines only (no torch unless the PyTorch runtime is the 
   (:class:`VideoSink`: written under a temporary name, closed and renamed also on Ctrl-C/SIGTERM, so the file at
   the final name always plays; :class:`JsonlSink`: one whole line per frame, flushed; :class:`ImageSink`).
 * :func:`run_loop`: source -> tracker -> sinks with a frames-per-second progress line; a frame reader thread
-  decodes the next frame while the engines run.
+  decodes the next frame, and letterboxes and normalises it for the detector (:meth:`PoseTracker.prepare`),
+  while the engines run.
 * :func:`score_video`: keypoint AP over all frames and identity switches against ``edgepose synth --video``'s
   ground truth.
 """
