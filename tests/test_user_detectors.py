@@ -314,7 +314,8 @@ def test_plain_onnx_of_the_demo_detector_decodes_like_person_detector(tmp_path):
 ])  # fmt: skip
 def test_detector_flags_without_a_detector_are_one_line_not_ignored(tmp_path, capsys, argv, flags):
     """A --detector-* option (or a detector threshold) where no detector runs is refused in one line naming it,
-    exit 2, nothing written, before any model loads; the same options' defaults pass unnoticed."""
+    exit 2, nothing written, before any model loads (their defaults pass: the other CLI tests run without
+    a detector)."""
     from edgepose.cli import main
 
     img = tmp_path / "f.png"
