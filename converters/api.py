@@ -392,9 +392,9 @@ def _convert(o: ConvertOptions) -> ConversionResult:
 
         for c in converted:
             meta = _base_metadata(spec, c, source, o.dynamic_batch, kind)
-            app = task.app_metadata(spec)
+            app = task.app_metadata(spec, kind or INPUT_FLOAT)
             if app:  # what an app needs to run it without edgepose (a detector: letterbox, output decoding)
-                meta["app"] = app
+                meta["app"] = _app_io(app, meta)
             if c.precision == "int8" and calib_info:
                 meta["calibration"] = calib_info
             if ref_acc:
@@ -462,6 +462,25 @@ def _convert(o: ConvertOptions) -> ConversionResult:
             with contextlib.suppress(OSError):
                 out_dir.rmdir()  # only if empty
     return result
+
+
+def _app_io(app: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """The ``app`` block with this very file's input and output: tensor names, shapes, layouts and dtypes as the
+    engine reports them (a TFLite artifact is NHWC in and out, its names are onnx2tf's; an INT8-I/O file's
+    tensors carry their quantisation), not the exported ONNX graph's."""
+    for side in ("input", "output"):
+        real, block = meta.get(side), app.get(side)
+        if not isinstance(real, dict) or not isinstance(block, dict):
+            continue
+        for key in ("name", "shape", "dtype"):
+            if real.get(key) is not None:
+                block[key] = real[key]
+        layout = (meta.get("layout") or {}).get(side)
+        if layout:
+            block["layout"] = layout
+        if real.get("quantization"):
+            block["quantization"] = real["quantization"]
+    return app
 
 
 def _default_note(figures: dict[str, Any]) -> str:

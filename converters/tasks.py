@@ -19,7 +19,7 @@ the spec (:func:`task_for`), never the model's name:
 * ``every_precision``: the control check scores every artifact (detection: FP32 and FP16 too), not INT8 only.
 * ``reference_accuracy``: the PyTorch accuracy recorded in every artifact.
 * ``plain_node_names``: the ONNX export's node names without the leading ``/`` (the detector's FPN: onnx2tf).
-* ``app_metadata(spec)``: the block an app needs to run the artifact without edgepose (``None``: nothing
+* ``app_metadata(spec, input_kind)``: the block an app needs to run the artifact without edgepose (``None``: nothing
   beyond the pose metadata of before).
 """
 
@@ -32,6 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgepose.errors import EdgeposeError
+from edgepose.processing import INPUT_FLOAT, INPUT_UINT8
 from edgepose.spec import TASKS, ModelSpec
 
 from . import parity, transforms
@@ -50,7 +51,7 @@ class Task:
     tolerance: Callable[[str], dict[str, Any]]
     control: Callable[[ModelSpec, ControlOptions | None, list[str]], Any]
     reference_accuracy: Callable[[ModelSpec, Any, str], dict[str, Any] | None]
-    app_metadata: Callable[[ModelSpec], dict[str, Any] | None]
+    app_metadata: Callable[[ModelSpec, str], dict[str, Any] | None]  # (spec, the artifacts' input kind)
     every_precision: bool = False
     # the control images the check scores on without --control-size (None: the pose default, 100; 300 under
     # --max-drop)
@@ -105,7 +106,7 @@ register_task(Task(
     parity_frames=lambda spec, n: parity.synthetic_parity_crops(spec, n),
     parity_from=f"synthetic crops (seed {parity.PARITY_SEED})",
     compare=lambda ref, out, spec: parity.compare(ref, out), check=parity.check, tolerance=parity.tolerance_dict,
-    control=_pose_control, reference_accuracy=_pose_reference, app_metadata=lambda spec: None,
+    control=_pose_control, reference_accuracy=_pose_reference, app_metadata=lambda spec, input_kind: None,
 ))  # fmt: skip
 
 
@@ -161,18 +162,26 @@ def _detection_reference(spec: ModelSpec, torch_model: Any, sha: str) -> dict[st
     return cached_record(f"det1|{spec.name}|{sha}|{ann_sha}|{spec.score_threshold}", measure)
 
 
-def detection_app_metadata(spec: ModelSpec) -> dict[str, Any]:
-    """What an app needs to run a converted detector without edgepose: input, letterbox, output decoding."""
+def detection_app_metadata(spec: ModelSpec, input_kind: str = INPUT_FLOAT) -> dict[str, Any]:
+    """What an app needs to run a converted detector without edgepose: input, letterbox, output decoding.
+    ``input_kind``: the artifacts' input (``--input uint8``: the letterboxed frame's RGB bytes, NHWC, normalised
+    inside the model)."""
     from edgepose.detection import DETECTION_CHANNELS, STRIDE, pad_value
 
     from .export import INPUT_NAME, OUTPUT_NAME
 
     w, h = spec.input_size
+    if input_kind == INPUT_UINT8:
+        inp = {"name": INPUT_NAME, "width": w, "height": h, "shape": [1, h, w, 3], "layout": "NHWC", "color": "RGB",
+               "dtype": "uint8", "mean": list(spec.mean), "std": list(spec.std),
+               "normalise": "none here: the letterboxed frame's RGB bytes; (pixel - mean) / std is inside the model"}
+    else:
+        inp = {"name": INPUT_NAME, "width": w, "height": h, "shape": [1, 3, h, w], "layout": "NCHW", "color": "RGB",
+               "dtype": "float32", "mean": list(spec.mean), "std": list(spec.std),
+               "normalise": "(pixel - mean) / std per channel, pixels 0..255 RGB"}
     return {
         "task": "detection",
-        "input": {"name": INPUT_NAME, "width": w, "height": h, "shape": [1, 3, h, w], "layout": "NCHW",
-                  "color": "RGB", "dtype": "float32", "mean": list(spec.mean), "std": list(spec.std),
-                  "normalise": "(pixel - mean) / std per channel, pixels 0..255 RGB"},
+        "input": inp,
         "letterbox": {"pad_value": list(pad_value(spec)),
                       "rule": "s = min(W / w, H / h); resize to (round(w * s), round(h * s)) bilinear, each clamped "
                               "to 1..W / 1..H; place at dx = (W - nw) // 2, dy = (H - nh) // 2; the rest pad_value; "

@@ -224,7 +224,9 @@ class PoseTracker:
         engines, and hands to :meth:`step` (a frame the detector then skips wasted it off the loop's path)."""
         if self.boxes_for is not None or not hasattr(self.detector, "preprocess"):
             return None  # given boxes, or a detector that is one callable (it preprocesses inside)
-        return self.detector.preprocess(frame)
+        if isinstance(self.detector, PersonDetector):  # float, or uint8 bytes: what the detector's runtime takes
+            return self.detector.preprocess(frame, self.det_infer.input_kind)
+        return self.detector.preprocess(frame)  # a user layout's: its input read from the file
 
     def _detect(self, frame: np.ndarray, index: int, prepared: object | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(x1, y1, x2, y2 boxes, scores) of this frame's persons."""

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from .errors import EdgeposeError
-from .processing import normalize_pixels
+from .processing import INPUT_FLOAT, INPUT_UINT8, normalize_pixels
 from .spec import ModelSpec
 
 __all__ = [
@@ -214,6 +214,9 @@ class PersonDetector:
     score_threshold: float | None = None
     iou_threshold: float = 0.6
     top_k: int = 100
+    # what the model takes when the runtime does not say (a runtime's own ``input_kind`` wins in ``__call__``):
+    # normalised float NCHW, or the letterboxed frame's uint8 RGB bytes NHWC (``convert --input uint8``)
+    input_kind: str = INPUT_FLOAT
     _mean: np.ndarray = field(init=False, repr=False)
     _std: np.ndarray = field(init=False, repr=False)
 
@@ -225,9 +228,12 @@ class PersonDetector:
         self._mean = np.asarray(self.spec.mean, np.float32)
         self._std = np.asarray(self.spec.std, np.float32)
 
-    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        """RGB HWC uint8 -> ``[1, 3, H, W]`` float32 normalised, and the letterbox to undo."""
+    def preprocess(self, image: np.ndarray, input_kind: str | None = None) -> tuple[np.ndarray, Letterbox]:
+        """RGB HWC uint8 -> ``[1, 3, H, W]`` float32 normalised (or, for ``INPUT_UINT8``, the letterboxed frame
+        ``[1, H, W, 3]`` uint8 itself), and the letterbox to undo. ``input_kind``: default ``self.input_kind``."""
         boxed, lb = letterbox(image, self.spec.input_size, pad_value(self.spec))
+        if (input_kind or self.input_kind) == INPUT_UINT8:
+            return boxed[None], lb
         return normalize_pixels(boxed, self._mean, self._std), lb
 
     def decode(self, output: np.ndarray, lb: Letterbox) -> np.ndarray:
@@ -237,5 +243,5 @@ class PersonDetector:
         return nms(dets[(w > 0) & (h > 0)], self.iou_threshold)
 
     def __call__(self, infer, image: np.ndarray) -> np.ndarray:
-        x, lb = self.preprocess(image)
+        x, lb = self.preprocess(image, getattr(infer, "input_kind", None))  # a runtime says what it takes
         return self.decode(np.asarray(infer(x)), lb)

@@ -93,7 +93,8 @@ def my_decode(out: np.ndarray, app: dict, lb: tuple, image_size: tuple[int, int]
 
     dec, stride = app["decode"], app["output"]["stride"]
     w, h = app["input"]["width"], app["input"]["height"]
-    o = np.asarray(out, np.float32).reshape(app["output"]["shape"])[0]
+    o = np.asarray(out, np.float32).reshape(app["output"]["shape"])
+    o = (o.transpose(0, 3, 1, 2) if app["output"]["layout"] == "NHWC" else o)[0]  # the file's layout, as it says
     hm = o[0]
     peaks = (hm == maximum_filter(hm, size=3, mode="constant", cval=-np.inf)) & (hm >= dec["score_threshold"])
     ys, xs = np.nonzero(peaks)
@@ -130,25 +131,28 @@ def my_box_ap(gt: dict, per_image: dict[int, np.ndarray]) -> float:
     return float(ev.stats[0])
 
 
-def engine(path: Path):
-    """The artifact run by its engine's own Python API (no edgepose): x (1, 3, H, W) float32 -> the output."""
+def engine(path: Path, app: dict):
+    """The artifact run by its engine's own Python API (no edgepose), fed and read as its ``app`` block says:
+    x (1, 3, H, W) float32 -> the output in the file's own layout (the block's input and output by name)."""
+    nhwc = app["input"]["layout"] == "NHWC"
     if path.suffix == ".onnx":
         import onnxruntime as ort
 
         s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        name = s.get_inputs()[0].name
-        return lambda x: s.run(None, {name: x})[0]
+        return lambda x: s.run([app["output"]["name"]], {app["input"]["name"]: x})[0]
     if path.suffix == ".tflite":
         from ai_edge_litert.interpreter import Interpreter
 
         it = Interpreter(model_path=str(path))
         it.allocate_tensors()
-        i, o = it.get_input_details()[0], it.get_output_details()[0]
+        i = next(d for d in it.get_input_details() if d["name"] == app["input"]["name"])
+        o = next(d for d in it.get_output_details() if d["name"] == app["output"]["name"])
+        assert list(i["shape"]) == app["input"]["shape"] and list(o["shape"]) == app["output"]["shape"]
 
         def run(x):
-            it.set_tensor(i["index"], np.ascontiguousarray(x.transpose(0, 2, 3, 1)))  # onnx2tf: NHWC in and out
+            it.set_tensor(i["index"], np.ascontiguousarray(x.transpose(0, 2, 3, 1) if nhwc else x))
             it.invoke()
-            return it.get_tensor(o["index"]).transpose(0, 3, 1, 2)
+            return it.get_tensor(o["index"])
 
         return run
     import openvino as ov
@@ -193,10 +197,14 @@ def test_detector_artifacts_metadata_and_box_ap(det_dir, pytorch_run):
             app = meta["app"]
             assert meta["model"]["task"] == "detection" and app["task"] == "detection"
             assert (app["input"]["width"], app["input"]["height"]) == (320, 256)
-            assert app["input"]["layout"] == "NCHW" and app["input"]["color"] == "RGB"
+            nhwc = art.suffix == ".tflite"  # onnx2tf: NHWC in and out; the block names the file's own tensors
+            assert app["input"]["layout"] == ("NHWC" if nhwc else "NCHW") and app["input"]["color"] == "RGB"
+            assert app["input"]["shape"] == ([1, 256, 320, 3] if nhwc else [1, 3, 256, 320])
+            assert app["input"]["name"] == meta["input"]["name"] and app["output"]["name"] == meta["output"]["name"]
             assert app["input"]["mean"] == list(spec.mean) and app["input"]["std"] == list(spec.std)
             assert app["letterbox"]["pad_value"] == [round(m) for m in spec.mean]
-            assert app["output"]["shape"] == [1, 5, 64, 80] and app["output"]["stride"] == 4
+            assert app["output"]["shape"] == ([1, 64, 80, 5] if nhwc else [1, 5, 64, 80])
+            assert app["output"]["stride"] == 4 and app["output"]["layout"] == ("NHWC" if nhwc else "NCHW")
             assert app["output"]["channels"][0] == "centre_heatmap_sigmoid" and len(app["output"]["channels"]) == 5
             assert app["decode"]["score_threshold"] == spec.score_threshold and app["decode"]["nms_iou"] == 0.6
             t = meta["parity"]["task"]
@@ -230,7 +238,7 @@ def test_detector_artifacts_through_an_independent_decoder(det_dir, control_imag
     for art in [det_dir / f"{MODEL}_{p}{s}" for s in TARGETS.values() for p in ("fp32", "int8")]:
         meta = json.loads(Path(f"{art}.json").read_text())
         app = meta["app"]
-        run, rt = engine(art), load_runtime(art)
+        run, rt = engine(art, app), load_runtime(art)
         mine = {i: my_decode(run(x), app, lb, (f.shape[1], f.shape[0]))
                 for i, x, lb, f in zip(ids, inputs, lbs, frames)}  # fmt: skip
         for i, frame in list(zip(ids, frames))[:20]:
@@ -274,6 +282,39 @@ def test_run_and_inspect_take_a_converted_detector(det_dir, control_images, tmp_
                         "--num-crops", "2", "--top", "3"], cwd=REPO, capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "letterboxed synthetic scenes" in r.stdout or "holdout crops of default_detection" in r.stdout, r.stdout
+
+
+@pytest.mark.background("detconv")
+def test_a_uint8_input_detector_runs_where_the_float_one_does(det_dir, control_images, tmp_path):
+    """``convert --input uint8`` of the detector: its app block says what the file takes (the letterboxed frame's
+    RGB bytes, NHWC uint8), and PersonDetector over either runtime (the frame loop's reader-thread input too)
+    finds the boxes of the float artifact; ``predict --detector`` takes it."""
+    from edgepose.app import PoseTracker
+    from edgepose.cli import main
+    from edgepose.detection import PersonDetector
+    from edgepose.runtimes import load_runtime
+    from edgepose.spec import DEFAULT_MODEL, get_spec
+
+    out = tmp_path / "u8"
+    assert main(["convert", "--model", MODEL, "--target", "onnx", "--precision", "fp32", "--input", "uint8",
+                 "--control-size", "20", "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    u8 = out / f"{MODEL}_fp32_u8in.onnx"
+    app = json.loads(Path(f"{u8}.json").read_text())["app"]
+    assert (app["input"]["shape"], app["input"]["layout"], app["input"]["dtype"]) == ([1, 256, 320, 3], "NHWC",
+                                                                                       "uint8")  # fmt: skip
+    rt_u8, rt_f = load_runtime(u8, threads=1), load_runtime(det_dir / f"{MODEL}_fp32.onnx", threads=1)
+    det = PersonDetector(get_spec(MODEL), score_threshold=0.3)
+    _, images, frames, _, _ = control_images
+    for frame in frames[:4]:
+        a, b = det(rt_u8, frame), det(rt_f, frame)
+        assert len(a) == len(b) >= 1 and np.allclose(a, b, atol=0.05), (a, b)
+    tracker = PoseTracker(get_spec(DEFAULT_MODEL), lambda x: x, detector=det, detector_infer=rt_u8)
+    x, _ = tracker.prepare(frames[0])
+    assert x.dtype == np.uint8 and x.shape == (1, 256, 320, 3)
+    png = tmp_path / "p.png"
+    name = sorted(p.name for p in images.iterdir())[0]
+    assert main(["predict", str(images / name), "--detector", str(u8), "--out", str(png), "--threads", "1"]) == 0
+    assert png.is_file()
 
 
 def test_a_detector_artifact_is_recognised_by_its_metadata():

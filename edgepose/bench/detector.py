@@ -47,7 +47,7 @@ def _row(cfg: BenchConfig, spec: ModelSpec, path: Path | None, ann: Path, images
                 raise EdgeposeError(f"{path}: a {row_spec.task} model among the detector's artifacts")
         row["load_s"] = round(time.perf_counter() - t0, 3)
         det = PersonDetector(row_spec)
-        x, _ = det.preprocess(frame)
+        x, _ = det.preprocess(frame, getattr(rt, "input_kind", None))
         row.update(engine=rt.engine, precision=getattr(rt, "precision", "fp32") if path else "fp32",
                    precision_used=getattr(rt, "precision_used", None),
                    size_bytes=artifact_size(path) if path else None)  # fmt: skip
