@@ -420,9 +420,9 @@ def test_detector_input_made_on_the_reader_thread_changes_nothing(video, pose_on
     made_on = []
 
     class Watched(PersonDetector):
-        def preprocess(self, image):
+        def preprocess(self, image, input_kind=None):
             made_on.append(threading.current_thread() is threading.main_thread())
-            return super().preprocess(image)
+            return super().preprocess(image, input_kind)
 
     looped = []
     run_loop(tracker(Watched(det_spec, score_threshold=0.0)), open_source(str(path)), max_frames=7,
