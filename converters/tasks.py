@@ -171,17 +171,14 @@ def detection_app_metadata(spec: ModelSpec, input_kind: str = INPUT_FLOAT) -> di
     from .export import INPUT_NAME, OUTPUT_NAME
 
     w, h = spec.input_size
-    if input_kind == INPUT_UINT8:
-        inp = {"name": INPUT_NAME, "width": w, "height": h, "shape": [1, h, w, 3], "layout": "NHWC", "color": "RGB",
-               "dtype": "uint8", "mean": list(spec.mean), "std": list(spec.std),
-               "normalise": "none here: the letterboxed frame's RGB bytes; (pixel - mean) / std is inside the model"}
-    else:
-        inp = {"name": INPUT_NAME, "width": w, "height": h, "shape": [1, 3, h, w], "layout": "NCHW", "color": "RGB",
-               "dtype": "float32", "mean": list(spec.mean), "std": list(spec.std),
-               "normalise": "(pixel - mean) / std per channel, pixels 0..255 RGB"}
+    u8 = input_kind == INPUT_UINT8
     return {
         "task": "detection",
-        "input": inp,
+        "input": {"name": INPUT_NAME, "width": w, "height": h, "shape": [1, h, w, 3] if u8 else [1, 3, h, w],
+                  "layout": "NHWC" if u8 else "NCHW", "color": "RGB", "dtype": "uint8" if u8 else "float32",
+                  "mean": list(spec.mean), "std": list(spec.std),
+                  "normalise": "none here: the letterboxed frame's RGB bytes; (pixel - mean) / std is inside the model"
+                  if u8 else "(pixel - mean) / std per channel, pixels 0..255 RGB"},
         "letterbox": {"pad_value": list(pad_value(spec)),
                       "rule": "s = min(W / w, H / h); resize to (round(w * s), round(h * s)) bilinear, each clamped "
                               "to 1..W / 1..H; place at dx = (W - nw) // 2, dy = (H - nh) // 2; the rest pad_value; "

@@ -30,7 +30,6 @@ from edgepose.spec import ModelSpec
 from .control import CONFIRM_TOP, RANK_CROPS, ControlOptions, CropInputs, torch_infer
 
 METRIC = "box_AP"  # COCO box AP (IoU .50:.95), the detector's headline
-BOX_BUDGET = BOX_AP_BUDGET  # every detector artifact's box AP within 0.01 of PyTorch's (FP32, FP16 and INT8 alike)
 
 
 @dataclass
@@ -42,7 +41,7 @@ class BoxControlSet(CropInputs):
     letterboxes: list[Any]  # edgepose.detection.Letterbox of each frame
     images: list[int]  # COCO image ids, control order
     metric: str = METRIC
-    budget: float = BOX_BUDGET
+    budget: float = BOX_AP_BUDGET  # every detector artifact's, FP32, FP16 and INT8 alike
     batch_size: int = 16
     rank_crops: int = RANK_CROPS
     confirm_top: int = CONFIRM_TOP
@@ -132,4 +131,4 @@ def box_control_set(spec: ModelSpec, opts: ControlOptions | None) -> BoxControlS
                          confirm_top=opts.confirm_top, methods=dict(opts.methods))  # fmt: skip
 
 
-__all__ = ["BoxControlSet", "box_control_set", "METRIC", "BOX_BUDGET"]
+__all__ = ["BoxControlSet", "box_control_set", "METRIC"]

@@ -337,17 +337,25 @@ class RemoteRun:
             log.info("  %s| %s", self.target, line)
 
     # ---- 3. copy and verify
-    def choose_artifacts(self, probe: dict[str, Any]) -> list[str]:
-        """``.tflite`` always; another format only where its engine is importable on the remote."""
+    @staticmethod
+    def _runnable(items: dict[str, Any], probe: dict[str, Any]) -> tuple[list[str], list[tuple[str, str]]]:
+        """(the names whose engine is importable on the remote, (name, why not) for the others)."""
         engines = set(probe.get("engines") or [])
-        names = []
-        for name, files in self.payload.artifacts.items():
+        names, refused = [], []
+        for name, files in items.items():
             why = _no_engine_there(files[0][0], engines)
             if why is None:
                 names.append(name)
             else:
-                self.entry["skipped"].append({"artifact": name, "why": why})
-                self.entry["notes"].append(f"{name}: not sent ({why})")
+                refused.append((name, why))
+        return names, refused
+
+    def choose_artifacts(self, probe: dict[str, Any]) -> list[str]:
+        """``.tflite`` always; another format only where its engine is importable on the remote."""
+        names, refused = self._runnable(self.payload.artifacts, probe)
+        for name, why in refused:
+            self.entry["skipped"].append({"artifact": name, "why": why})
+            self.entry["notes"].append(f"{name}: not sent ({why})")
         if not names:
             raise RemoteError(f"{self.target}: none of the artifacts can run there (no engine importable)")
         return names
@@ -355,14 +363,8 @@ class RemoteRun:
     def choose_detectors(self, probe: dict[str, Any]) -> list[str]:
         """--frames: the detector artifacts whose engine runs there (a pose artifact without one there pairs
         with the PyTorch detector, and its frame row says so)."""
-        engines = set(probe.get("engines") or [])
-        names = []
-        for name, files in self.payload.detectors.items():
-            why = _no_engine_there(files[0][0], engines)
-            if why is None:
-                names.append(name)
-            else:
-                self.entry["notes"].append(f"{name}: detector not sent ({why})")
+        names, refused = self._runnable(self.payload.detectors, probe)
+        self.entry["notes"] += [f"{name}: detector not sent ({why})" for name, why in refused]
         return names
 
     def copy(self, names: list[str], probe: dict[str, Any]) -> None:
