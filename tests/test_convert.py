@@ -191,6 +191,30 @@ def test_onnx_fp16_artifact_computes_in_fp32_on_cpu(demo_artifacts, tmp_path):
     assert rt.precision == "fp16" and rt.precision_used == "fp32"
 
 
+def test_onnx_int8_runs_every_quantised_convolution_as_an_int8_kernel(demo_artifacts, tmp_path):
+    """In the graph ONNX Runtime's CPU provider really runs (its optimised graph, written back), every convolution
+    of the INT8 artifact but the float ones its metadata names is a fused int8 QLinearConv: none is left in float
+    between Q/DQ pairs (with int8 activations, the 15 beside the residual connections were)."""
+    import onnx
+    import onnxruntime as ort
+
+    path = demo_artifacts / "demo_coco_256x192_int8.onnx"
+    meta = json.loads(path.with_name(path.name + ".json").read_text())
+    floats = meta["conversion"]["float_nodes"]
+    convs = [n for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"]
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    so.log_severity_level = 3
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    ran = onnx.load(str(tmp_path / "optimised.onnx")).graph.node
+    fused = [n for n in ran if n.op_type == "QLinearConv"]
+    float_convs = [n for n in ran if n.op_type == "Conv"]  # the default domain's and the NCHWc float kernel's
+    assert len(floats) == 1 and len(convs) > 50
+    assert len(fused) == len(convs) - len(floats), (len(fused), len(convs))
+    assert len(float_convs) == len(floats), [n.name for n in float_convs]
+    assert meta["conversion"]["activations"] == "uint8 asymmetric"
+
+
 def _spec_dict():
     from edgepose.spec import DEFAULT_MODEL, get_spec
 

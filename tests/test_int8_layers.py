@@ -71,9 +71,11 @@ def test_layer_report_matches_hand_computed_snr(quantized):
     assert set(layers) == {"conv1", "conv2"}
     assert layers["conv1"].int8 and not layers["conv2"].int8 and layers["conv2"].upstream == ["conv1"]
 
-    init = {i.name: numpy_helper.to_array(i).astype(np.float64) for i in onnx.load(str(q)).graph.initializer}
+    raw = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(q)).graph.initializer}
+    init = {k: v.astype(np.float64) for k, v in raw.items()}
+    act = np.iinfo(raw["input_zero_point"].dtype)  # the activations' integer type, as the file declares it
 
-    def qdq(v, scale, zp, lo=-128, hi=127):
+    def qdq(v, scale, zp, lo=act.min, hi=act.max):
         return (np.clip(np.round(v / scale) + zp, lo, hi) - zp) * scale
 
     xq = qdq(x.astype(np.float64), init["input_scale"], init["input_zero_point"])

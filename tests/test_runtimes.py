@@ -64,6 +64,23 @@ def test_onnxruntime_dynamic_batch_and_metadata(tmp_path):
     np.testing.assert_allclose(rt(x), expected(x), rtol=1e-6, atol=1e-6)
 
 
+def test_onnxruntime_threads_stop_spinning_after_a_call_unless_told(tmp_path):
+    """Sessions ask ONNX Runtime to stop their threads' spinning when a call returns (two sessions called in turn
+    spun against each other, ~2x slower: benchmarks/ort_sessions.py); ``stop_spinning=False`` leaves ONNX
+    Runtime's default; the outputs are the same either way and info() says which ran."""
+    pytest.importorskip("onnxruntime")
+    path = _onnx_model(tmp_path / "m.onnx", batch="N")
+    stop, spin = load_runtime(path, threads=2), load_runtime(path, threads=2, stop_spinning=False)
+    key = "session.force_spinning_stop"
+    assert stop.session.get_session_options().get_session_config_entry(key) == "1"
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # not set: ONNX Runtime's default
+        spin.session.get_session_options().get_session_config_entry(key)
+    assert stop.info()["stop_spinning"] is True and spin.info()["stop_spinning"] is False
+    x = _x(4)
+    np.testing.assert_array_equal(stop(x), spin(x))
+    np.testing.assert_allclose(stop(x), expected(x), rtol=1e-6, atol=1e-6)
+
+
 def _uint8_onnx_model(path):
     """uint8 NHWC in -> Cast -> Transpose to NCHW -> the affine map (an ``--input uint8`` artifact in small)."""
     onnx = pytest.importorskip("onnx")

@@ -2,10 +2,18 @@
 (``quantize_static``, :mod:`.convert`) and every mixed-precision candidate (``QDQQuantizer``, :mod:`.mixed`)
 take them from here, so that with no layer excluded the two give the same model (a test checks it).
 
-QDQ format, per-channel symmetric int8 weights, asymmetric int8 activations, MinMax calibration; the final 1x1
+QDQ format, per-channel symmetric int8 weights, asymmetric uint8 activations, MinMax calibration; the final 1x1
 conv (K heatmaps out) stays float: heatmap peaks need the resolution, it costs ~0.3 % of the MACs, and ONNX
 Runtime 1.23's fused int8 kernel for it (QLinearConv, K=17) returned wrong values at every 16th column of the
 last channel on this AVX-512 machine (SNR 20 dB instead of 58 dB).
+
+Activations are uint8, not int8: the same 256-level asymmetric grid (a zero point of its own), but ONNX Runtime's
+x86 CPU provider fuses a convolution into its int8 kernel (QLinearConv) with uint8 activations; int8 Q/DQ pairs are
+first rewritten to uint8 by a graph pass (QDQS8ToU8Transformer), which left the pairs at the ten residual
+connections (one DequantizeLinear feeding the next block's conv and the Add) in int8, and the 15 convolutions
+beside them ran in float between Q/DQ pairs (seen in ONNX Runtime's profile and its optimised graph). The demo
+model's INT8 ONNX, 2 threads, ONNX Runtime 1.23 on AVX-512 VNNI: 12.1 ms with int8 activations, 9.8 ms with
+uint8, 6.5 ms with uint8 and the head's 2x2 form (benchmarks/head_forms.py).
 """
 
 from __future__ import annotations
@@ -21,15 +29,15 @@ PER_CHANNEL = True
 REDUCE_RANGE = False
 EXTRA_OPTIONS = {"ActivationSymmetric": False, "WeightSymmetric": True}
 # what the metadata says of these settings (``conversion`` of the INT8 artifact)
-DETAILS = {"format": "QDQ", "per_channel": PER_CHANNEL, "activations": "int8 asymmetric",
+DETAILS = {"format": "QDQ", "per_channel": PER_CHANNEL, "activations": "uint8 asymmetric",
            "weights": "int8 symmetric", "calibration": "MinMax"}  # fmt: skip
 
 
 def quant_types() -> tuple[Any, Any]:
-    """(weight type, activation type): ``QuantType.QInt8`` both."""
+    """(weight type, activation type): ``QuantType.QInt8`` weights, ``QuantType.QUInt8`` activations (module doc)."""
     from onnxruntime.quantization import QuantType
 
-    return QuantType.QInt8, QuantType.QInt8
+    return QuantType.QInt8, QuantType.QUInt8
 
 
 def calibration_method() -> Any:

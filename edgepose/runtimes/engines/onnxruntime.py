@@ -21,6 +21,19 @@ _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(
 class OnnxRuntimeOptions(RuntimeOptions):
     graph_optimization: str = "all"  # "all", "basic" or "disable"
     providers: list | None = None  # explicit execution providers, asked for as given
+    # the intra-op threads stop spinning when a call returns (ONNX Runtime's session.force_spinning_stop); False:
+    # they spin on for a while, as ONNX Runtime's default does
+    stop_spinning: bool = True
+
+
+# Why stop_spinning: ONNX Runtime gives every session its own intra-op thread pool, whose threads spin for a while
+# after a call returns. Two sessions called in turn (the frame loop's detector and pose model) then compete: the
+# first one's threads still spin on the cores while the second computes. Measured on this 2-core VM (INT8 pose
+# model and detector, 2 threads each, called in turn; benchmarks/ort_sessions.py): detector 4.1 -> 9.6 ms and
+# pose 6.5 -> 12.2 ms against each alone; with the spinning stopped after each call 4.8 / 6.7 ms, and each alone
+# unchanged (spinning off altogether, session.intra_op.allow_spinning=0, cost 26 % alone; ONNX Runtime's
+# process-wide pool helps as much but, once made, every later session of the process must use it, ONNX Runtime's
+# own quantisation tools' included).
 
 
 @register_runtime
@@ -89,6 +102,8 @@ class OnnxRuntime(Runtime):
         if self.threads:
             so.intra_op_num_threads = int(self.threads)
             so.inter_op_num_threads = 1
+        if self.options.stop_spinning:
+            so.add_session_config_entry("session.force_spinning_stop", "1")
         level = self.options.graph_optimization
         if level not in ("all", "basic", "disable"):
             raise EdgeposeError(f"graph_optimization {level!r}: choose all, basic or disable")
@@ -162,6 +177,7 @@ class OnnxRuntime(Runtime):
 
     def info(self) -> dict[str, Any]:
         d = super().info()
-        d.update(version=self._ort.__version__, providers=self.session.get_providers())
+        d.update(version=self._ort.__version__, providers=self.session.get_providers(),
+                 stop_spinning=bool(self.options.stop_spinning))  # fmt: skip
         d.update(self.choice.info())
         return d
