@@ -7,14 +7,15 @@ from . import convert, graph, mixed
 from .settings import RANGES
 
 # The head form ``--head auto`` exports per precision (converters/transforms.py), chosen by
-# benchmarks/head_forms.py (2026-12-06, 2 threads): INT8 with the 2x2 form 3.3x faster than with ConvTranspose
-# (which ONNX Runtime keeps in float between Q/DQ pairs) and 1.36x faster than with the 3x3 form, which won
-# before the activations were uint8 (.settings: with int8 activations 15 of the backbone's convolutions ran in
-# float, and the 3x3 form's one operator per block paid off); heatmap SNR 19 -> 28 dB. FP32 and FP16 keep the
-# original head: earlier runs put the rewrites within a few % of it, but they timed sessions whose threads spun
-# against each other (runtimes/engines/onnxruntime.py, stop_spinning); the two runs of 2026-12-06 gave the 2x2
-# form 1.21-1.23x (FP32) and 1.02-1.03x (FP16): FP32 is a candidate, not yet switched.
-HEAD_FORMS = {"fp32": "deconv", "fp16": "deconv", "int8": "subpixel2x2"}
+# benchmarks/head_forms.py (2026-12-06, 2 threads, two runs): INT8 with the 2x2 form 3.3x faster than with
+# ConvTranspose (which ONNX Runtime keeps in float between Q/DQ pairs) and 1.36x faster than with the 3x3 form,
+# which won before the activations were uint8 (.settings: with int8 activations 15 of the backbone's
+# convolutions ran in float, and the 3x3 form's one operator per block paid off); heatmap SNR 19 -> 28 dB.
+# FP32 with the 2x2 form 1.21-1.23x (earlier runs had put every rewrite within a few % of the original head,
+# but they timed sessions whose threads spun against each other: runtimes/engines/onnxruntime.py,
+# stop_spinning). FP16 keeps the original head: 1.02-1.03x on the CPU provider, which runs it in float32 anyway;
+# the file is for GPU providers, where no form has been measured.
+HEAD_FORMS = {"fp32": "subpixel2x2", "fp16": "deconv", "int8": "subpixel2x2"}
 
 register_target("onnx", ".onnx", ("fp32", "fp16", "int8"), requires=("onnx", "onnxruntime"),
                 embed=convert.embed_onnx, head_forms=HEAD_FORMS, mixed=mixed.mixed,
