@@ -242,6 +242,9 @@ def main() -> None:
     from edgepose.models import load_model
     from edgepose.spec import get_spec
 
+    # the recorded results, read before this run saves anything (the demo case is saved as soon as it is done)
+    recorded = json.loads((RESULTS / "int8_control.json").read_text()) if (
+        RESULTS / "int8_control.json").is_file() else {}  # fmt: skip
     doc = {"model": MODEL, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "control_size":
            args.control_size, "load_start": round(os.getloadavg()[0], 2), "cases": {}}  # fmt: skip
     m = machine()
@@ -264,8 +267,8 @@ def main() -> None:
             doc["cases"]["demo"] = {"what": "Bundled calibration set (128 crops of the synthetic train split, 100 "
                                     "used), `--max-drop 0.0003`.", **demo}  # fmt: skip
             save(doc)  # each case as soon as it is done: a long hard case does not lose the demo's
-        elif (RESULTS / "int8_control.json").is_file():  # keep the recorded demo case, said with its date
-            old = json.loads((RESULTS / "int8_control.json").read_text())
+        elif recorded:  # keep the recorded demo case, said with its date
+            old = recorded
             if "demo" in old.get("cases", {}) and old.get("control_size") == args.control_size:
                 doc["cases"]["demo"] = {**old["cases"]["demo"], "recorded": old["date"],
                                         "load": [old.get("load_start"), old.get("load_end")]}  # fmt: skip
@@ -279,8 +282,7 @@ def main() -> None:
             runs += [] if args.skip_nncf else [("openvino", "nncf")]
             if args.hard_only:  # re-run these; the other rows come from the recorded results, said with their date
                 want = set(args.hard_only.split(","))
-                old = json.loads((RESULTS / "int8_control.json").read_text()) if (
-                    RESULTS / "int8_control.json").is_file() else {}  # fmt: skip
+                old = recorded
                 kept = [r for r in (old.get("cases", {}).get("hard") or {}).get("rows", [])
                         if _run_key(r) not in want]  # fmt: skip
                 hard["rows"] += [{**r, "recorded": r.get("recorded") or old["date"]} for r in kept]
