@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SAMPLES = SHARED / "data" / "mmpose_samples"
 KEYS_FILE = SHARED / "reference" / "mmpose-mobilenetv2-keys.txt"
+
+
+def sigint_as_default() -> None:
+    """``preexec_fn`` of a child a test sends SIGINT: the default disposition, so that Python in it turns SIGINT into
+    KeyboardInterrupt whatever this process inherited (a shell starts background jobs with SIGINT ignored, and
+    every child inherits that: the Ctrl-C tests then saw runs end normally)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def require(path: Path) -> Path:

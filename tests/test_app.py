@@ -32,6 +32,8 @@ from edgepose.processing import TopDownPipeline
 from edgepose.spec import DATASETS, DEFAULT_MODEL, get_spec
 from edgepose.synthetic import generate_video, render_video
 
+from .helpers import sigint_as_default
+
 FRAMES = 24
 DETECTOR_ASSET = Path(__file__).resolve().parents[1] / "edgepose" / "assets" / "demo_person_detector.pth"
 
@@ -273,7 +275,8 @@ def test_run_interrupted_leaves_a_playable_video(video, pose_onnx, tmp_path, sig
     p = subprocess.Popen([sys.executable, "-m", "edgepose", "run", str(long_video / "video.mp4"), "--artifact",
                           str(pose_onnx), "--boxes", str(long_video / "annotations.json"), "--out", str(out),
                           "--jsonl", str(jl), "--threads", "1", "--quiet"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=sigint_as_default)  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline and (not jl.exists() or jl.read_text().count("\n") < 4):
         time.sleep(0.1)

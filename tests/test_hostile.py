@@ -27,6 +27,8 @@ import pytest
 
 from edgepose.cli import main
 
+from .helpers import sigint_as_default
+
 STEM = "demo_coco_256x192"
 
 
@@ -766,7 +768,7 @@ def test_an_interrupted_bench_writes_the_rows_that_finished(env, tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-m", "edgepose", "bench", "--no-reference", "--no-accuracy", "--runs",
                              "100", "--warmup", "0", "--threads", "1", "--json", str(js), "--markdown", str(md),
                              "--artifacts", *arts], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TMPDIR": str(tmp)})  # fmt: skip
+                            env={**os.environ, "TMPDIR": str(tmp)}, preexec_fn=sigint_as_default)  # fmt: skip
     said: list[str] = []
     first = f"bench: [1/3] {Path(arts[0]).name}: p50 "
     for line in proc.stderr:  # the first row's summary line: it has finished and is in the report

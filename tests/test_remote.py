@@ -25,7 +25,7 @@ from edgepose.bench.remote.ssh import Ssh, parse_target
 from edgepose.errors import EdgeposeError
 
 from . import sshd as sshd_mod
-from .helpers import REPO
+from .helpers import REPO, sigint_as_default
 
 MODEL = "demo_coco_256x192"
 FAST = ["--runs", "3", "--warmup", "1", "--threads", "1"]
@@ -350,7 +350,8 @@ def _start_and_wait_for_remote_pid(sshd, arts, rdir: Path, out: Path) -> tuple[s
     proc = subprocess.Popen([sys.executable, "-m", "edgepose", "bench", *CHEAP[:-6], "--runs", "3", "--warmup", "1",
                              "--threads", "1", "--artifacts", str(arts / f"{MODEL}_int8.tflite"), "--json", str(out),
                              "--quiet", "--remote", sshd.alias, *remote_args(sshd, rdir)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_default)  # fmt: skip
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         pids = [p for d in run_dirs(rdir) if (p := d / "pid").is_file() and p.read_text().strip()]

@@ -12,8 +12,8 @@ x86 CPU provider fuses a convolution into its int8 kernel (QLinearConv) with uin
 first rewritten to uint8 by a graph pass (QDQS8ToU8Transformer), which left the pairs at the ten residual
 connections (one DequantizeLinear feeding the next block's conv and the Add) in int8, and the 15 convolutions
 beside them ran in float between Q/DQ pairs (seen in ONNX Runtime's profile and its optimised graph). The demo
-model's INT8 ONNX, 2 threads, ONNX Runtime 1.23 on AVX-512 VNNI: 12.1 ms with int8 activations, 9.8 ms with
-uint8, 6.5 ms with uint8 and the head's 2x2 form (benchmarks/head_forms.py).
+model's INT8 ONNX alone, 2 threads, ONNX Runtime 1.23 on AVX-512 VNNI: 12.1 ms with int8 activations, 9.8 ms
+with uint8, 6.5 ms with uint8 and the head's 2x2 form (8.1 ms in benchmarks/head_forms.py's interleaved run).
 """
 
 from __future__ import annotations
