@@ -268,10 +268,9 @@ def main() -> None:
                                     "used), `--max-drop 0.0003`.", **demo}  # fmt: skip
             save(doc)  # each case as soon as it is done: a long hard case does not lose the demo's
         elif recorded:  # keep the recorded demo case, said with its date
-            old = recorded
-            if "demo" in old.get("cases", {}) and old.get("control_size") == args.control_size:
-                doc["cases"]["demo"] = {**old["cases"]["demo"], "recorded": old["date"],
-                                        "load": [old.get("load_start"), old.get("load_end")]}  # fmt: skip
+            if "demo" in recorded.get("cases", {}) and recorded.get("control_size") == args.control_size:
+                doc["cases"]["demo"] = {**recorded["cases"]["demo"], "recorded": recorded["date"],
+                                        "load": [recorded.get("load_start"), recorded.get("load_end")]}  # fmt: skip
         if not args.skip_hard and (SAMPLES / "test_coco.json").is_file():
             calib = poor_set(work / "poor.npz", args.darken)
             hard = doc["cases"]["hard"] = {
@@ -282,10 +281,9 @@ def main() -> None:
             runs += [] if args.skip_nncf else [("openvino", "nncf")]
             if args.hard_only:  # re-run these; the other rows come from the recorded results, said with their date
                 want = set(args.hard_only.split(","))
-                old = recorded
-                kept = [r for r in (old.get("cases", {}).get("hard") or {}).get("rows", [])
+                kept = [r for r in (recorded.get("cases", {}).get("hard") or {}).get("rows", [])
                         if _run_key(r) not in want]  # fmt: skip
-                hard["rows"] += [{**r, "recorded": r.get("recorded") or old["date"]} for r in kept]
+                hard["rows"] += [{**r, "recorded": r.get("recorded") or recorded["date"]} for r in kept]
                 runs = [(t, m) for t, m in runs if (t if m == "search" else f"{t}-{m}") in want]
             plains: dict[str, dict] = {}
             for target, method in runs:  # one target at a time, saved as it finishes

@@ -43,8 +43,9 @@ def measure(pose_path: Path, det_path: Path, threads: int, stop: bool, runs: int
     rng = np.random.default_rng(0)
     xp = rng.standard_normal((1, 3, *pose.session.get_inputs()[0].shape[2:])).astype(np.float32)
     xd = rng.standard_normal((1, 3, *det.session.get_inputs()[0].shape[2:])).astype(np.float32)
-    for _ in range(5):
-        det(xd), pose(xp)
+    for _ in range(5):  # warm-up, in turn
+        det(xd)
+        pose(xp)
     alone_pose, alone_det = _median_ms(lambda: pose(xp), runs), _median_ms(lambda: det(xd), runs)
     turn_det, turn_pose = [], []
     for _ in range(runs):
